@@ -1,0 +1,1 @@
+"""Command-line entry points. Commands parse arguments and hand off; no logic here."""

@@ -1,0 +1,45 @@
+"""``enclave serve``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from enclave.config import Settings, apply_overrides
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the gateway (and the embedded engine)")
+    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8000)")
+    parser.add_argument("--model", help="engine model: a prepared name or a .gguf path")
+    parser.add_argument(
+        "--served-model-name", action="append", help="public name of the engine model (repeat)"
+    )
+    parser.add_argument("--threads", type=int, help="engine threads (default: one per core)")
+    parser.add_argument("--ctx-size", type=int, help="engine context, shared by its slots")
+    parser.add_argument("--parallel", type=int, help="engine slots (concurrent requests)")
+    parser.add_argument("--no-engine", action="store_true", help="serve remote upstreams only")
+    parser.add_argument("--log-level", help="debug, info, warning, error")
+    parser.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.gateway.serve import serve
+
+    settings = apply_overrides(
+        settings,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        **{
+            "engine.model": args.model,
+            "engine.served_model_names": args.served_model_name,
+            "engine.threads": args.threads,
+            "engine.ctx_size": args.ctx_size,
+            "engine.parallel": args.parallel,
+            "engine.enabled": False if args.no_engine else None,
+        },
+    )
+    serve(settings)
+    return 0

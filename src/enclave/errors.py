@@ -1,0 +1,119 @@
+"""The one exception tree of enclave.
+
+Code raises these; the gateway maps them to HTTP in one place
+(``enclave.gateway.errors``) and the CLIs print them as one line.
+
+    EnclaveError                       500 internal_error
+    ├── InvalidRequest                 400 invalid_request_error
+    │   └── ContextLengthExceeded      400 invalid_request_error / context_length_exceeded
+    ├── AuthenticationFailed           401 authentication_error
+    ├── ModelNotFound                  404 invalid_request_error / model_not_found
+    ├── PayloadTooLarge                413 invalid_request_error / payload_too_large
+    ├── ServiceUnavailable             503 service_unavailable (carries Retry-After)
+    │   └── EngineLoading              503 engine_loading
+    ├── UpstreamError                  502 upstream_error
+    │   ├── UpstreamTimeout            504 upstream_timeout
+    │   └── UpstreamStatusError        the upstream's own 4xx (5xx become 502), passed on
+    ├── ConfigError                    bad settings file or values (CLI only)
+    └── ModelFileError                 model files: missing chunks, checksum mismatch
+"""
+
+from __future__ import annotations
+
+
+class EnclaveError(Exception):
+    """Base of every error enclave raises on purpose."""
+
+    status: int = 500
+    type: str = "internal_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error (e.g. ``Retry-After``)."""
+        return {}
+
+
+class InvalidRequest(EnclaveError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class AuthenticationFailed(EnclaveError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(EnclaveError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(EnclaveError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class ServiceUnavailable(EnclaveError):
+    status = 503
+    type = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class EngineLoading(ServiceUnavailable):
+    code = "engine_loading"
+
+
+class UpstreamError(EnclaveError):
+    """The upstream could not be reached or broke the protocol."""
+
+    status = 502
+    type = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "upstream_timeout"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; we pass its status and message on."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        self.type = type or ("invalid_request_error" if status < 500 else "upstream_error")
+        self.code = code
+
+
+class ConfigError(EnclaveError):
+    type = "config_error"
+
+
+class ModelFileError(EnclaveError):
+    type = "model_file_error"

@@ -1,0 +1,58 @@
+"""Run the gateway under uvicorn: logging, the engine's model file, then serve."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from enclave.config import Settings
+
+
+def setup_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    access = logging.FileHandler(settings.logs_dir / "access.log", encoding="utf-8")
+    access.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("enclave.access").addHandler(access)
+
+
+def engine_model(settings: Settings) -> Path | None:
+    """The GGUF file for the embedded engine, preparing a bundled model when needed."""
+    if not settings.engine.enabled:
+        return None
+    from enclave.cli.progress import ProgressBar
+    from enclave.engine.modelfiles import ModelStore
+
+    store = ModelStore(settings.models_dir)
+    name = settings.engine.model
+    if store.is_bundled(name):
+        with ProgressBar(f"preparing {name}") as progress:
+            return store.prepare(name, progress=progress).path
+    return store.resolve(name)
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from enclave.gateway.app import create_app
+
+    setup_logging(settings)
+    app = create_app(settings, engine_model=engine_model(settings))
+    logging.getLogger("enclave.gateway").info(
+        "enclave listening on http://%s:%s", settings.host, settings.port
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # enclave writes its own structured line per request
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,123 @@
+"""The one Server-Sent Events encoder and decoder, shared by gateway, ask and bench.
+
+Only what the OpenAI streaming protocol uses: ``data:`` lines (several join with
+``\\n``), an optional ``event:`` name, comments (``:`` lines) ignored, events
+separated by a blank line, ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+DONE_DATA = "[DONE]"
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    data: str
+    event: str | None = None
+
+    @property
+    def is_done(self) -> bool:
+        return self.data == DONE_DATA
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def encode(data: str | bytes, event: str | None = None) -> bytes:
+    """One event. Multi-line data becomes several ``data:`` lines."""
+    raw = data.encode() if isinstance(data, str) else data
+    head = f"event: {event}\n".encode() if event else b""
+    if b"\n" in raw or b"\r" in raw:
+        lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        return head + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+    return head + b"data: " + raw + b"\n\n"
+
+
+def encode_json(obj: Any) -> bytes:
+    return encode(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+
+class Decoder:
+    """Incremental decoder: feed it bytes as they arrive, get whole events back."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event: str | None = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer += chunk
+        events: list[Event] = []
+        while True:
+            line, sep, rest = self._next_line(self._buffer)
+            if not sep:
+                return events
+            self._buffer = rest
+            event = self._line(line.decode("utf-8"))
+            if event is not None:
+                events.append(event)
+
+    def flush(self) -> list[Event]:
+        """Whatever is pending when the stream ends without a final blank line."""
+        events = self.feed(b"\n") if self._buffer else []
+        if self._data:
+            events.append(Event("\n".join(self._data), self._event))
+            self._data, self._event = [], None
+        return events
+
+    @staticmethod
+    def _next_line(buffer: bytes) -> tuple[bytes, bytes, bytes]:
+        cut = -1
+        for sep in (b"\n", b"\r"):
+            at = buffer.find(sep)
+            if at != -1 and (cut == -1 or at < cut):
+                cut = at
+        if cut == -1:
+            return buffer, b"", b""
+        # A lone '\r' at the very end may be the first half of '\r\n'.
+        if buffer[cut : cut + 1] == b"\r":
+            if cut + 1 == len(buffer):
+                return buffer, b"", b""
+            if buffer[cut + 1 : cut + 2] == b"\n":
+                return buffer[:cut], b"\r\n", buffer[cut + 2 :]
+        return buffer[:cut], buffer[cut : cut + 1], buffer[cut + 1 :]
+
+    def _line(self, line: str) -> Event | None:
+        if not line:
+            if not self._data:
+                self._event = None
+                return None
+            event = Event("\n".join(self._data), self._event)
+            self._data, self._event = [], None
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        return None
+
+
+def decode(chunks: Iterable[bytes]) -> Iterator[Event]:
+    decoder = Decoder()
+    for chunk in chunks:
+        yield from decoder.feed(chunk)
+    yield from decoder.flush()
+
+
+async def adecode(chunks: AsyncIterable[bytes]) -> AsyncIterator[Event]:
+    decoder = Decoder()
+    async for chunk in chunks:
+        for event in decoder.feed(chunk):
+            yield event
+    for event in decoder.flush():
+        yield event

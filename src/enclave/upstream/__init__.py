@@ -1,0 +1,15 @@
+"""Upstreams: anything that speaks the OpenAI protocol (vLLM, llama.cpp, Ollama, our engine)."""
+
+from enclave.upstream.base import ChatStream, Readiness, Upstream, UpstreamState
+from enclave.upstream.http import HTTPUpstream
+from enclave.upstream.registry import Registry, Route
+
+__all__ = [
+    "ChatStream",
+    "HTTPUpstream",
+    "Readiness",
+    "Registry",
+    "Route",
+    "Upstream",
+    "UpstreamState",
+]

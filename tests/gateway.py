@@ -1,0 +1,53 @@
+"""Start the real ``enclave serve`` for tests, on a free loopback port."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fakes.procs import RunningProcess, free_port, run_process
+
+ENCLAVE = str(Path(sys.executable).parent / "enclave")
+ASK = str(Path(sys.executable).parent / "ask")
+
+
+@dataclass
+class Gateway:
+    url: str  # http://127.0.0.1:P
+    running: RunningProcess
+    home: Path
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def log(self) -> str:
+        return self.running.log.read_text(errors="replace")
+
+
+@contextmanager
+def run_gateway(
+    home: Path,
+    config: Mapping[str, Any],
+    *,
+    args: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+    health: str = "/health",
+    timeout: float = 60.0,
+) -> Iterator[Gateway]:
+    """``enclave --config FILE serve`` with ``config`` written to FILE; ENCLAVE_HOME=home."""
+    port = free_port()
+    path = home / "enclave.yaml"
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"port": port, **config}))
+    cmd = [ENCLAVE, "--config", str(path), "serve", *args]
+    full_env = {"ENCLAVE_HOME": str(home), **(env or {})}
+    url = f"http://127.0.0.1:{port}"
+    with run_process(cmd, full_env, url + health, timeout) as running:
+        yield Gateway(url, running, home)
