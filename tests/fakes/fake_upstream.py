@@ -6,9 +6,11 @@ Run it as its own process (``tests/fakes/procs.py`` does this for tests)::
 
 The reply is built from the request so that a test can check what arrived::
 
-    echo: <last user message text> images=<N> texts=<M> t1 t2 ...
+    echo: <last user message text> images=<N> texts=<M> t<k> t<k+1> ...
 
-one word per stream chunk, padded or cut to ``max_tokens`` (or ``--tokens``).
+(N image parts and M text parts over all messages; ``t<k>`` pads it), one word per
+stream chunk, padded or cut to exactly ``max_tokens`` (or ``--tokens``) words.
+``--error-after N`` ends streams with an error event after N tokens.
 Without ``--vision`` an image part is refused with 400, like a text-only vLLM model.
 Unknown request fields come back, sorted and comma-separated, in ``x-fake-extras``.
 ``GET /_fake/stats`` tells how many chat requests came, completed, or were cancelled
@@ -58,6 +60,7 @@ class Options:
     context_length: int = 4096
     api_key: str | None = None
     fail_status: int | None = None
+    error_after: int | None = None
 
 
 @dataclass
@@ -240,6 +243,11 @@ def chunk(body: dict[str, Any], cid: str, delta: dict[str, Any], finish: str | N
     )
 
 
+def error_event() -> bytes:
+    error = {"message": "scripted mid-stream failure", "type": "internal_error", "code": None}
+    return encode_json({"error": {**error, "param": None}})
+
+
 def usage_chunk(body: dict[str, Any], cid: str, reply: Reply) -> bytes:
     return encode_json(
         {
@@ -341,6 +349,9 @@ class FakeUpstream:
         yield chunk(body, cid, {"role": "assistant", "content": ""}, None)
         await asyncio.sleep(self.options.ttft_ms / 1000)
         for index, piece in enumerate(reply.pieces):
+            if index == self.options.error_after:
+                yield error_event()
+                return
             if index:
                 await asyncio.sleep(self.options.itl_ms / 1000)
             yield chunk(body, cid, {"content": piece}, None)
@@ -423,7 +434,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[int, Options]:
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--context-length", type=int, default=4096)
     parser.add_argument("--api-key")
-    parser.add_argument("--fail-status", type=int)
+    parser.add_argument("--fail-status", type=int, help="every chat call fails with it")
+    parser.add_argument("--error-after", type=int, help="an error event after N tokens")
     args = parser.parse_args(argv)
     options = Options(
         models=tuple(name.strip() for name in args.models.split(",") if name.strip()),
@@ -434,6 +446,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[int, Options]:
         context_length=args.context_length,
         api_key=args.api_key,
         fail_status=args.fail_status,
+        error_after=args.error_after,
     )
     return args.port, options
 

@@ -166,6 +166,7 @@ def fake_upstream_args(
     context_length: int = 4096,
     api_key: str | None = None,
     fail_status: int | None = None,
+    error_after: int | None = None,
 ) -> list[str]:
     """The command line that starts the fake upstream with these options."""
     args = [sys.executable, "-m", "tests.fakes.fake_upstream", "--port", str(port)]
@@ -175,6 +176,7 @@ def fake_upstream_args(
     args += ["--vision"] if vision else []
     args += ["--api-key", api_key] if api_key is not None else []
     args += ["--fail-status", str(fail_status)] if fail_status is not None else []
+    args += ["--error-after", str(error_after)] if error_after is not None else []
     return args
 
 

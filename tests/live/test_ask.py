@@ -26,6 +26,7 @@ def run_ask(
     full_env = {**clean, "ENCLAVE_URL": url, "ENCLAVE_MODEL": MODEL, **env}
     return subprocess.run(
         [str(ASK), *args],
+        check=False,
         input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
@@ -143,6 +144,13 @@ def test_server_error_status(fake: FakeUpstream) -> None:
     with run_fake_upstream(fail_status=500) as failing:
         result = run_ask("hi", url=failing.root)
     assert_one_line_error(result, "ask: 500: scripted failure", 1)
+
+
+def test_error_event_mid_stream() -> None:
+    with run_fake_upstream(error_after=3) as breaking:
+        result = run_ask("one", "two", "three", url=breaking.root)
+    assert_one_line_error(result, "ask: scripted mid-stream failure", 1)
+    assert result.stdout == "echo: one two\n"
 
 
 def test_missing_image(url: str, tmp_path: Path) -> None:

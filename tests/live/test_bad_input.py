@@ -146,5 +146,3 @@ def test_upstream_down_is_a_502(tmp_path: Path) -> None:
     with run_gateway(tmp_path, config) as gw:
         error = error_of(post(gw, hello("m")), 502)
         assert "gone" in error["message"]
-
-

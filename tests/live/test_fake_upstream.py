@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionContentPartParam
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 
@@ -21,12 +21,15 @@ def fake() -> Iterator[FakeUpstream]:
         yield upstream
 
 
+def sdk(upstream: FakeUpstream, api_key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=upstream.base_url, api_key=api_key, max_retries=0)
+
+
 @pytest.fixture
 def client(fake: FakeUpstream) -> Iterator[openai.OpenAI]:
     fake.reset()
-    http = httpx.Client(trust_env=False)
-    with openai.OpenAI(base_url=fake.base_url, api_key="unused", http_client=http) as sdk:
-        yield sdk
+    with sdk(fake) as client:
+        yield client
 
 
 def test_streamed_with_usage(client: openai.OpenAI, fake: FakeUpstream) -> None:
@@ -74,10 +77,13 @@ def test_not_streamed(client: openai.OpenAI) -> None:
 
 
 def test_image_parts_are_counted(client: openai.OpenAI) -> None:
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    image: ChatCompletionContentPartParam = {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AAAA"},
+    }
+    text: ChatCompletionContentPartParam = {"type": "text", "text": "look"}
     reply = client.chat.completions.create(
-        model=MODEL,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "look"}, image, image]}],
+        model=MODEL, messages=[{"role": "user", "content": [text, image, image]}]
     )
     assert "images=2 texts=1" in (reply.choices[0].message.content or "")
 
@@ -141,13 +147,8 @@ def test_context_length_is_enforced(client: openai.OpenAI) -> None:
 
 
 def test_client_disconnect_is_counted_as_cancelled() -> None:
-    with (
-        run_fake_upstream(itl_ms=100, tokens=50) as slow,
-        openai.OpenAI(
-            base_url=slow.base_url, api_key="unused", http_client=httpx.Client(trust_env=False)
-        ) as sdk,
-    ):
-        stream = sdk.chat.completions.create(
+    with run_fake_upstream(itl_ms=100, tokens=50) as slow, sdk(slow) as client:
+        stream = client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
         )
         for index, _ in enumerate(stream):
@@ -163,17 +164,25 @@ def test_client_disconnect_is_counted_as_cancelled() -> None:
 
 def test_api_key_and_scripted_failure() -> None:
     with run_fake_upstream(api_key="secret", fail_status=503) as guarded:
-        http = httpx.Client(trust_env=False)
-        with openai.OpenAI(base_url=guarded.base_url, api_key="wrong", http_client=http) as bad:
-            with pytest.raises(openai.AuthenticationError):
-                bad.models.list()
-        http = httpx.Client(trust_env=False)
-        with openai.OpenAI(
-            base_url=guarded.base_url, api_key="secret", http_client=http, max_retries=0
-        ) as good:
+        with sdk(guarded, "wrong") as bad, pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+        with sdk(guarded, "secret") as good:
             assert [m.id for m in good.models.list().data] == [MODEL]
             with pytest.raises(openai.InternalServerError) as caught:
                 good.chat.completions.create(
                     model=MODEL, messages=[{"role": "user", "content": "x"}]
                 )
     assert caught.value.status_code == 503
+
+
+def test_text_only_model_refuses_images() -> None:
+    image: ChatCompletionContentPartParam = {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AAAA"},
+    }
+    with (
+        run_fake_upstream() as text_only,
+        sdk(text_only) as client,
+        pytest.raises(openai.BadRequestError, match="does not support image input"),
+    ):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [image]}])

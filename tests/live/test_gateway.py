@@ -186,9 +186,7 @@ def test_health_lists_upstreams(gateway: Gateway) -> None:
     assert {u["name"] for u in body["upstreams"]} == {"fake", "vision", "embedder"}
 
 
-def test_image_read_by_ocr_for_a_model_without_vision(
-    gateway: Gateway, fake: FakeUpstream
-) -> None:
+def test_image_read_by_ocr_for_a_model_without_vision(gateway: Gateway, fake: FakeUpstream) -> None:
     content = [{"type": "text", "text": "what does it say?"}, image_part(png_with_text("HELLO 42"))]
     reply = post(gateway, hello(messages=[{"role": "user", "content": content}]))
     assert reply.status_code == 200, reply.text

@@ -9,6 +9,7 @@ import json
 import logging
 import secrets
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,7 +68,7 @@ def _line(scope: Scope, seen: dict[str, Any], request_id: str, started: float) -
     state = scope.get("state", {})
     client = scope.get("client")
     record = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "request_id": request_id,
         "client": client[0] if client else None,
         "method": scope["method"],

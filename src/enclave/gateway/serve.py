@@ -10,16 +10,24 @@ from enclave.config import Settings
 
 
 def setup_logging(settings: Settings) -> None:
+    """Readable lines on stderr; the access log is JSON lines on stderr and in logs/."""
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per proxied call is noise
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    access = logging.FileHandler(settings.logs_dir / "access.log", encoding="utf-8")
-    access.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("enclave.access").addHandler(access)
+    bare = logging.Formatter("%(message)s")
+    access = logging.getLogger("enclave.access")
+    access.propagate = False
+    for sink in (
+        logging.StreamHandler(sys.stderr),
+        logging.FileHandler(settings.logs_dir / "access.log", encoding="utf-8"),
+    ):
+        sink.setFormatter(bare)
+        access.addHandler(sink)
 
 
 def engine_model(settings: Settings) -> Path | None:
