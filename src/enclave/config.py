@@ -119,6 +119,21 @@ class Settings(BaseSettings):
         return self.home / "logs"
 
 
+class _Resolved(Settings):
+    """Settings already resolved from their sources: validation only, no environment."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -166,7 +181,7 @@ def apply_overrides(settings: Settings, **overrides: Any) -> Settings:
             node = node[part]
         node[leaf] = value
     try:
-        return Settings.model_validate(data)
+        return _Resolved(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
 
