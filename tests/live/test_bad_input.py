@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.procs import run_fake_upstream
 from tests.gateway import Gateway, run_gateway
-from tests.live.test_gateway import FAKE, data_url, hello, png_with_text, post
+from tests.live.test_gateway import FAKE, data_url, hello, only_upstream, png_with_text, post
 
 pytestmark = pytest.mark.live
 
@@ -140,9 +140,7 @@ def test_engine_not_ready_answers_503_with_retry_after(tmp_path: Path) -> None:
 def test_upstream_down_is_a_502(tmp_path: Path) -> None:
     from tests.fakes.procs import free_port
 
-    config = {"engine": {"enabled": False, "embeddings": False, "ocr": False},
-              "upstreams": [{"name": "gone", "base_url": f"http://127.0.0.1:{free_port()}/v1",
-                             "models": ["m"]}]}  # fmt: skip
+    config = only_upstream("gone", f"http://127.0.0.1:{free_port()}/v1", ["m"])
     with run_gateway(tmp_path, config) as gw:
         error = error_of(post(gw, hello("m")), 502)
         assert "gone" in error["message"]

@@ -236,38 +236,44 @@ def test_ask_through_the_gateway(gateway: Gateway) -> None:
 # -- streams that stop ----------------------------------------------------------------------
 
 
+def only_upstream(name: str, base_url: str, models: list[str]) -> dict[str, Any]:
+    """A gateway config with nothing but one remote upstream."""
+    return {
+        "engine": {"enabled": False, "embeddings": False, "ocr": False},
+        "upstreams": [{"name": name, "base_url": base_url, "models": models}],
+    }
+
+
 def test_client_disconnect_cancels_the_upstream_request(tmp_path: Path) -> None:
-    with run_fake_upstream(models=[FAKE], tokens=400, itl_ms=20) as slow:
-        config = {"engine": {"enabled": False, "embeddings": False, "ocr": False},
-                  "upstreams": [{"name": "slow", "base_url": slow.base_url,
-                                 "models": [FAKE]}]}  # fmt: skip
-        with run_gateway(tmp_path, config) as gw:
-            body = hello(stream=True)
-            with httpx.stream("POST", gw.v1 + "/chat/completions", json=body,
-                              trust_env=False) as response:  # fmt: skip
-                lines = response.iter_lines()
-                assert next(lines).startswith("data: ")
-            deadline = time.monotonic() + 10
-            while slow.stats()["cancelled"] < 1 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            stats = slow.stats()
-            assert stats["cancelled"] == 1
-            assert stats["completed"] == 0
+    with (
+        run_fake_upstream(models=[FAKE], tokens=400, itl_ms=20) as slow,
+        run_gateway(tmp_path, only_upstream("slow", slow.base_url, [FAKE])) as gw,
+    ):
+        body = hello(stream=True)
+        url = gw.v1 + "/chat/completions"
+        with httpx.stream("POST", url, json=body, trust_env=False) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: ")
+        deadline = time.monotonic() + 10
+        while slow.stats()["cancelled"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = slow.stats()
+        assert stats["cancelled"] == 1
+        assert stats["completed"] == 0
 
 
 def test_upstream_dying_mid_stream_ends_with_an_error_event(tmp_path: Path) -> None:
-    with run_fake_upstream(models=[FAKE], tokens=400, itl_ms=20) as doomed:
-        config = {"engine": {"enabled": False, "embeddings": False, "ocr": False},
-                  "upstreams": [{"name": "doomed", "base_url": doomed.base_url,
-                                 "models": [FAKE]}]}  # fmt: skip
-        with run_gateway(tmp_path, config) as gw:
-            client = openai.OpenAI(base_url=gw.v1, api_key="x", max_retries=0)
-            stream = client.chat.completions.create(**hello(), stream=True)
-            first = next(iter(stream))
-            assert first.choices
-            doomed.process.send_signal(signal.SIGKILL)
-            with pytest.raises(openai.APIError, match="doomed"):
-                for _ in stream:
-                    pass
-            still_ok = httpx.get(gw.url + "/v1/models", trust_env=False)
-            assert still_ok.status_code == 200
+    with (
+        run_fake_upstream(models=[FAKE], tokens=400, itl_ms=20) as doomed,
+        run_gateway(tmp_path, only_upstream("doomed", doomed.base_url, [FAKE])) as gw,
+    ):
+        client = openai.OpenAI(base_url=gw.v1, api_key="x", max_retries=0)
+        stream = client.chat.completions.create(**hello(), stream=True)
+        first = next(iter(stream))
+        assert first.choices
+        doomed.process.send_signal(signal.SIGKILL)
+        with pytest.raises(openai.APIError, match="doomed"):
+            for _ in stream:
+                pass
+        still_ok = httpx.get(gw.url + "/v1/models", trust_env=False)
+        assert still_ok.status_code == 200

@@ -21,6 +21,10 @@ from enclave.errors import (
 from enclave.sse import Decoder, Event
 from enclave.upstream.base import ALWAYS_READY, Readiness, UpstreamState
 
+# Idle pooled connections are dropped before the 5 s after which llama.cpp's and uvicorn's
+# servers close them: reusing a connection the server just closed fails with no response.
+KEEPALIVE_S = 2.0
+
 
 def make_client(
     base_url: str, *, api_key: str | None, connect_timeout: float, timeout: float
@@ -31,7 +35,9 @@ def make_client(
         base_url=base_url.rstrip("/") + "/",
         headers=headers,
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+        limits=httpx.Limits(
+            max_connections=None, max_keepalive_connections=256, keepalive_expiry=KEEPALIVE_S
+        ),
         trust_env=False,  # never route intranet traffic through a proxy from the environment
     )
 
@@ -104,12 +110,7 @@ class HTTPUpstream:
 
     async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         self._check_ready()
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"upstream {self.name} timed out") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"cannot reach upstream {self.name}: {exc}") from exc
+        response = await self._connect(request)
         if response.status_code >= 400:
             await response.aread()
             await response.aclose()
@@ -122,6 +123,21 @@ class HTTPUpstream:
             finally:
                 await response.aclose()
         return response
+
+    async def _connect(self, request: httpx.Request, *, again: bool = True) -> httpx.Response:
+        """Send and wait for the status line; once more if a pooled connection was stale."""
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.RemoteProtocolError as exc:
+            # The server closed a kept-alive connection as we reused it: nothing was
+            # answered, so sending again on a fresh connection is safe.
+            if again:
+                return await self._connect(request, again=False)
+            raise UpstreamError(f"upstream {self.name} closed the connection") from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"upstream {self.name} timed out") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"cannot reach upstream {self.name}: {exc}") from exc
 
     def _check_ready(self) -> None:
         state = self.state()
