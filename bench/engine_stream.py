@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ if str(REPO_ROOT) not in sys.path:  # `python bench/engine_stream.py` from anywh
 
 import httpx  # noqa: E402
 
+from bench.common import console_script, percentile, warn_if_busy  # noqa: E402
 from enclave.sse import Decoder  # noqa: E402
 from tests.fakes.procs import ProcessFailed, free_port, run_process  # noqa: E402
 
@@ -124,17 +124,6 @@ def stream_once(
     )
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (q in 0..100)."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def engine_child(health: dict[str, Any]) -> tuple[int, int, list[str]]:
     """The engine child's pid (from /health), port and arguments (from its command line)."""
     engine = next(u for u in health["upstreams"] if u.get("pid"))
@@ -154,43 +143,6 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-
-def cpu_busy(seconds: float = 1.0) -> float | None:
-    """Fraction of all CPUs busy over ``seconds`` (Linux /proc/stat), before we start."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def warn_if_busy() -> float | None:
-    busy = cpu_busy()
-    if busy is not None and busy > 0.15:
-        print(
-            f"warning: the machine is {busy:.0%} busy before the benchmark starts; "
-            "numbers will be noisy (other benchmarks, tests or engines running?)",
-            file=sys.stderr,
-            flush=True,
-        )
-    return busy
-
-
-def enclave_command() -> str:
-    beside = Path(sys.executable).parent / "enclave"
-    found = str(beside) if beside.exists() else shutil.which("enclave")
-    if not found:
-        raise SystemExit("`enclave` not found: run from the project's virtualenv")
-    return found
 
 
 def summarize(samples: list[Sample]) -> dict[str, Any]:
@@ -332,7 +284,7 @@ def measure(args: argparse.Namespace, urls: dict[str, str], body: dict[str, Any]
 
 def run(args: argparse.Namespace) -> int:
     port = args.port or free_port()
-    cmd = [enclave_command(), "serve", "--model", args.model, "--port", str(port)]
+    cmd = [console_script("enclave"), "serve", "--model", args.model, "--port", str(port)]
     cmd += ["--parallel", "1"]
     cmd += ["--threads", str(args.threads)] if args.threads else []
     gateway_root = f"http://{HOST}:{port}"

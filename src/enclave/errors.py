@@ -15,7 +15,10 @@ Code raises these; the gateway maps them to HTTP in one place
     │   ├── UpstreamTimeout            504 upstream_timeout
     │   └── UpstreamStatusError        the upstream's own 4xx (5xx become 502), passed on
     ├── ConfigError                    bad settings file or values (CLI only)
-    └── ModelFileError                 model files: missing chunks, checksum mismatch
+    ├── ModelFileError                 model files: missing chunks, checksum mismatch
+    └── ClientError                    what ``ask`` and other clients meet (enclave.client.chat):
+                                       Unreachable, StatusError/AuthRefused, StreamError,
+                                       ProtocolError, ImageError
 """
 
 from __future__ import annotations
