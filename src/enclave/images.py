@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from enclave.errors import InvalidRequest, PayloadTooLarge
+from enclave.imagetypes import ACCEPTED, sniff_mime
 from enclave.protocol.chat import (
     ChatCompletionRequest,
     ChatMessage,
@@ -26,10 +27,8 @@ from enclave.protocol.chat import (
     TextPart,
 )
 
-ACCEPTED = "PNG/JPEG/WebP/GIF/BMP"
 _BASE64_WHITESPACE = " \t\r\n"
 # Header sizes of the BMP DIB variants (BITMAPCOREHEADER ... BITMAPV5HEADER).
-_BMP_DIB_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 
 
 @dataclass(frozen=True)
@@ -94,22 +93,6 @@ def decode_images(
             )
         )
     return decoded
-
-
-def sniff_mime(data: bytes) -> str | None:
-    """The image type from its magic bytes, or None when it is none we accept."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    # "BM" alone is too weak (plenty of text starts with it): check the DIB header size.
-    if data[:2] == b"BM" and int.from_bytes(data[14:18], "little") in _BMP_DIB_SIZES:
-        return "image/bmp"
-    return None
 
 
 def replace_images_with_text(

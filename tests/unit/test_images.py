@@ -17,8 +17,8 @@ from enclave.images import (
     decode_images,
     ocr_text,
     replace_images_with_text,
-    sniff_mime,
 )
+from enclave.imagetypes import sniff_mime
 from enclave.protocol.chat import ChatCompletionRequest, ImagePart, TextPart
 
 LIMITS = {"max_images": 4, "max_image_bytes": 1 << 20}

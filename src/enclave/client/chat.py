@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from enclave.errors import EnclaveError
+from enclave.imagetypes import sniff_mime
 from enclave.sse import Event, decode
 
 # --- errors ----------------------------------------------------------------------------
@@ -69,21 +70,6 @@ class ImageError(ClientError):
 
 # --- building requests -----------------------------------------------------------------
 
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"BM", "image/bmp"),
-)
-
-
-def image_mime(head: bytes) -> str | None:
-    """The MIME type of an image from its first bytes (png, jpeg, webp, gif, bmp)."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return next((mime for magic, mime in _MAGIC if head.startswith(magic)), None)
-
 
 def image_data_url(path: Path) -> str:
     """A ``data:`` URL holding the image file; :class:`ImageError` if it cannot be one."""
@@ -91,7 +77,7 @@ def image_data_url(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    mime = image_mime(data[:16])
+    mime = sniff_mime(data)
     if mime is None:
         raise ImageError(f"{path} is not a PNG, JPEG, WebP, GIF or BMP image")
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

@@ -11,10 +11,9 @@ import socket
 import sys
 from pathlib import Path
 
-import httpx
-
 from enclave.config import EngineSettings
 from enclave.engine.supervisor import EngineSupervisor, SupervisorOptions
+from enclave.errors import EnclaveError
 from enclave.upstream.http import HTTPUpstream, make_client
 
 log = logging.getLogger("enclave.engine")
@@ -78,10 +77,9 @@ class Engine:
 
     async def _learn_context(self) -> None:
         try:
-            async with httpx.AsyncClient(timeout=5.0, trust_env=False) as probe:
-                models = (await probe.get(f"{self.base_url}/v1/models")).json()["data"]
+            models = await self.upstream.models()
             self._context_length = int(models[0]["meta"]["n_ctx"])
-        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+        except (EnclaveError, KeyError, IndexError, TypeError, ValueError) as exc:
             log.warning("could not read the engine's context length: %s", exc)
 
     def start(self) -> None:
