@@ -10,11 +10,69 @@ The reply is built from the request so that a test can check what arrived::
 
 (N image parts and M text parts over all messages; ``t<k>`` pads it), one word per
 stream chunk, padded or cut to exactly ``max_tokens`` (or ``--tokens``) words.
-``--error-after N`` ends streams with an error event after N tokens.
 Without ``--vision`` an image part is refused with 400, like a text-only vLLM model.
 Unknown request fields come back, sorted and comma-separated, in ``x-fake-extras``.
-``GET /_fake/stats`` tells how many chat requests came, completed, or were cancelled
-by the client, and the last request body; ``POST /_fake/reset`` zeroes it.
+Every response carries ``x-fake-name: <--name>`` (default ``fake``), so a test that
+runs several fakes behind one gateway can tell which one answered.
+
+Options fixed at startup (flag, then the ``Options`` field):
+
+``--models a,b``, ``--vision``, ``--context-length N``, ``--api-key KEY`` (then every
+``/v1`` route wants ``Authorization: Bearer KEY``), ``--name NAME``,
+``--no-health`` (``no_health``: no ``/health`` route, it is 404 — like Ollama, whose
+OpenAI endpoint has ``/v1/models`` but no ``/health``), ``--no-stream-usage``
+(``no_stream_usage``: ``stream_options.include_usage`` is ignored, like servers
+that do not support it).
+
+Options that ``POST /_fake/config`` may change at run time (each has a startup flag
+too, ``--ttft-ms`` for ``ttft_ms`` and so on):
+
+``ttft_ms`` / ``itl_ms``
+    delay before the first token / between tokens (a non-streamed reply waits
+    for the sum).
+``tokens``
+    reply length when the request sets no ``max_tokens``.
+``fail_status`` (int or null)
+    every chat call fails with this status and an OpenAI error envelope.
+``fail_times`` (int, default 0)
+    the next N chat calls fail with ``fail_status``, or 500 when that is null;
+    the Nth failure also clears ``fail_status``, so calls succeed again after it
+    ("fails twice, then recovers").
+``error_after`` (int or null)
+    streams end with an error event after N content tokens.
+``stall_after`` (int or null)
+    streams send the role chunk and N content chunks, then nothing, and stay open
+    (0 stalls before the first token). A stalled stream goes on when
+    ``stall_after`` is cleared or raised, and ends when the client leaves.
+``hang`` (bool)
+    chat requests are read, counted and then not answered at all — a streamed
+    one gets no headers either — until ``hang`` is turned off (they are then
+    answered as usual) or the client disconnects (counted as ``cancelled``).
+``hang_health`` (bool)
+    ``/health`` and ``/v1/models`` do not answer until it is turned off or the
+    client disconnects.
+``health_status`` (int, default 200)
+    the status ``/health`` answers with (``/v1/models`` is not affected).
+
+Control routes (never behind the API key; they do not count as requests):
+
+``GET /_fake/config``
+    the effective options as JSON (all of them, fixed ones included).
+``POST /_fake/config``
+    a JSON object with any subset of the run-time options above; applied at once
+    (held requests and streams look again) and answered with the effective
+    options. Unknown or fixed keys, wrong types or negative numbers are 400.
+``POST /_fake/restore``
+    puts the run-time options back to their startup values.
+``GET /_fake/stats``
+    ``name``; ``requests`` (chat requests read), ``completed``, ``cancelled`` (the
+    client left first), ``embeddings``, ``health_checks`` (GETs of ``/health`` and
+    ``/v1/models``); ``in_flight`` (chat requests being answered now, held ones
+    included) and ``max_in_flight`` (its high-water mark); ``last_request`` (the
+    last chat body) and ``last_headers``.
+``POST /_fake/reset``
+    zeroes the counters (``max_in_flight`` becomes the current ``in_flight``);
+    options stay as they are.
 """
 
 from __future__ import annotations
@@ -27,15 +85,17 @@ import json
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enclave.sse import DONE, encode_json
 
@@ -48,39 +108,111 @@ STANDARD_FIELDS = frozenset(
     }
 )  # fmt: skip
 EMBEDDING_DIM = 8
+CHAT_PATH = "/v1/chat/completions"
+CLIENT_GONE_STATUS = 499  # never seen by anyone: the client has already left
 
 
 @dataclass(frozen=True)
 class Options:
+    """What the fake does. Frozen: a change replaces the whole object at once."""
+
+    # fixed at startup
     models: tuple[str, ...] = ("fake-model",)
     vision: bool = False
+    context_length: int = 4096
+    api_key: str | None = None
+    name: str = "fake"
+    no_health: bool = False
+    no_stream_usage: bool = False
+    # changeable at run time (LIVE_OPTIONS)
     ttft_ms: int = 0
     itl_ms: int = 0
     tokens: int = 16
-    context_length: int = 4096
-    api_key: str | None = None
     fail_status: int | None = None
+    fail_times: int = 0
     error_after: int | None = None
+    stall_after: int | None = None
+    hang: bool = False
+    hang_health: bool = False
+    health_status: int = 200
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# What POST /_fake/config may change: name -> (type, whether null is allowed).
+LIVE_OPTIONS: dict[str, tuple[type, bool]] = {
+    "ttft_ms": (int, False),
+    "itl_ms": (int, False),
+    "tokens": (int, False),
+    "fail_status": (int, True),
+    "fail_times": (int, False),
+    "error_after": (int, True),
+    "stall_after": (int, True),
+    "hang": (bool, False),
+    "hang_health": (bool, False),
+    "health_status": (int, False),
+}
+STATUS_OPTIONS = frozenset({"fail_status", "health_status"})
+
+
+def live_part(options: Options) -> dict[str, Any]:
+    return {key: getattr(options, key) for key in LIVE_OPTIONS}
+
+
+def updated(options: Options, changes: dict[str, Any]) -> Options:
+    """``options`` with ``changes`` applied; :class:`FakeError` 400 if one is not allowed."""
+    for key, value in changes.items():
+        if key not in LIVE_OPTIONS:
+            allowed = ", ".join(LIVE_OPTIONS)
+            message = f"unknown or fixed option {key!r}; run-time options: {allowed}"
+            raise FakeError(400, message, "invalid_request_error")
+        kind, nullable = LIVE_OPTIONS[key]
+        if value is None and nullable:
+            continue
+        if type(value) is not kind:
+            wanted = kind.__name__ + (" or null" if nullable else "")
+            raise FakeError(400, f"{key} must be {wanted}", "invalid_request_error")
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if value < 0:
+            raise FakeError(400, f"{key} must not be negative", "invalid_request_error")
+        if key in STATUS_OPTIONS and not 100 <= value <= 599:
+            raise FakeError(400, f"{key} must be an HTTP status", "invalid_request_error")
+    return replace(options, **changes)
+
+
+def stalled(sent: int) -> Callable[[Options], bool]:
+    """Whether a stream that has sent ``sent`` content chunks must hold now."""
+    return lambda options: options.stall_after is not None and sent >= options.stall_after
 
 
 @dataclass
 class Stats:
+    name: str
     requests: int = 0
     completed: int = 0
     cancelled: int = 0
     embeddings: int = 0
+    health_checks: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
     last_request: dict[str, Any] | None = None
     last_headers: dict[str, str] = field(default_factory=dict)
 
+    def enter(self) -> None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def zeroed(self) -> Stats:
+        """New counters; requests still in flight stay counted."""
+        return Stats(self.name, in_flight=self.in_flight, max_in_flight=self.in_flight)
+
     def as_json(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "completed": self.completed,
-            "cancelled": self.cancelled,
-            "embeddings": self.embeddings,
-            "last_request": self.last_request,
-            "last_headers": self.last_headers,
-        }
+        return asdict(self)
 
 
 class FakeError(Exception):
@@ -91,6 +223,10 @@ class FakeError(Exception):
     def response(self) -> JSONResponse:
         body = {"message": self.message, "type": self.type, "param": None, "code": self.code}
         return JSONResponse({"error": body}, status_code=self.status)
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request was held."""
 
 
 # --- reading the request ---------------------------------------------------------------
@@ -283,18 +419,46 @@ class FakeUpstream:
     """The app's state and handlers."""
 
     def __init__(self, options: Options) -> None:
+        self.startup = options
         self.options = options
-        self.stats = Stats()
+        self.stats = Stats(options.name)
         self._ids = 0
+        self._changed = asyncio.Event()  # set (and replaced) whenever options change
 
     def next_id(self) -> str:
         self._ids += 1
         return f"chatcmpl-fake-{self._ids}"
 
+    def set_options(self, options: Options) -> None:
+        self.options = options
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def hold(self, request: Request, held: Callable[[Options], bool]) -> None:
+        """Wait while ``held(options)``; raise :class:`ClientGone` if the client leaves."""
+        if not held(self.options):
+            return
+        gone = asyncio.ensure_future(wait_disconnect(request.receive))
+        try:
+            while held(self.options):
+                changed = asyncio.ensure_future(self._changed.wait())
+                try:
+                    await asyncio.wait({gone, changed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+                if gone.done():
+                    raise ClientGone
+        finally:
+            gone.cancel()
+
     async def health(self, request: Request) -> Response:
-        return Response(status_code=200)
+        self.stats.health_checks += 1
+        await self.hold(request, lambda options: options.hang_health)
+        return Response(status_code=self.options.health_status)
 
     async def models(self, request: Request) -> Response:
+        self.stats.health_checks += 1
+        await self.hold(request, lambda options: options.hang_health)
         check_auth(request, self.options)
         cards = [self.card(model) for model in self.options.models]
         return JSONResponse({"object": "list", "data": cards})
@@ -316,35 +480,55 @@ class FakeUpstream:
         self.stats.requests += 1
         self.stats.last_request = body
         self.stats.last_headers = dict(request.headers)
-        if self.options.fail_status is not None:
-            raise FakeError(self.options.fail_status, "scripted failure", "upstream_error")
+        try:
+            await self.hold(request, lambda options: options.hang)
+        except ClientGone:
+            self.stats.cancelled += 1
+            raise
+        self.scripted_failure()
         check_model(body, self.options)
         check_chat(body, self.options)
         reply = build_reply(body, self.options)
         headers = extras_header(body)
         if body.get("stream"):
-            stream = self.stream(body, reply)
+            stream = self.stream(request, body, reply)
             return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
         await self.pause(len(reply.pieces))
         self.stats.completed += 1
         return JSONResponse(completion(body, self.next_id(), reply), headers=headers)
 
+    def scripted_failure(self) -> None:
+        options = self.options
+        if options.fail_times:
+            left = options.fail_times - 1
+            status = options.fail_status if left else None  # the last one clears it
+            self.set_options(replace(options, fail_times=left, fail_status=status))
+            raise FakeError(options.fail_status or 500, "scripted failure", "upstream_error")
+        if options.fail_status is not None:
+            raise FakeError(options.fail_status, "scripted failure", "upstream_error")
+
     async def pause(self, pieces: int) -> None:
         seconds = self.options.ttft_ms + self.options.itl_ms * max(pieces - 1, 0)
         await asyncio.sleep(seconds / 1000)
 
-    async def stream(self, body: dict[str, Any], reply: Reply) -> AsyncIterator[bytes]:
+    async def stream(
+        self, request: Request, body: dict[str, Any], reply: Reply
+    ) -> AsyncIterator[bytes]:
         done = False
         try:
-            async for data in self.events(body, reply):
+            async for data in self.events(request, body, reply):
                 yield data
             done = True
             self.stats.completed += 1
+        except ClientGone:
+            pass
         finally:
             if not done:
                 self.stats.cancelled += 1
 
-    async def events(self, body: dict[str, Any], reply: Reply) -> AsyncIterator[bytes]:
+    async def events(
+        self, request: Request, body: dict[str, Any], reply: Reply
+    ) -> AsyncIterator[bytes]:
         cid = self.next_id()
         yield chunk(body, cid, {"role": "assistant", "content": ""}, None)
         await asyncio.sleep(self.options.ttft_ms / 1000)
@@ -354,10 +538,11 @@ class FakeUpstream:
                 return
             if index:
                 await asyncio.sleep(self.options.itl_ms / 1000)
+            await self.hold(request, stalled(index))
             yield chunk(body, cid, {"content": piece}, None)
         yield chunk(body, cid, {}, reply.finish_reason)
         options = body.get("stream_options") or {}
-        if options.get("include_usage"):
+        if options.get("include_usage") and not self.options.no_stream_usage:
             yield usage_chunk(body, cid, reply)
         yield DONE
 
@@ -375,12 +560,60 @@ class FakeUpstream:
             {"object": "list", "data": data, "model": body["model"], "usage": usage}
         )
 
+    async def config(self, request: Request) -> Response:
+        if request.method == "POST":
+            self.set_options(updated(self.options, await read_json(request)))
+        return JSONResponse(self.options.as_json())
+
+    async def restore(self, request: Request) -> Response:
+        self.set_options(replace(self.options, **live_part(self.startup)))
+        return JSONResponse(self.options.as_json())
+
     async def get_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats.as_json())
 
     async def reset(self, request: Request) -> Response:
-        self.stats = Stats()
+        self.stats = self.stats.zeroed()
         return JSONResponse(self.stats.as_json())
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Return once the client has gone (the request body must have been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Bookkeeping:
+    """ASGI middleware: names every response and counts chat requests in flight.
+
+    A chat request is in flight from its arrival until its response (a whole stream)
+    is sent or given up, held requests included.
+    """
+
+    def __init__(self, app: ASGIApp, fake: FakeUpstream) -> None:
+        self.app = app
+        self.fake = fake
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        name = self.fake.options.name.encode()
+
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-fake-name", name)]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if scope["path"] != CHAT_PATH:
+            await self.app(scope, receive, named)
+            return
+        self.fake.stats.enter()
+        try:
+            await self.app(scope, receive, named)
+        finally:
+            self.fake.stats.leave()  # the current Stats: reset carries in_flight over
 
 
 def embedding_inputs(value: object) -> list[str]:
@@ -411,17 +644,27 @@ async def on_fake_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+async def on_client_gone(request: Request, exc: Exception) -> Response:
+    return Response(status_code=CLIENT_GONE_STATUS)
+
+
 def create_app(options: Options) -> Starlette:
     fake = FakeUpstream(options)
     routes = [
-        Route("/health", fake.health),
+        *([] if options.no_health else [Route("/health", fake.health)]),
         Route("/v1/models", fake.models),
-        Route("/v1/chat/completions", fake.chat, methods=["POST"]),
+        Route(CHAT_PATH, fake.chat, methods=["POST"]),
         Route("/v1/embeddings", fake.embeddings, methods=["POST"]),
+        Route("/_fake/config", fake.config, methods=["GET", "POST"]),
+        Route("/_fake/restore", fake.restore, methods=["POST"]),
         Route("/_fake/stats", fake.get_stats),
         Route("/_fake/reset", fake.reset, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={FakeError: on_fake_error})
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(Bookkeeping, fake=fake)],
+        exception_handlers={FakeError: on_fake_error, ClientGone: on_client_gone},
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[int, Options]:
@@ -429,24 +672,42 @@ def parse_args(argv: Sequence[str] | None) -> tuple[int, Options]:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--models", default="fake-model", help="comma-separated model names")
     parser.add_argument("--vision", action="store_true", help="accept image parts")
+    parser.add_argument("--context-length", type=int, default=4096)
+    parser.add_argument("--api-key")
+    parser.add_argument("--name", default="fake", help="sent in x-fake-name and in stats")
+    parser.add_argument("--no-health", action="store_true", help="no /health route (404)")
+    parser.add_argument(
+        "--no-stream-usage", action="store_true", help="ignore stream_options.include_usage"
+    )
     parser.add_argument("--ttft-ms", type=int, default=0)
     parser.add_argument("--itl-ms", type=int, default=0)
     parser.add_argument("--tokens", type=int, default=16)
-    parser.add_argument("--context-length", type=int, default=4096)
-    parser.add_argument("--api-key")
     parser.add_argument("--fail-status", type=int, help="every chat call fails with it")
+    parser.add_argument("--fail-times", type=int, default=0, help="the first N chat calls fail")
     parser.add_argument("--error-after", type=int, help="an error event after N tokens")
+    parser.add_argument("--stall-after", type=int, help="streams go silent after N tokens")
+    parser.add_argument("--hang", action="store_true", help="chat calls are never answered")
+    parser.add_argument("--hang-health", action="store_true", help="/health never answers")
+    parser.add_argument("--health-status", type=int, default=200, help="what /health answers")
     args = parser.parse_args(argv)
     options = Options(
         models=tuple(name.strip() for name in args.models.split(",") if name.strip()),
         vision=args.vision,
+        context_length=args.context_length,
+        api_key=args.api_key,
+        name=args.name,
+        no_health=args.no_health,
+        no_stream_usage=args.no_stream_usage,
         ttft_ms=args.ttft_ms,
         itl_ms=args.itl_ms,
         tokens=args.tokens,
-        context_length=args.context_length,
-        api_key=args.api_key,
         fail_status=args.fail_status,
+        fail_times=args.fail_times,
         error_after=args.error_after,
+        stall_after=args.stall_after,
+        hang=args.hang,
+        hang_health=args.hang_health,
+        health_status=args.health_status,
     )
     return args.port, options
 

@@ -1,7 +1,8 @@
 """Real processes for tests: free loopback ports, health polling, clean shutdown.
 
 ``run_process`` starts any server (the lead uses it for ``enclave serve``);
-``run_fake_upstream`` starts ``tests.fakes.fake_upstream`` with it.
+``run_fake_upstream`` starts ``tests.fakes.fake_upstream`` with it and gives a
+:class:`FakeUpstream` handle: stats, run-time configuration, kill and restart.
 Everything here talks to 127.0.0.1 only.
 """
 
@@ -13,8 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,25 +135,91 @@ def _await_health(running: RunningProcess, url: str, timeout: float, cmd: Sequen
         raise ProcessFailed(f"{command}: {exc}\n--- log tail ---\n{running.log_tail()}") from None
 
 
-@dataclass
 class FakeUpstream:
-    base_url: str  # http://127.0.0.1:P/v1
-    port: int
-    process: subprocess.Popen[bytes]
+    """A running fake upstream (``tests/fakes/fake_upstream.py`` documents what it does).
+
+    Its process can be killed (:meth:`kill`) and started again on the same port with
+    the same command line (:meth:`restart`); ``run_fake_upstream`` stops whatever is
+    running at the end.
+    """
+
+    def __init__(
+        self, port: int, cmd: Sequence[str], stack: ExitStack, timeout: float = 15.0
+    ) -> None:
+        self.port = port
+        self.base_url = f"http://{HOST}:{port}/v1"
+        self.cmd = list(cmd)
+        self._stack = stack
+        self._timeout = timeout
+        self._running = self._start()
 
     @property
     def root(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def stats(self) -> dict[str, Any]:
-        """``GET /_fake/stats``: requests, completed, cancelled, last_request..."""
-        response = httpx.get(f"{self.root}/_fake/stats", trust_env=False)
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self._running.process
+
+    def _start(self) -> RunningProcess:
+        # /_fake/stats answers 200 whatever the options (--no-health, --health-status,
+        # --hang-health) and is not counted as a health check.
+        ready = f"{self.root}/_fake/stats"
+        running = run_process(self.cmd, health_url=ready, timeout=self._timeout)
+        return self._stack.enter_context(running)
+
+    def kill(self) -> None:
+        """SIGKILL the process and reap it: the port refuses connections afterwards."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """Start the same command on the same port again (killing a running one first)."""
+        if self.process.poll() is None:
+            self.kill()
+        self._running = self._start()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self._running.log_tail(lines)
+
+    def _call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        response = httpx.request(method, f"{self.root}{path}", json=json, trust_env=False)
         response.raise_for_status()
-        stats: dict[str, Any] = response.json()
-        return stats
+        body: dict[str, Any] = response.json()
+        return body
+
+    def stats(self) -> dict[str, Any]:
+        """``GET /_fake/stats``: name, requests, completed, cancelled, in_flight..."""
+        return self._call("GET", "/_fake/stats")
 
     def reset(self) -> None:
-        httpx.post(f"{self.root}/_fake/reset", trust_env=False).raise_for_status()
+        """Zero the counters (not the options)."""
+        self._call("POST", "/_fake/reset")
+
+    def configure(self, **options: Any) -> dict[str, Any]:
+        """``POST /_fake/config``: change run-time options; returns the effective ones.
+
+        ``fake.configure()`` only reads them. An unknown or fixed option, or a value of
+        the wrong type, raises ``httpx.HTTPStatusError`` (400).
+        """
+        return self._call("POST", "/_fake/config", options)
+
+    def restore(self) -> dict[str, Any]:
+        """Run-time options back to their startup values; returns the effective options."""
+        return self._call("POST", "/_fake/restore")
+
+    def wait_stats(
+        self, check: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """Poll the stats until ``check(stats)``; return them, or raise ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if check(stats):
+                return stats
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stats did not match within {timeout} s: {stats}")
+            time.sleep(0.02)
 
 
 def fake_upstream_args(
@@ -160,23 +227,44 @@ def fake_upstream_args(
     *,
     models: Sequence[str] = ("fake-model",),
     vision: bool = False,
+    context_length: int = 4096,
+    api_key: str | None = None,
+    name: str = "fake",
+    no_health: bool = False,
+    no_stream_usage: bool = False,
     ttft_ms: int = 0,
     itl_ms: int = 0,
     tokens: int = 16,
-    context_length: int = 4096,
-    api_key: str | None = None,
     fail_status: int | None = None,
+    fail_times: int = 0,
     error_after: int | None = None,
+    stall_after: int | None = None,
+    hang: bool = False,
+    hang_health: bool = False,
+    health_status: int = 200,
 ) -> list[str]:
     """The command line that starts the fake upstream with these options."""
     args = [sys.executable, "-m", "tests.fakes.fake_upstream", "--port", str(port)]
-    args += ["--models", ",".join(models), "--tokens", str(tokens)]
+    args += ["--models", ",".join(models), "--tokens", str(tokens), "--name", name]
     args += ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
-    args += ["--context-length", str(context_length)]
-    args += ["--vision"] if vision else []
-    args += ["--api-key", api_key] if api_key is not None else []
-    args += ["--fail-status", str(fail_status)] if fail_status is not None else []
-    args += ["--error-after", str(error_after)] if error_after is not None else []
+    args += ["--context-length", str(context_length), "--health-status", str(health_status)]
+    args += ["--fail-times", str(fail_times)]
+    flags = {
+        "--vision": vision,
+        "--no-health": no_health,
+        "--no-stream-usage": no_stream_usage,
+        "--hang": hang,
+        "--hang-health": hang_health,
+    }
+    args += [flag for flag, on in flags.items() if on]
+    valued = {
+        "--api-key": api_key,
+        "--fail-status": fail_status,
+        "--error-after": error_after,
+        "--stall-after": stall_after,
+    }
+    for flag, value in valued.items():
+        args += [flag, str(value)] if value is not None else []
     return args
 
 
@@ -184,8 +272,12 @@ def fake_upstream_args(
 def run_fake_upstream(
     *, port: int | None = None, timeout: float = 15.0, **options: Any
 ) -> Iterator[FakeUpstream]:
-    """Start the fake upstream as a subprocess; ``options`` are ``fake_upstream_args``'s."""
+    """Start the fake upstream as a subprocess; ``options`` are ``fake_upstream_args``'s.
+
+    ``port`` may be one a killed fake used: the fake binds with SO_REUSEADDR, so it
+    can be taken again at once.
+    """
     port = port or free_port()
     cmd = fake_upstream_args(port, **options)
-    with run_process(cmd, health_url=f"http://{HOST}:{port}/health", timeout=timeout) as running:
-        yield FakeUpstream(f"http://{HOST}:{port}/v1", port, running.process)
+    with ExitStack() as stack:
+        yield FakeUpstream(port, cmd, stack, timeout)
