@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from tests.fakes.procs import RunningProcess, free_port, run_process
@@ -51,3 +53,28 @@ def run_gateway(
     url = f"http://127.0.0.1:{port}"
     with run_process(cmd, full_env, url + health, timeout) as running:
         yield Gateway(url, running, home)
+
+
+def health_of(gateway: Gateway) -> tuple[int, dict[str, Any]]:
+    reply = httpx.get(gateway.url + "/health", trust_env=False, timeout=5)
+    body: dict[str, Any] = reply.json()
+    return reply.status_code, body
+
+
+def member_of(body: Mapping[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(u for u in body["upstreams"] if u["name"] == name)
+    return found
+
+
+def wait_member(
+    gateway: Gateway, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+) -> dict[str, Any]:
+    """Poll ``/health`` until member ``name`` passes ``check``; its view is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        member = member_of(health_of(gateway)[1], name)
+        if check(member):
+            return member
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"member {name} never got there; last seen: {member}")
+        time.sleep(0.05)

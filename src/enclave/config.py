@@ -9,8 +9,9 @@ e.g. ``ENCLAVE_ENGINE__THREADS=4``), the YAML file given with ``--config`` (or
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ByteSize, Field, SecretStr, ValidationError, model_validator
@@ -19,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from enclave.errors import ConfigError
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
+RESERVED_NAMES = ("engine", "embedder")  # the embedded members
 
 
 def default_home() -> Path:
@@ -59,28 +61,72 @@ class EngineSettings(_Section):
 
 
 class UpstreamSettings(_Section):
-    """An OpenAI-compatible inference server (vLLM, llama.cpp, Ollama, TGI...)."""
+    """An OpenAI-compatible inference server (vLLM, llama.cpp, Ollama, TGI...): a pool member."""
 
-    name: str
+    name: str = Field(min_length=1)
     base_url: str = Field(description="e.g. http://gpu1:8000/v1")
     api_key: SecretStr | None = None
     api_key_env: str | None = Field(None, description="read the key from this variable")
-    models: list[str] = Field(default_factory=list, description="public model names")
+    api_key_file: Path | None = Field(None, description="read the key from this file")
+    models: list[str] = Field(
+        default_factory=list, description="public chat model names; empty = ask its /v1/models"
+    )
+    embedding_models: list[str] = Field(
+        default_factory=list, description="public embedding model names"
+    )
     aliases: dict[str, str] = Field(
         default_factory=dict, description="public name -> the upstream's own model id"
     )
     vision: bool = Field(False, description="the models accept image parts")
     context_length: int | None = Field(None, description="max_model_len, when known")
-    connect_timeout_s: float = 5.0
-    timeout_s: float = 600.0
+    weight: float = Field(1.0, gt=0, description="share of traffic relative to other members")
+    max_concurrency: int = Field(0, ge=0, description="requests at once; 0 = no cap")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    first_byte_timeout_s: float = Field(
+        120.0, gt=0, description="until the first streamed event (queueing and prefill)"
+    )
+    read_timeout_s: float = Field(60.0, gt=0, description="between two streamed events")
+    total_timeout_s: float = Field(1800.0, gt=0, description="a whole call, stream included")
+    stream_usage: bool = Field(
+        True, description="ask for usage in streams (stream_options.include_usage)"
+    )
 
     @model_validator(mode="after")
-    def _key_from_env(self) -> UpstreamSettings:
+    def _read_key(self) -> UpstreamSettings:
         if self.api_key is None and self.api_key_env:
             value = os.environ.get(self.api_key_env)
             if value:
                 self.api_key = SecretStr(value)
+        if self.api_key is None and self.api_key_file:
+            try:
+                value = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read api_key_file: {exc.strerror}") from exc
+            self.api_key = SecretStr(value) if value else None
         return self
+
+    def public_models(self) -> list[str]:
+        """Declared chat names, aliases included (an alias alone declares a model)."""
+        extra = [a for a in self.aliases if a not in self.models and a not in self.embedding_models]
+        return [*self.models, *extra]
+
+
+class RouterSettings(_Section):
+    """How requests are spread over pool members, queued, retried and health-checked."""
+
+    affinity: Literal["none", "conversation", "prefix"] = Field(
+        "none", description="keep a conversation / prompt prefix on one member (prefix cache)"
+    )
+    queue_size: int = Field(256, ge=0, description="requests waiting per pool when all are busy")
+    queue_timeout_s: float = Field(30.0, ge=0, description="longest wait in the queue")
+    retries: int = Field(2, ge=0, description="other members tried before the first byte")
+    retry_budget: float = Field(
+        0.2, ge=0, description="retries allowed as a share of requests (plus a reserve of 10)"
+    )
+    health_interval_s: float = Field(5.0, gt=0, description="active checks of each member")
+    health_timeout_s: float = Field(3.0, gt=0)
+    breaker_failures: int = Field(3, ge=1, description="consecutive failures that eject")
+    breaker_open_s: float = Field(5.0, gt=0, description="first ejection; doubles up to 60 s")
 
 
 class Settings(BaseSettings):
@@ -97,6 +143,18 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    watch_config: bool = Field(True, description="reload when the config file changes")
+
+    @model_validator(mode="after")
+    def _unique_upstreams(self) -> Settings:
+        names = [u.name for u in self.upstreams]
+        bad = sorted({n for n in names if names.count(n) > 1 or n in RESERVED_NAMES})
+        if bad:
+            raise ValueError(
+                f"upstream names must be unique and not {' or '.join(RESERVED_NAMES)}: {bad}"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -157,15 +215,29 @@ def _describe(exc: ValidationError) -> str:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Read the settings once: defaults < YAML file < environment < ``overrides``."""
-    path = config_file or (
-        Path(os.environ["ENCLAVE_CONFIG"]) if "ENCLAVE_CONFIG" in os.environ else None
-    )
+    path = ConfigSource(config_file).file()
     values = read_yaml(path) if path else {}
     try:
         settings = Settings(**values)
         return apply_overrides(settings, **overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from exc
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the settings came from, so that a reload reads them the same way."""
+
+    path: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Settings:
+        return load_settings(self.path, **self.overrides)
+
+    def file(self) -> Path | None:
+        """The YAML file in use: the one given, or ``ENCLAVE_CONFIG``."""
+        env = os.environ.get("ENCLAVE_CONFIG")
+        return self.path or (Path(env) if env else None)
 
 
 def apply_overrides(settings: Settings, **overrides: Any) -> Settings:

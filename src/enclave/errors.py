@@ -9,8 +9,12 @@ Code raises these; the gateway maps them to HTTP in one place
     ├── AuthenticationFailed           401 authentication_error
     ├── ModelNotFound                  404 invalid_request_error / model_not_found
     ├── PayloadTooLarge                413 invalid_request_error / payload_too_large
-    ├── ServiceUnavailable             503 service_unavailable (carries Retry-After)
-    │   └── EngineLoading              503 engine_loading
+    ├── RetryLater                     carries Retry-After
+    │   ├── TooManyRequests            429 requests
+    │   │   └── QueueFull              429 requests / queue_full
+    │   └── ServiceUnavailable         503 service_unavailable
+    │       ├── EngineLoading          503 engine_loading
+    │       └── NoHealthyUpstream      503 no_healthy_upstream
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamTimeout            504 upstream_timeout
     │   └── UpstreamStatusError        the upstream's own 4xx (5xx become 502), passed on
@@ -68,20 +72,40 @@ class PayloadTooLarge(EnclaveError):
     code = "payload_too_large"
 
 
-class ServiceUnavailable(EnclaveError):
-    status = 503
-    type = "service_unavailable"
+class RetryLater(EnclaveError):
+    """The request was fine but cannot be served now; ``Retry-After`` says when to retry."""
 
     def __init__(self, message: str, *, retry_after: int = 5, param: str | None = None) -> None:
         super().__init__(message, param=param)
-        self.retry_after = retry_after
+        self.retry_after = max(1, retry_after)
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
 
 
+class TooManyRequests(RetryLater):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class QueueFull(TooManyRequests):
+    """Every member of the pool is at its concurrency cap and the wait queue is full."""
+
+    code = "queue_full"
+
+
+class ServiceUnavailable(RetryLater):
+    status = 503
+    type = "service_unavailable"
+
+
 class EngineLoading(ServiceUnavailable):
     code = "engine_loading"
+
+
+class NoHealthyUpstream(ServiceUnavailable):
+    code = "no_healthy_upstream"
 
 
 class UpstreamError(EnclaveError):

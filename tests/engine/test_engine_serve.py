@@ -86,7 +86,7 @@ def test_health_reports_the_ready_engine(gateway: Gateway) -> None:
     response = health(gateway)
     assert response.status_code == 200
     state = engine_state(gateway)
-    assert state["state"] == "ready"
+    assert state["state"] == "healthy"
     assert alive(state["pid"])
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.fakes.procs import run_fake_upstream
-from tests.gateway import Gateway, run_gateway
+from tests.gateway import Gateway, health_of, run_gateway, wait_member
 from tests.live.test_gateway import FAKE, data_url, hello, only_upstream, png_with_text, post
 
 pytestmark = pytest.mark.live
@@ -137,10 +137,16 @@ def test_engine_not_ready_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert int(reply.headers["retry-after"]) > 0
 
 
-def test_upstream_down_is_a_502(tmp_path: Path) -> None:
+def test_upstream_down_is_a_503_naming_it(tmp_path: Path) -> None:
     from tests.fakes.procs import free_port
 
     config = only_upstream("gone", f"http://127.0.0.1:{free_port()}/v1", ["m"])
-    with run_gateway(tmp_path, config) as gw:
-        error = error_of(post(gw, hello("m")), 502)
+    with run_gateway(tmp_path, config, health="/v1/models") as gw:
+        member = wait_member(gw, "gone", lambda m: m["state"] == "unhealthy")
+        assert "health check of gone failed" in member["last_error"]
+        assert health_of(gw)[0] == 503
+        reply = post(gw, hello("m"))
+        error = error_of(reply, 503)
+        assert error["code"] == "no_healthy_upstream"
         assert "gone" in error["message"]
+        assert int(reply.headers["retry-after"]) > 0

@@ -1,41 +1,54 @@
-"""Model routing table and the error envelope."""
+"""The model table built from settings, and the error envelope."""
 
 from __future__ import annotations
 
-import httpx
+from typing import Any
+
 import pytest
 
+from enclave.config import Settings
 from enclave.engine.supervisor import Backoff
 from enclave.errors import EngineLoading, ModelNotFound
 from enclave.gateway.errors import envelope
-from enclave.upstream import HTTPUpstream, Registry, Route
+from enclave.router import Router, build_router
 
 
-def upstream(name: str) -> HTTPUpstream:
-    return HTTPUpstream(name, httpx.AsyncClient(base_url="http://127.0.0.1:1/v1/"))
+def router(**settings: Any) -> Router:
+    return build_router(Settings(engine={"enabled": False, "embeddings": False}, **settings))
+
+
+GPU = {"name": "gpu", "base_url": "http://127.0.0.1:1/v1"}
 
 
 def test_resolve_aliases_and_default() -> None:
-    gpu = upstream("gpu")
-    registry = Registry([
-        Route("qwen", "chat", gpu, "/models/Qwen2.5-7B"),
-        Route("other", "chat", gpu, "other"),
-        Route("e5", "embeddings", gpu, "e5"),
-    ])  # fmt: skip
-    assert registry.resolve("qwen", "chat").upstream_model == "/models/Qwen2.5-7B"
-    assert registry.resolve("default", "chat").public == "qwen"
-    assert registry.resolve("e5", "embeddings").public == "e5"
-    assert [card.id for card in registry.cards()] == ["qwen", "other", "e5"]
+    table = router(
+        upstreams=[{**GPU, "models": ["qwen", "other"], "embedding_models": ["e5"],
+                    "aliases": {"qwen": "/models/Qwen2.5-7B"}}]
+    )  # fmt: skip
+    qwen = table.resolve("qwen", "chat")
+    assert qwen.upstream_model == {"gpu": "/models/Qwen2.5-7B"}
+    assert table.resolve("default", "chat").public == "qwen"
+    assert table.resolve("e5", "embeddings").public == "e5"
+    assert [card.id for card in table.cards()] == ["qwen", "other", "e5"]
     with pytest.raises(ModelNotFound, match="available: other, qwen"):
-        registry.resolve("e5", "chat")
+        table.resolve("e5", "chat")
 
 
 def test_configured_default_model() -> None:
-    gpu = upstream("gpu")
-    registry = Registry(
-        [Route("a", "chat", gpu, "a"), Route("b", "chat", gpu, "b")], default_model="b"
-    )
-    assert registry.resolve("default", "chat").public == "b"
+    table = router(upstreams=[{**GPU, "models": ["a", "b"]}], default_model="b")
+    assert table.resolve("default", "chat").public == "b"
+
+
+def test_one_public_name_served_by_two_members_is_one_pool() -> None:
+    second = {"name": "gpu2", "base_url": "http://127.0.0.1:2/v1"}
+    table = router(
+        upstreams=[{**GPU, "models": ["qwen"]},
+                   {**second, "aliases": {"qwen": "/models/qwen"}, "context_length": 8192}]
+    )  # fmt: skip
+    pool = table.resolve("qwen", "chat")
+    assert [m.name for m in pool.members] == ["gpu", "gpu2"]
+    assert pool.upstream_model == {"gpu": "qwen", "gpu2": "/models/qwen"}
+    assert pool.context_length() == 8192
 
 
 def test_envelope_shape_and_headers() -> None:

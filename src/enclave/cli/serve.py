@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from enclave.config import Settings, apply_overrides
+from enclave.config import ConfigSource, Settings, apply_overrides
 
 
 def add_parser(subparsers: Any) -> None:
@@ -27,8 +27,7 @@ def add_parser(subparsers: Any) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from enclave.gateway.serve import serve
 
-    settings = apply_overrides(
-        settings,
+    overrides = dict(
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -41,5 +40,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "engine.enabled": False if args.no_engine else None,
         },
     )
-    serve(settings)
+    # A reload reads the file again and applies the same flags on top.
+    source = ConfigSource(args.config, {k: v for k, v in overrides.items() if v is not None})
+    serve(apply_overrides(settings, **overrides), source)
     return 0

@@ -1,6 +1,8 @@
-"""One structured (JSON) access-log line per request, written when the response ends.
+"""One structured (JSON) access-log line, and the metrics, per request when it ends.
 
 A pure ASGI middleware: it does not buffer bodies, so streams pass straight through.
+It puts a fresh :class:`CallRecord` and the start time in the request's state for the
+routes to fill in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from enclave.gateway.metrics import Metrics
+from enclave.router import CallRecord
+
 log = logging.getLogger("enclave.access")
 
 REQUEST_ID = "x-request-id"
@@ -24,9 +29,10 @@ def new_request_id() -> str:
 
 
 class AccessLog:
-    def __init__(self, app: ASGIApp, *, enabled: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, enabled: bool = True, metrics: Metrics) -> None:
         self.app = app
         self.enabled = enabled
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,7 +40,9 @@ class AccessLog:
             return
         started = time.perf_counter()
         request_id = _incoming_id(scope) or new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        record = CallRecord()
+        scope.setdefault("state", {}).update(request_id=request_id, call=record, started=started)
+        self.metrics.started(scope["path"])
         seen: dict[str, Any] = {"status": 500, "bytes": 0}
 
         async def send_logged(message: Message) -> None:
@@ -48,8 +56,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_logged)
         finally:
+            seconds = time.perf_counter() - started
+            self.metrics.observe(scope["path"], record, seen["status"], seconds)
             if self.enabled:
-                log.info(_line(scope, seen, request_id, started))
+                log.info(_line(scope, seen, request_id, seconds, record))
 
 
 def _incoming_id(scope: Scope) -> str | None:
@@ -64,20 +74,26 @@ def _header(request_id: str) -> tuple[bytes, bytes]:
     return (REQUEST_ID.encode(), request_id.encode("latin-1"))
 
 
-def _line(scope: Scope, seen: dict[str, Any], request_id: str, started: float) -> str:
-    state = scope.get("state", {})
+def _line(
+    scope: Scope, seen: dict[str, Any], request_id: str, seconds: float, record: CallRecord
+) -> str:
     client = scope.get("client")
-    record = {
+    line = {
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "request_id": request_id,
         "client": client[0] if client else None,
         "method": scope["method"],
         "path": scope["path"],
         "status": seen["status"],
-        "ms": round((time.perf_counter() - started) * 1000, 2),
+        "ms": round(seconds * 1000, 2),
         "bytes": seen["bytes"],
-        "model": state.get("model"),
-        "upstream": state.get("upstream"),
-        "outcome": state.get("outcome"),
+        "model": record.model,
+        "upstream": record.member,
+        "attempts": record.attempts if record.attempts > 1 else None,
+        "queue_ms": round(record.queue_s * 1000, 2) if record.queue_s else None,
+        "ttft_ms": round(record.ttft_s * 1000, 2) if record.ttft_s and record.stream else None,
+        "tokens_in": record.prompt_tokens,
+        "tokens_out": record.completion_tokens,
+        "outcome": record.outcome,
     }
-    return json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False)
+    return json.dumps({k: v for k, v in line.items() if v is not None}, ensure_ascii=False)

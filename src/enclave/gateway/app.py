@@ -11,27 +11,46 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from enclave import __version__
-from enclave.config import Settings
+from enclave.config import ConfigSource, Settings
 from enclave.gateway import errors
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.body import parse, read_json
+from enclave.gateway.calls import complete
 from enclave.gateway.chat import chat_completions
+from enclave.gateway.metrics import CONTENT_TYPE, Metrics
+from enclave.gateway.record import call_record
+from enclave.gateway.reload import Reloader
 from enclave.gateway.services import Services, build_services
 from enclave.protocol import EmbeddingRequest, ModelList
 
+HEALTHY = ("ok", "degraded")
+
 
 def create_app(
-    settings: Settings, *, engine_model: Path | None = None, services: Services | None = None
+    settings: Settings,
+    *,
+    engine_model: Path | None = None,
+    services: Services | None = None,
+    source: ConfigSource | None = None,
 ) -> FastAPI:
-    """Build the gateway. ``engine_model`` is the GGUF the embedded engine serves."""
+    """Build the gateway. ``engine_model`` is the GGUF the embedded engine serves;
+    with ``source`` the config reloads on SIGHUP and when its file changes."""
     ready = services or build_services(settings, engine_model=engine_model)
+    metrics = Metrics(lambda: ready.router)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ready.start()
+        reloader = _reloader(source, ready, metrics)
+        if reloader:
+            reloader.install_signal()
+            if settings.watch_config and reloader.path:
+                ready.spawn(reloader.watch())
         try:
             yield
         finally:
+            if reloader:
+                reloader.remove_signal()
             await ready.aclose()
 
     # No /docs or /redoc: their pages load scripts from a CDN, and nothing here may.
@@ -40,30 +59,40 @@ def create_app(
     )
     app.state.services = ready
     errors.install(app)
-    _routes(app, ready)
-    app.add_middleware(AccessLog, enabled=settings.access_log)
+    _routes(app, ready, metrics)
+    app.add_middleware(AccessLog, enabled=settings.access_log, metrics=metrics)
     return app
 
 
-def _routes(app: FastAPI, services: Services) -> None:
+def _reloader(source: ConfigSource | None, services: Services, metrics: Metrics) -> Reloader | None:
+    if source is None:
+        return None
+    return Reloader(
+        source,
+        lambda: services.settings,
+        services.swap,
+        on_result=lambda result: metrics.reloads.labels(result).inc(),
+    )
+
+
+def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
     @app.get("/health")
     async def health() -> JSONResponse:
-        states = [(u.name, u.state()) for u in services.upstreams]
-        ok = all(state.ready for _, state in states)
-        body = {
-            "status": "ok" if ok else "loading",
-            "version": __version__,
-            "upstreams": [
-                {"name": name, "state": s.state, "detail": s.detail, **s.info} for name, s in states
-            ],
-        }
-        waits = [s.retry_after for _, s in states if not s.ready]
-        headers = {"Retry-After": str(min(waits))} if waits else {}
-        return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
+        router = services.router
+        body = {"status": "", "version": __version__} | router.health()
+        if body["status"] in HEALTHY:
+            return JSONResponse(body)
+        waits = [m.upstream.state().retry_after for m in router.members.values()]
+        headers = {"Retry-After": str(min(waits, default=5))}
+        return JSONResponse(body, status_code=503, headers=headers)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
     async def models() -> ModelList:
-        return ModelList(data=services.registry.cards())
+        return ModelList(data=services.router.cards())
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -71,10 +100,14 @@ def _routes(app: FastAPI, services: Services) -> None:
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> JSONResponse:
+        router = services.router
         body = await read_json(request, int(services.settings.limits.max_body_bytes))
         parsed = parse(EmbeddingRequest, body)
-        route = services.registry.resolve(parsed.model, "embeddings")
-        request.state.model, request.state.upstream = route.public, route.upstream.name
-        result = await route.upstream.embeddings({**body, "model": route.upstream_model})
-        result["model"] = route.public
+        pool = router.resolve(parsed.model, "embeddings")
+        record = call_record(request)
+        record.model = pool.public
+        result, lease = await router.send(pool, body, complete("embeddings"), record)
+        lease.done(True)
+        record.usage(result.get("usage"))
+        result["model"] = pool.public
         return JSONResponse(result)

@@ -1,100 +1,91 @@
-"""``POST /v1/chat/completions``: check, read images, forward, relay the stream."""
+"""``POST /v1/chat/completions``: check, read images, route, relay the stream."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+import time
+from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
-from enclave import sse
-from enclave.errors import ContextLengthExceeded, EnclaveError, InvalidRequest, UpstreamError
+from enclave.errors import ContextLengthExceeded, InvalidRequest
 from enclave.gateway.body import parse, read_json
-from enclave.gateway.errors import envelope
+from enclave.gateway.calls import ClientGone, complete, open_stream, unless_disconnected
+from enclave.gateway.record import call_record
+from enclave.gateway.relay import relay
 from enclave.images import decode_images, replace_images_with_text
 from enclave.protocol import ChatCompletionRequest
-from enclave.upstream import ChatStream, Route
+from enclave.router import CallRecord, Pool
+from enclave.router.affinity import affinity_key
 
 if TYPE_CHECKING:
     from enclave.gateway.services import Services
 
 OCR_HEADER = "X-Enclave-OCR"
+QUEUE_HEADER = "X-Enclave-Queue-Ms"
+MEMBER_HEADER = "X-Enclave-Upstream"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CLIENT_CLOSED = 499  # nginx's status for a client that hung up
 
 
 async def chat_completions(request: Request, services: Services) -> Response:
+    router = services.router  # this call's snapshot, whatever a reload does meanwhile
     limits = services.settings.limits
     body = await read_json(request, int(limits.max_body_bytes))
     chat = parse(ChatCompletionRequest, body)
-    route = services.registry.resolve(chat.model, "chat")
-    request.state.model, request.state.upstream = route.public, route.upstream.name
-    check_context(chat, route)
+    pool = router.resolve(chat.model, "chat")
+    record = call_record(request)
+    record.model, record.stream = pool.public, bool(chat.stream)
+    check_context(chat, pool)
     headers: dict[str, str] = {}
     images = decode_images(
         chat, max_images=limits.max_images, max_image_bytes=int(limits.max_image_bytes)
     )
-    if images and not route.upstream.vision:
+    if images and not pool.vision:
         if services.ocr is None:
-            raise InvalidRequest(f"model {route.public} cannot read images and OCR is off")
+            raise InvalidRequest(f"model {pool.public} cannot read images and OCR is off")
         texts = await services.ocr.read_all([image.data for image in images])
         body = replace_images_with_text(chat, texts).wire()
         headers[OCR_HEADER] = str(len(images))
-    wire = {**body, "model": route.upstream_model}
+    key = affinity_key(router.settings.affinity, body, request.headers)
     if chat.stream:
-        stream = await route.upstream.open_chat_stream(wire)
-        relayed = relay(stream, route, request)
-        headers |= STREAM_HEADERS
+        asked = chat.wants_usage()
+        opened, lease = await router.send(pool, body, open_stream(not asked), record, key=key)
+        headers |= STREAM_HEADERS | _routing_headers(record)
+        started = request.state.started
+        relayed = relay(
+            opened, lease, record, public=pool.public, started=started, strip_usage=not asked
+        )
         return StreamingResponse(relayed, media_type="text/event-stream", headers=headers)
-    result = await route.upstream.chat(wire)
-    result["model"] = route.public
-    return JSONResponse(result, headers=headers)
+    try:
+        result, lease = await unless_disconnected(
+            request, router.send(pool, body, complete("chat"), record, key=key)
+        )
+    except ClientGone:
+        record.outcome = "client_disconnected"
+        return Response(status_code=CLIENT_CLOSED)
+    lease.done(True)
+    record.usage(result.get("usage"))
+    record.ttft_s = time.perf_counter() - request.state.started
+    result["model"] = pool.public
+    return JSONResponse(result, headers=headers | _routing_headers(record))
 
 
-def check_context(chat: ChatCompletionRequest, route: Route) -> None:
+def check_context(chat: ChatCompletionRequest, pool: Pool) -> None:
     """Refuse a completion length the model cannot hold, naming the limit."""
-    limit = route.context_length()
+    limit = pool.context_length()
     wanted = chat.output_limit()
     if limit is None or wanted is None or wanted < limit:
         return
     field = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
     raise ContextLengthExceeded(
-        f"{field} is {wanted}, but the context length of {route.public} is {limit} tokens, "
+        f"{field} is {wanted}, but the context length of {pool.public} is {limit} tokens, "
         f"prompt included; ask for fewer than {limit}",
         param=field,
     )
 
 
-async def relay(stream: ChatStream, route: Route, request: Request) -> AsyncIterator[bytes]:
-    """Pass upstream events on; a failure mid-stream ends with an OpenAI error event."""
-    rename = route.upstream_model != route.public
-    try:
-        async for event in stream.events():
-            if event.is_done:
-                yield sse.DONE
-                request.state.outcome = "done"
-                return
-            yield sse.encode(_renamed(event.data, route.public) if rename else event.data)
-        raise UpstreamError(f"upstream {route.upstream.name} ended the stream without [DONE]")
-    except EnclaveError as exc:
-        request.state.outcome = "upstream_error"
-        yield sse.encode_json(envelope(exc))
-    except asyncio.CancelledError:
-        request.state.outcome = "client_disconnected"
-        raise
-    finally:
-        await stream.aclose()
-
-
-def _renamed(data: str, public: str) -> str:
-    try:
-        chunk: Any = json.loads(data)
-    except ValueError:
-        return data
-    if isinstance(chunk, dict) and "model" in chunk:
-        chunk["model"] = public
-        return json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
-    return data
+def _routing_headers(record: CallRecord) -> dict[str, str]:
+    """Which member answered and how long the call queued for one."""
+    return {MEMBER_HEADER: record.member or "", QUEUE_HEADER: f"{record.queue_s * 1000:.1f}"}

@@ -6,7 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
-from enclave.config import Settings
+from enclave.config import ConfigSource, Settings
 
 
 def setup_logging(settings: Settings) -> None:
@@ -45,13 +45,13 @@ def engine_model(settings: Settings) -> Path | None:
     return store.resolve(name)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, source: ConfigSource | None = None) -> None:
     import uvicorn
 
     from enclave.gateway.app import create_app
 
     setup_logging(settings)
-    app = create_app(settings, engine_model=engine_model(settings))
+    app = create_app(settings, engine_model=engine_model(settings), source=source)
     logging.getLogger("enclave.gateway").info(
         "enclave listening on http://%s:%s", settings.host, settings.port
     )

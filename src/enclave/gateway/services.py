@@ -1,16 +1,21 @@
-"""What the routes use, built once from the settings: registry, engine, OCR."""
+"""What the routes use, built from the settings: the router, the engine, OCR, metrics.
+
+``router`` is swapped whole on a config reload; a request reads it once and keeps that
+snapshot, so a reload never changes the pools under a request in flight.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from enclave.config import Settings, UpstreamSettings
-from enclave.upstream import HTTPUpstream, Registry, Route, Upstream
-from enclave.upstream.http import make_client
+from enclave.config import Settings
+from enclave.router import Member, Router, build_router, retired
+from enclave.upstream import HTTPUpstream
 
 if TYPE_CHECKING:
     from enclave.engine.local_embeddings import LocalEmbeddingsUpstream
@@ -19,68 +24,71 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("enclave.gateway")
 
+DRAIN_POLL_S = 0.5
+
 
 @dataclass
 class Services:
     settings: Settings
-    registry: Registry
-    upstreams: list[Upstream]
+    router: Router
     engine: Engine | None = None
     embedder: LocalEmbeddingsUpstream | None = None
     ocr: OCR | None = None
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> None:
         if self.engine:
             self.engine.start()
         if self.embedder:
-            self._tasks.append(asyncio.create_task(self.embedder.warm_up()))
+            self.spawn(self.embedder.warm_up())
+        self.spawn(self._health_checks())
+
+    def swap(self, settings: Settings) -> None:
+        """Route new requests by ``settings``; old members close once their calls end."""
+        old = self.router
+        self.router = build_router(
+            settings, engine=self.engine, embedder=self.embedder, previous=old
+        )
+        self.settings = settings
+        for member in retired(old, self.router):
+            self.spawn(_close_when_idle(member))
 
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
         if self.engine:
             await self.engine.stop()
-        for upstream in self.upstreams:
-            if isinstance(upstream, HTTPUpstream):
-                await upstream.aclose()
+        for member in self.router.members.values():
+            if member.options.probe and isinstance(member.upstream, HTTPUpstream):
+                await member.upstream.aclose()  # remote ones; the engine closed its own
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _health_checks(self) -> None:
+        """Active checks of whichever router is current, every ``health_interval_s``."""
+        while True:
+            try:
+                await self.router.check_all()
+            except Exception:
+                log.exception("health checks failed")
+            await asyncio.sleep(self.settings.router.health_interval_s)
 
 
-def remote_routes(config: UpstreamSettings) -> tuple[HTTPUpstream, list[Route]]:
-    key = config.api_key.get_secret_value() if config.api_key else None
-    client = make_client(
-        config.base_url, api_key=key, connect_timeout=config.connect_timeout_s,
-        timeout=config.timeout_s,
-    )  # fmt: skip
-    upstream = HTTPUpstream(config.name, client, vision=config.vision)
-    length = config.context_length
-    routes = [
-        Route(name, "chat", upstream, config.aliases.get(name, name), config.name, lambda: length)
-        for name in [*config.models, *(a for a in config.aliases if a not in config.models)]
-    ]
-    return upstream, routes
+async def _close_when_idle(member: Member) -> None:
+    while member.outstanding:  # noqa: ASYNC110 (a count, checked twice a second)
+        await asyncio.sleep(DRAIN_POLL_S)
+    if isinstance(member.upstream, HTTPUpstream):
+        await member.upstream.aclose()
+    log.info("upstream %s removed", member.name)
 
 
 def build_services(settings: Settings, *, engine_model: Path | None = None) -> Services:
-    routes: list[Route] = []
-    upstreams: list[Upstream] = []
     engine, embedder, ocr = _embedded(settings, engine_model)
-    if engine:
-        upstreams.append(engine.upstream)
-        routes += [
-            Route(name, "chat", engine.upstream, name, "enclave", engine.context_length)
-            for name in settings.engine.public_names()
-        ]
-    if embedder:
-        upstreams.append(embedder)
-        name = settings.engine.embedding_model_name
-        routes.append(Route(name, "embeddings", embedder, name, "enclave"))
-    for config in settings.upstreams:
-        upstream, more = remote_routes(config)
-        upstreams.append(upstream)
-        routes += more
-    registry = Registry(routes, default_model=settings.default_model)
-    return Services(settings, registry, upstreams, engine, embedder, ocr)
+    router = build_router(settings, engine=engine, embedder=embedder)
+    return Services(settings, router, engine, embedder, ocr)
 
 
 def _embedded(

@@ -2,14 +2,5 @@
 
 from enclave.upstream.base import ChatStream, Readiness, Upstream, UpstreamState
 from enclave.upstream.http import HTTPUpstream
-from enclave.upstream.registry import Registry, Route
 
-__all__ = [
-    "ChatStream",
-    "HTTPUpstream",
-    "Readiness",
-    "Registry",
-    "Route",
-    "Upstream",
-    "UpstreamState",
-]
+__all__ = ["ChatStream", "HTTPUpstream", "Readiness", "Upstream", "UpstreamState"]

@@ -96,6 +96,26 @@ class HTTPUpstream:
         models = data.get("data")
         return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
 
+    async def probe(self, seconds: float) -> list[dict[str, Any]]:
+        """An active health check: ``/health`` at the server's root (vLLM, llama.cpp), then
+        ``/v1/models``, whose cards it returns. Servers without ``/health`` (Ollama) are
+        judged by ``/v1/models`` alone."""
+        root = str(self._client.base_url).rstrip("/").removesuffix("/v1")
+        try:
+            health = await self._client.get(root + "/health", timeout=seconds)
+            if health.status_code not in (200, 404):
+                raise UpstreamError(f"{root}/health answered {health.status_code}")
+            response = await self._client.get("models", timeout=seconds)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"health check of {self.name} timed out") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"health check of {self.name} failed: {exc}") from exc
+        if response.status_code >= 400:
+            raise _status_error(self.name, response)
+        data = await self._json(response)
+        models = data.get("data")
+        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
     async def open_chat_stream(self, body: dict[str, Any]) -> _HTTPChatStream:
         request = self._client.build_request("POST", "chat/completions", json=body)
         response = await self._send(request, stream=True)

@@ -1,0 +1,102 @@
+"""The calls the router makes on a member, each bounded by that member's timeouts.
+
+Timeouts are ours (asyncio), not httpx's read timeout, because a non-streamed answer
+sends nothing until it is complete while a stream must keep sending: first byte,
+between events and total are three different limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from enclave.errors import UpstreamError, UpstreamTimeout
+from enclave.router import Lease
+from enclave.sse import Event
+from enclave.upstream import ChatStream
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client hung up before the answer was ready."""
+
+
+@dataclass(slots=True)
+class OpenedStream:
+    stream: ChatStream
+    events: AsyncIterator[Event]
+    first: Event
+
+
+async def bounded(awaitable: Awaitable[T], seconds: float, what: str) -> T:
+    try:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError:
+        raise UpstreamTimeout(f"{what} took longer than {seconds:g} s") from None
+
+
+def complete(kind: str) -> Callable[[Lease, dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """A non-streamed call (``chat`` or ``embeddings``) within ``total_timeout_s``."""
+
+    async def call(lease: Lease, wire: dict[str, Any]) -> dict[str, Any]:
+        member = lease.member
+        method = member.upstream.chat if kind == "chat" else member.upstream.embeddings
+        limit = member.options.total_timeout_s
+        return await bounded(method(wire), limit, f"upstream {member.name} (total_timeout_s)")
+
+    return call
+
+
+def open_stream(add_usage: bool) -> Callable[[Lease, dict[str, Any]], Awaitable[OpenedStream]]:
+    """Open a stream and wait for its first event within ``first_byte_timeout_s``: until
+    then nothing reached the client, so any failure can still go to another member."""
+
+    async def call(lease: Lease, wire: dict[str, Any]) -> OpenedStream:
+        member = lease.member
+        if add_usage and member.options.stream_usage:
+            wire["stream_options"] = {**(wire.get("stream_options") or {}), "include_usage": True}
+        limit = member.options.first_byte_timeout_s
+        what = f"upstream {member.name} (first_byte_timeout_s)"
+        stream = await bounded(member.upstream.open_chat_stream(wire), limit, what)
+        events = stream.events()
+        try:
+            first = await bounded(anext(events), limit, what)
+        except StopAsyncIteration:
+            await stream.aclose()
+            raise UpstreamError(f"upstream {member.name} ended the stream at once") from None
+        except BaseException:
+            await stream.aclose()
+            raise
+        if first.data.startswith('{"error"'):
+            await stream.aclose()
+            raise UpstreamError(f"upstream {member.name} failed at the start: {first.data[:300]}")
+        return OpenedStream(stream, events, first)
+
+    return call
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """``work``, cancelled if the client disconnects first (then :class:`ClientGone`)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnect(request))
+    try:
+        done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if task not in done:
+        await asyncio.wait((task,))  # let it give its lease back before we answer
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,89 @@
+"""Relay an upstream stream to the client, event by event.
+
+The first event was read before the response began (see :mod:`.calls`). After it no
+retry is possible: a failure, or ``read_timeout_s`` / ``total_timeout_s`` running out,
+ends the stream with an error event in the OpenAI shape, never a silent truncation.
+Usage the gateway asked for on the client's behalf is read for metrics and removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from enclave import sse
+from enclave.errors import EnclaveError, UpstreamError, UpstreamTimeout
+from enclave.gateway.calls import OpenedStream
+from enclave.gateway.errors import envelope
+from enclave.router import CallRecord, Lease
+
+
+async def relay(
+    opened: OpenedStream,
+    lease: Lease,
+    record: CallRecord,
+    *,
+    public: str,
+    started: float,
+    strip_usage: bool,
+) -> AsyncIterator[bytes]:
+    member = lease.member
+    rename = lease.upstream_model != public
+    deadline = started + member.options.total_timeout_s
+    ok: bool | None = None
+    try:
+        event = opened.first
+        while not event.is_done:
+            data: str | None = event.data
+            if rename or '"usage"' in event.data:
+                data = _adjust(event.data, public, record, strip_usage)
+            if record.ttft_s is None:
+                record.ttft_s = time.perf_counter() - started
+            if data is not None:
+                yield sse.encode(data)
+            event = await _next(opened, member.name, member.options.read_timeout_s, deadline)
+        yield sse.DONE
+        record.outcome, ok = "done", True
+    except EnclaveError as exc:
+        record.outcome, ok = "upstream_error", False
+        yield sse.encode_json(envelope(exc))
+    except asyncio.CancelledError:
+        record.outcome = "client_disconnected"
+        raise
+    finally:
+        lease.done(ok, "" if ok is not False else "broke off a stream")
+        await opened.stream.aclose()
+
+
+async def _next(opened: OpenedStream, name: str, read_s: float, deadline: float) -> sse.Event:
+    limit = min(read_s, deadline - time.perf_counter())
+    try:
+        async with asyncio.timeout(max(limit, 0)):
+            return await anext(opened.events)
+    except StopAsyncIteration:
+        raise UpstreamError(f"upstream {name} ended the stream without [DONE]") from None
+    except TimeoutError:
+        which = "read_timeout_s" if limit == read_s else "total_timeout_s"
+        raise UpstreamTimeout(f"upstream {name} stopped sending mid-stream ({which})") from None
+
+
+def _adjust(data: str, public: str, record: CallRecord, strip_usage: bool) -> str | None:
+    """Rename the model, note the usage; drop what the client did not ask for."""
+    try:
+        chunk: Any = json.loads(data)
+    except ValueError:
+        return data
+    if not isinstance(chunk, dict):
+        return data
+    if "model" in chunk:
+        chunk["model"] = public
+    if chunk.get("usage") is not None:
+        record.usage(chunk["usage"])
+        if strip_usage:
+            if not chunk.get("choices"):
+                return None  # the usage-only chunk we asked for
+            del chunk["usage"]
+    return json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))

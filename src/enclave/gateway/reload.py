@@ -1,0 +1,85 @@
+"""Hot reload: SIGHUP, or a change of the config file, swaps the pools in place.
+
+A new config that does not load is refused with one log line and the old one stays.
+Requests in flight finish on the pools they started with. Settings that only a restart
+can apply (address, port, data directory, the embedded engine) keep their old values,
+and the log says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from enclave.config import ConfigSource, Settings
+from enclave.errors import ConfigError
+
+log = logging.getLogger("enclave.reload")
+
+RESTART_ONLY = ("home", "host", "port", "engine")
+POLL_S = 1.0
+
+
+class Reloader:
+    def __init__(
+        self,
+        source: ConfigSource,
+        current: Callable[[], Settings],
+        apply: Callable[[Settings], None],
+        *,
+        on_result: Callable[[str], None] = lambda result: None,
+    ) -> None:
+        self.source = source
+        self.current = current
+        self.apply = apply
+        self.on_result = on_result
+        self.path = source.file()
+        self._seen = _fingerprint(self.path)
+
+    def reload(self, reason: str) -> bool:
+        """Load the config again and apply it; False (and the old config kept) if it fails."""
+        try:
+            new = self.source.load()
+        except ConfigError as exc:
+            log.error("config reload (%s) refused, keeping the running config: %s", reason, exc)
+            self.on_result("refused")
+            return False
+        old = self.current()
+        stuck = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
+        if stuck:
+            log.warning("config reload: %s change(s) only on restart", ", ".join(stuck))
+            new = new.model_copy(update={name: getattr(old, name) for name in stuck})
+        self.apply(new)
+        names = ", ".join(u.name for u in new.upstreams) or "none"
+        log.info("config reloaded (%s); upstreams: %s", reason, names)
+        self.on_result("applied")
+        return True
+
+    def install_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
+
+    def remove_signal(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+    async def watch(self) -> None:
+        """Poll the file; reload when its content changes (editors replace files whole)."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            seen = _fingerprint(self.path)
+            if seen != self._seen and seen is not None:
+                self._seen = seen
+                self.reload(f"{self.path} changed")
+
+
+def _fingerprint(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None  # mid-replace, or gone: wait for it to come back

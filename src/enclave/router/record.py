@@ -1,0 +1,27 @@
+"""What happened to one call, filled in as it goes: for the access log, metrics and audit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class CallRecord:
+    model: str | None = None
+    member: str | None = None
+    attempts: int = 0
+    retries: int = 0
+    queue_s: float = 0.0
+    ttft_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    outcome: str | None = None  # done | upstream_error | client_disconnected | ...
+    stream: bool = False
+
+    def usage(self, usage: object) -> None:
+        """Take the token counts from an OpenAI ``usage`` object, when there is one."""
+        if isinstance(usage, dict):
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            self.prompt_tokens = prompt if isinstance(prompt, int) else self.prompt_tokens
+            if isinstance(completion, int):
+                self.completion_tokens = completion

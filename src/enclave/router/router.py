@@ -1,0 +1,256 @@
+"""Public model names → pools of members; sending a call with retries before the first byte.
+
+The router is rebuilt on a config reload (:func:`enclave.router.build.build_router`);
+members whose connection settings did not change carry over, with their breakers and
+in-flight counts, so a reload neither drops requests nor forgets an ejection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from enclave.config import RouterSettings
+from enclave.errors import EnclaveError, ModelNotFound, RetryLater, UpstreamStatusError
+from enclave.protocol import ModelCard
+from enclave.router.member import Lease, Member
+from enclave.router.pool import Kind, Pool
+from enclave.router.record import CallRecord
+from enclave.upstream.http import HTTPUpstream
+
+log = logging.getLogger("enclave.router")
+
+T = TypeVar("T")
+
+DEFAULT_ALIAS = "default"
+RETRY_RESERVE = 10.0
+
+
+@dataclass(eq=False)
+class Spec:
+    """A member and the models it serves: declared, or found in its ``/v1/models``."""
+
+    member: Member
+    chat: dict[str, str] = field(default_factory=dict)  # public name → upstream model id
+    embeddings: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    discover: bool = False
+    owned_by: str = "enclave"
+    connection: tuple[object, ...] = ()  # what its client was built from (reload reuse)
+
+    def chat_models(self) -> dict[str, str]:
+        if not self.discover:
+            return self.chat
+        found: dict[str, str] = dict(self.chat)
+        by_id = {upstream_id: public for public, upstream_id in self.aliases.items()}
+        for upstream_id in self.member.discovered:
+            found.setdefault(by_id.get(upstream_id, upstream_id), upstream_id)
+        return found
+
+
+class RetryBudget:
+    """Retries may be at most ``ratio`` of requests, plus a reserve for bursts."""
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+        self.tokens = RETRY_RESERVE
+
+    def deposit(self) -> None:
+        self.tokens = min(RETRY_RESERVE, self.tokens + self.ratio)
+
+    def withdraw(self) -> bool:
+        if self.tokens < 1 - 1e-9:  # 5 x 0.2 is a whole retry despite floating point
+            return False
+        self.tokens -= 1
+        return True
+
+
+def verdict(exc: EnclaveError) -> tuple[bool, bool | None]:
+    """(retry on another member?, how the member did: True ok / False its fault / None)."""
+    if isinstance(exc, UpstreamStatusError):
+        if exc.status == 429:
+            return True, None  # busy, not broken
+        return (True, False) if exc.status >= 500 else (False, True)
+    if isinstance(exc, RetryLater):
+        return True, None  # not ready (loading) between our check and the call
+    if exc.status >= 500:
+        return True, False  # cannot connect, broke off, timed out
+    return False, True
+
+
+class Router:
+    def __init__(
+        self, specs: Iterable[Spec], settings: RouterSettings, *, default_model: str | None
+    ) -> None:
+        self.specs = list(specs)
+        self.settings = settings
+        self.members = {spec.member.name: spec.member for spec in self.specs}
+        self.rng = random.Random()  # noqa: S311 (spreading load, not secrets)
+        self.budget = RetryBudget(settings.retry_budget)
+        self._default = default_model
+        self.pools: dict[tuple[Kind, str], Pool] = {}
+        self.default_model: str | None = None
+        self.rebuild()
+
+    # --- the model table -------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """(Re)make the pools from what members declare and what they were found to serve."""
+        entries: dict[tuple[Kind, str], list[tuple[Member, str]]] = {}
+        owners: dict[str, str] = {}
+        for spec in self.specs:
+            served = [("chat", p, u) for p, u in spec.chat_models().items()]
+            served += [("embeddings", p, u) for p, u in spec.embeddings.items()]
+            spec.member.public = sorted({public for _, public, _ in served})
+            for kind, public, upstream_id in served:
+                entries.setdefault((kind, public), []).append((spec.member, upstream_id))  # type: ignore[arg-type]
+                owners.setdefault(public, spec.owned_by)
+        old = self.pools
+        self.pools = {
+            key: old[key] if key in old and _same(old[key], found) else self._pool(key, found)
+            for key, found in entries.items()
+        }
+        self.owners = owners
+        chat = [name for kind, name in self.pools if kind == "chat"]
+        self.default_model = self._default or (chat[0] if chat else None)
+
+    def _pool(self, key: tuple[Kind, str], entries: list[tuple[Member, str]]) -> Pool:
+        kind, public = key
+        return Pool(
+            public,
+            kind,
+            entries,
+            queue_size=self.settings.queue_size,
+            queue_timeout_s=self.settings.queue_timeout_s,
+            rng=self.rng,
+        )
+
+    def resolve(self, model: str, kind: Kind) -> Pool:
+        name = self.default_model if model == DEFAULT_ALIAS and self.default_model else model
+        pool = self.pools.get((kind, name))
+        if pool is None:
+            known = sorted(p.public for p in self.pools.values() if p.kind == kind)
+            what = "chat model" if kind == "chat" else "embedding model"
+            raise ModelNotFound(
+                f"The model '{model}' does not exist as a {what} here; "
+                f"available: {', '.join(known) or 'none'}",
+                param="model",
+            )
+        return pool
+
+    def cards(self) -> list[ModelCard]:
+        cards: dict[str, ModelCard] = {}
+        for pool in self.pools.values():
+            cards.setdefault(
+                pool.public,
+                ModelCard(
+                    id=pool.public,
+                    owned_by=self.owners.get(pool.public, "enclave"),
+                    max_model_len=pool.context_length(),
+                ),
+            )
+        return list(cards.values())
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def send(
+        self,
+        pool: Pool,
+        body: dict[str, Any],
+        call: Callable[[Lease, dict[str, Any]], Awaitable[T]],
+        record: CallRecord,
+        *,
+        key: str | None = None,
+    ) -> tuple[T, Lease]:
+        """Run ``call`` on a member; before it returns (no byte sent to the client yet) a
+        connect error, timeout or 5xx is retried on another member, within the budget.
+
+        The lease is the caller's to give back (``lease.done``)."""
+        self.budget.deposit()
+        tried: list[str] = []
+        last: EnclaveError | None = None
+        while True:
+            try:
+                lease = await pool.acquire(tried, key)
+            except RetryLater:
+                if last is not None:  # none left to try: the last member's error stands
+                    raise last from None
+                raise
+            record.member, record.attempts = lease.member.name, record.attempts + 1
+            record.queue_s += lease.queued_s
+            try:
+                return await call(lease, {**body, "model": lease.upstream_model}), lease
+            except EnclaveError as exc:
+                retry, ok = verdict(exc)
+                lease.done(ok, exc.message)
+                tried.append(lease.member.name)
+                if not (retry and self._may_retry(pool, tried)):
+                    raise
+                last = exc
+                record.retries += 1
+                log.warning("%s on %s; retrying on another member", exc.message, tried[-1])
+            except BaseException:
+                lease.done(None)
+                raise
+
+    def _may_retry(self, pool: Pool, tried: list[str]) -> bool:
+        return len(tried) <= self.settings.retries and pool.others(tried) and self.budget.withdraw()
+
+    # --- health ----------------------------------------------------------------------
+
+    async def check_all(self) -> None:
+        """One round of active checks; pools are remade when discovered models change."""
+        probed = [m for m in self.members.values() if m.options.probe]
+        results = await asyncio.gather(*(self._check(m) for m in probed))
+        if any(results):
+            self.rebuild()
+
+    async def _check(self, member: Member) -> bool:
+        upstream = member.upstream
+        if not isinstance(upstream, HTTPUpstream):
+            return False
+        try:
+            cards = await upstream.probe(self.settings.health_timeout_s)
+        except EnclaveError as exc:
+            if member.healthy:
+                log.warning("upstream %s failed its health check: %s", member.name, exc.message)
+            member.checked(False, exc.message)
+            return False
+        if not member.healthy:
+            log.info("upstream %s passed its health check again", member.name)
+        member.checked(True)
+        found = {str(card["id"]): card for card in cards if "id" in card}
+        changed = set(found) != set(member.discovered)
+        member.discovered = found
+        return changed
+
+    async def watch(self) -> None:
+        """Active checks forever, every ``health_interval_s``."""
+        while True:
+            try:
+                await self.check_all()
+            except Exception:
+                log.exception("health checks failed")
+            await asyncio.sleep(self.settings.health_interval_s)
+
+    def health(self) -> dict[str, Any]:
+        pools = [pool.view() for pool in self.pools.values()]
+        members = [member.view() for member in self.members.values()]
+        usable = [p["available"] > 0 for p in pools]
+        if usable and all(usable):
+            status = "ok"
+        elif any(usable):
+            status = "degraded"
+        elif any(m["state"] not in ("healthy", "unhealthy") for m in members):
+            status = "loading"
+        else:
+            status = "unavailable"
+        return {"status": status, "pools": pools, "upstreams": members}
+
+
+def _same(pool: Pool, entries: list[tuple[Member, str]]) -> bool:
+    return [(m, pool.upstream_model[m.name]) for m in pool.members] == entries
