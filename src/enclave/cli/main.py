@@ -14,7 +14,13 @@ from pathlib import Path
 
 from enclave import __version__
 
-GROUPS = ("enclave.cli.serve", "enclave.cli.config_cmd", "enclave.cli.models")
+GROUPS = (
+    "enclave.cli.serve",
+    "enclave.cli.config_cmd",
+    "enclave.cli.models",
+    "enclave.cli.vllm_cmd",
+    "enclave.cli.upstreams",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Deployment helpers: what to run on the GPU hosts that enclave sits in front of."""
