@@ -325,3 +325,16 @@ def test_reloads_during_load_lose_no_request(tmp_path: Path) -> None:
         assert streams.done > 20
         assert a.stats()["requests"] == 0  # a is out of the pool
         assert [u["name"] for u in health_of(gw)[1]["upstreams"]] == ["b"]
+
+
+def test_a_client_that_hangs_up_cancels_its_non_streamed_call(tmp_path: Path) -> None:
+    with (
+        fake("a", hang=True) as a,  # answers nothing until its client goes
+        run_gateway(tmp_path, config(member(a, "a", max_concurrency=1))) as gw,
+    ):
+        with pytest.raises(openai.APITimeoutError):
+            ask(sdk(gw, timeout=0.5))
+        a.wait_stats(lambda s: s["cancelled"] == 1 and s["in_flight"] == 0)
+        freed = wait_member(gw, "a", lambda m: m["outstanding"] == 0)
+        assert freed["failures"] == 0  # the client left; the member did nothing wrong
+        assert '"outcome": "client_disconnected"' in gw.log()

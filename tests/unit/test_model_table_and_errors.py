@@ -64,3 +64,13 @@ def test_envelope_shape_and_headers() -> None:
 def test_backoff_grows_to_its_limit() -> None:
     backoff = Backoff(first=1, factor=2, limit=30)
     assert [backoff.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_discovered_models_are_public_and_aliases_rename_them() -> None:
+    table = router(upstreams=[{**GPU, "aliases": {"pub": "x"}}])
+    assert [card.id for card in table.cards()] == ["pub"]  # before the first health check
+    table.members["gpu"].discovered = {"x": {"id": "x", "max_model_len": 4096}, "y": {"id": "y"}}
+    table.rebuild()
+    assert sorted(card.id for card in table.cards()) == ["pub", "y"]
+    assert table.resolve("pub", "chat").upstream_model == {"gpu": "x"}
+    assert table.resolve("pub", "chat").context_length() == 4096

@@ -1,4 +1,4 @@
-"""``enclave``: serve, config, models.
+"""``enclave``: serve, config, models, upstreams, vllm-command.
 
 Each command group lives in its own module with ``add_parser(subparsers)``; a parser
 sets ``handler(args, settings) -> int``. Errors from :mod:`enclave.errors` become one

@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,7 +14,7 @@ from enclave.errors import ContextLengthExceeded, InvalidRequest
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import ClientGone, complete, open_stream, unless_disconnected
 from enclave.gateway.record import call_record
-from enclave.gateway.relay import relay
+from enclave.gateway.relay import close_stream, relay
 from enclave.images import decode_images, replace_images_with_text
 from enclave.protocol import ChatCompletionRequest
 from enclave.router import CallRecord, Pool
@@ -57,7 +58,11 @@ async def chat_completions(request: Request, services: Services) -> Response:
         relayed = relay(
             opened, lease, record, public=pool.public, started=started, strip_usage=not asked
         )
-        return StreamingResponse(relayed, media_type="text/event-stream", headers=headers)
+        # If the client is gone before the relay starts, its cleanup never runs: this does.
+        cleanup = BackgroundTask(close_stream, opened, lease)
+        return StreamingResponse(
+            relayed, media_type="text/event-stream", headers=headers, background=cleanup
+        )
     try:
         result, lease = await unless_disconnected(
             request, router.send(pool, body, complete("chat"), record, key=key)

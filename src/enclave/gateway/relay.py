@@ -58,6 +58,12 @@ async def relay(
         await opened.stream.aclose()
 
 
+async def close_stream(opened: OpenedStream, lease: Lease) -> None:
+    """Give the lease back and close the upstream; a no-op after a finished relay."""
+    lease.done(None)
+    await opened.stream.aclose()
+
+
 async def _next(opened: OpenedStream, name: str, read_s: float, deadline: float) -> sse.Event:
     limit = min(read_s, deadline - time.perf_counter())
     try:

@@ -103,7 +103,7 @@ def _remote_spec(settings: Settings, config: UpstreamSettings, previous: Spec | 
         chat={name: aliases.get(name, name) for name in config.public_models()},
         embeddings={name: aliases.get(name, name) for name in config.embedding_models},
         aliases=aliases,
-        discover=not config.public_models() and not config.embedding_models,
+        discover=not config.models and not config.embedding_models,  # aliases only rename
         owned_by=config.name,
         connection=connection,
     )

@@ -92,9 +92,7 @@ class HTTPUpstream:
 
     async def models(self) -> list[dict[str, Any]]:
         response = await self._send(self._client.build_request("GET", "models"))
-        data = await self._json(response)
-        models = data.get("data")
-        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+        return await self._cards(response)
 
     async def probe(self, seconds: float) -> list[dict[str, Any]]:
         """An active health check: ``/health`` at the server's root (vLLM, llama.cpp), then
@@ -112,9 +110,7 @@ class HTTPUpstream:
             raise UpstreamError(f"health check of {self.name} failed: {exc}") from exc
         if response.status_code >= 400:
             raise _status_error(self.name, response)
-        data = await self._json(response)
-        models = data.get("data")
-        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+        return await self._cards(response)
 
     async def open_chat_stream(self, body: dict[str, Any]) -> _HTTPChatStream:
         request = self._client.build_request("POST", "chat/completions", json=body)
@@ -167,6 +163,10 @@ class HTTPUpstream:
                 f"model server {self.name} is {state.state}{detail}; retry shortly",
                 retry_after=state.retry_after,
             )
+
+    async def _cards(self, response: httpx.Response) -> list[dict[str, Any]]:
+        models = (await self._json(response)).get("data")
+        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
 
     async def _json(self, response: httpx.Response) -> dict[str, Any]:
         try:
