@@ -66,9 +66,7 @@ class Engine:
             options=SupervisorOptions(startup_timeout=settings.startup_timeout_s),
             on_ready=self._learn_context,
         )
-        client = make_client(
-            self.base_url + "/v1", api_key=None, connect_timeout=5.0, timeout=600.0
-        )
+        client = make_client(self.base_url + "/v1", api_key=None, connect_timeout=5.0)
         self.upstream = HTTPUpstream(ENGINE_NAME, client, readiness=self.supervisor.state)
 
     def context_length(self) -> int:

@@ -45,12 +45,27 @@ def engine_model(settings: Settings) -> Path | None:
     return store.resolve(name)
 
 
+def raise_file_limit() -> None:
+    """Each stream holds two sockets (client and upstream): 1,000 streams need more than
+    the usual soft limit of 1,024 descriptors, so take what the hard limit allows."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger("enclave.gateway").warning("cannot raise the file limit: %s", exc)
+
+
 def serve(settings: Settings, source: ConfigSource | None = None) -> None:
     import uvicorn
 
     from enclave.gateway.app import create_app
 
     setup_logging(settings)
+    raise_file_limit()
     app = create_app(settings, engine_model=engine_model(settings), source=source)
     logging.getLogger("enclave.gateway").info(
         "enclave listening on http://%s:%s", settings.host, settings.port

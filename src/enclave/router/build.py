@@ -111,14 +111,11 @@ def _remote_spec(settings: Settings, config: UpstreamSettings, previous: Spec | 
 
 def _upstream(config: UpstreamSettings) -> HTTPUpstream:
     key = config.api_key.get_secret_value() if config.api_key else None
-    client = make_client(
-        config.base_url, api_key=key, connect_timeout=config.connect_timeout_s,
-        timeout=config.total_timeout_s,
-    )  # fmt: skip
+    client = make_client(config.base_url, api_key=key, connect_timeout=config.connect_timeout_s)
     return HTTPUpstream(config.name, client, vision=config.vision)
 
 
 def _connection(config: UpstreamSettings) -> tuple[object, ...]:
     """What the member's HTTP client is made of: a change means a new member."""
     key = config.api_key.get_secret_value() if config.api_key else None
-    return (config.base_url, key, config.connect_timeout_s, config.total_timeout_s, config.vision)
+    return (config.base_url, key, config.connect_timeout_s, config.vision)
