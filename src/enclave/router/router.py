@@ -238,18 +238,21 @@ class Router:
             await asyncio.sleep(self.settings.health_interval_s)
 
     def health(self) -> dict[str, Any]:
-        pools = [pool.view() for pool in self.pools.values()]
-        members = [member.view() for member in self.members.values()]
-        usable = [p["available"] > 0 for p in pools]
-        if usable and all(usable):
-            status = "ok"
-        elif any(usable):
-            status = "degraded"
-        elif any(m["state"] not in ("healthy", "unhealthy") for m in members):
+        """``ok``: every pool can serve; ``loading``: a pool waits for a member still
+        starting (the engine loading its model); ``degraded``: some pools cannot serve;
+        ``unavailable``: none can."""
+        down = [pool for pool in self.pools.values() if not pool.available()]
+        if not down:
+            status = "ok" if self.pools else "unavailable"
+        elif any(m.upstream.state().state != "ready" for pool in down for m in pool.members):
             status = "loading"
         else:
-            status = "unavailable"
-        return {"status": status, "pools": pools, "upstreams": members}
+            status = "degraded" if len(down) < len(self.pools) else "unavailable"
+        return {
+            "status": status,
+            "pools": [pool.view() for pool in self.pools.values()],
+            "upstreams": [member.view() for member in self.members.values()],
+        }
 
 
 def _same(pool: Pool, entries: list[tuple[Member, str]]) -> bool:
