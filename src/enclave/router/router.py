@@ -103,11 +103,13 @@ class Router:
         entries: dict[tuple[Kind, str], list[tuple[Member, str]]] = {}
         owners: dict[str, str] = {}
         for spec in self.specs:
-            served = [("chat", p, u) for p, u in spec.chat_models().items()]
-            served += [("embeddings", p, u) for p, u in spec.embeddings.items()]
+            served: list[tuple[Kind, str, str]] = [
+                *(("chat", p, u) for p, u in spec.chat_models().items()),
+                *(("embeddings", p, u) for p, u in spec.embeddings.items()),
+            ]
             spec.member.public = sorted({public for _, public, _ in served})
             for kind, public, upstream_id in served:
-                entries.setdefault((kind, public), []).append((spec.member, upstream_id))  # type: ignore[arg-type]
+                entries.setdefault((kind, public), []).append((spec.member, upstream_id))
                 owners.setdefault(public, spec.owned_by)
         old = self.pools
         self.pools = {
