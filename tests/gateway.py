@@ -40,7 +40,7 @@ def run_gateway(
     *,
     args: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
-    health: str = "/health",
+    health: str | None = "/health",
     timeout: float = 60.0,
 ) -> Iterator[Gateway]:
     """``enclave --config FILE serve`` with ``config`` written to FILE; ENCLAVE_HOME=home."""
@@ -51,7 +51,7 @@ def run_gateway(
     cmd = [ENCLAVE, "--config", str(path), "serve", *args]
     full_env = {"ENCLAVE_HOME": str(home), **(env or {})}
     url = f"http://127.0.0.1:{port}"
-    with run_process(cmd, full_env, url + health, timeout) as running:
+    with run_process(cmd, full_env, url + health if health else None, timeout) as running:
         yield Gateway(url, running, home)
 
 

@@ -129,6 +129,36 @@ class RouterSettings(_Section):
     breaker_open_s: float = Field(5.0, gt=0, description="first ejection; doubles up to 60 s")
 
 
+class AuthSettings(_Section):
+    """Who may call: API keys and web sessions."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto = on unless the gateway binds a loopback address"
+    )
+    session_ttl_s: int = Field(900, ge=60, description="web session (JWT) lifetime")
+    refresh_ttl_s: int = Field(7 * 86400, ge=300, description="refresh token lifetime")
+    allow: list[str] = Field(
+        default_factory=list, description="CIDRs that may connect; empty = any"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
+    )
+    login_attempts: int = Field(5, ge=1, description="failed logins before slowing down")
+    rate_limits: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class AuditSettings(_Section):
+    """The hash-chained record of every call and administrative action."""
+
+    enabled: bool = True
+    content: Literal["none", "hash", "full"] = Field(
+        "hash", description="what of the request and answer is kept"
+    )
+    strict: bool = Field(True, description="commit each record before the response ends")
+    retention_days: int = Field(0, ge=0, description="prune older records; 0 = keep all")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ENCLAVE_", env_nested_delimiter="__", extra="forbid"
@@ -145,6 +175,14 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
     router: RouterSettings = Field(default_factory=RouterSettings)
     watch_config: bool = Field(True, description="reload when the config file changes")
+    database_url: str | None = Field(
+        None, description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://...; default: a "
+        "SQLite file in home"
+    )  # fmt: skip
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @model_validator(mode="after")
     def _unique_upstreams(self) -> Settings:
@@ -175,6 +213,15 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'enclave.db'}"
+
+    @property
+    def secret_file(self) -> Path:
+        """The signing key of sessions and audit checkpoints (created on first use)."""
+        return self.home / "secret.key"
 
 
 class _Resolved(Settings):

@@ -7,11 +7,15 @@ Code raises these; the gateway maps them to HTTP in one place
     ├── InvalidRequest                 400 invalid_request_error
     │   └── ContextLengthExceeded      400 invalid_request_error / context_length_exceeded
     ├── AuthenticationFailed           401 authentication_error
+    ├── Forbidden                      403 permission_error
     ├── ModelNotFound                  404 invalid_request_error / model_not_found
+    ├── NotFound                       404 invalid_request_error / not_found (a user, a key)
+    ├── Conflict                       409 invalid_request_error / conflict (a name in use)
     ├── PayloadTooLarge                413 invalid_request_error / payload_too_large
     ├── RetryLater                     carries Retry-After
     │   ├── TooManyRequests            429 requests
-    │   │   └── QueueFull              429 requests / queue_full
+    │   │   ├── QueueFull              429 requests / queue_full
+    │   │   └── RateLimited            429 requests|tokens / rate_limit_exceeded + x-ratelimit-*
     │   └── ServiceUnavailable         503 service_unavailable
     │       ├── EngineLoading          503 engine_loading
     │       └── NoHealthyUpstream      503 no_healthy_upstream
@@ -60,10 +64,34 @@ class AuthenticationFailed(EnclaveError):
     code = "invalid_api_key"
 
 
+class Forbidden(EnclaveError):
+    """Who is calling is known, but may not do this (a model, an address, an admin route)."""
+
+    status = 403
+    type = "permission_error"
+    code = "forbidden"
+
+
 class ModelNotFound(EnclaveError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+class NotFound(EnclaveError):
+    """A named thing (user, API key, ...) does not exist."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class Conflict(EnclaveError):
+    """The request clashes with what exists, e.g. a user name already taken."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class PayloadTooLarge(EnclaveError):
@@ -93,6 +121,30 @@ class QueueFull(TooManyRequests):
     """Every member of the pool is at its concurrency cap and the wait queue is full."""
 
     code = "queue_full"
+
+
+class RateLimited(TooManyRequests):
+    """A key went over one of its limits (requests or tokens per minute, requests at once).
+
+    ``rate_headers`` are the ``x-ratelimit-*`` headers of the limit (OpenAI's names);
+    ``type`` is ``"tokens"`` when the tokens-per-minute limit refused, else ``"requests"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        rate_headers: dict[str, str] | None = None,
+        type: str = "requests",
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, param=param)
+        self.rate_headers = dict(rate_headers or {})
+        self.type = type
+
+    def headers(self) -> dict[str, str]:
+        return {**self.rate_headers, **super().headers()}
 
 
 class ServiceUnavailable(RetryLater):

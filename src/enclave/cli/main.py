@@ -1,4 +1,4 @@
-"""``enclave``: serve, config, models, upstreams, vllm-command.
+"""``enclave``: serve, config, models, upstreams, vllm-command, users, keys, audit.
 
 Each command group lives in its own module with ``add_parser(subparsers)``; a parser
 sets ``handler(args, settings) -> int``. Errors from :mod:`enclave.errors` become one
@@ -20,6 +20,9 @@ GROUPS = (
     "enclave.cli.models",
     "enclave.cli.vllm_cmd",
     "enclave.cli.upstreams",
+    "enclave.cli.users",
+    "enclave.cli.keys",
+    "enclave.cli.audit",
 )
 
 

@@ -21,6 +21,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--parallel", type=int, help="engine slots (concurrent requests)")
     parser.add_argument("--no-engine", action="store_true", help="serve remote upstreams only")
     parser.add_argument("--log-level", help="debug, info, warning, error")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="and this private key (PEM)")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback address without authentication (not recommended)",
+    )
     parser.set_defaults(handler=_serve)
 
 
@@ -31,6 +38,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         **{
             "engine.model": args.model,
             "engine.served_model_names": args.served_model_name,
@@ -38,9 +47,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "engine.ctx_size": args.ctx_size,
             "engine.parallel": args.parallel,
             "engine.enabled": False if args.no_engine else None,
+            "auth.mode": "off" if args.insecure else None,
         },
     )
     # A reload reads the file again and applies the same flags on top.
     source = ConfigSource(args.config, {k: v for k, v in overrides.items() if v is not None})
-    serve(apply_overrides(settings, **overrides), source)
+    serve(apply_overrides(settings, **overrides), source, insecure=args.insecure)
     return 0

@@ -13,15 +13,17 @@ from starlette.responses import Response
 
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
-from enclave.gateway import errors
+from enclave.gateway import admin, errors
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import complete
-from enclave.gateway.chat import chat_completions
+from enclave.gateway.chat import chat_completions, may_use
+from enclave.gateway.edge import Edge
 from enclave.gateway.metrics import CONTENT_TYPE, Metrics
 from enclave.gateway.record import call_record
 from enclave.gateway.reload import Reloader
 from enclave.gateway.services import Services, build_services
+from enclave.identity import CLI
 from enclave.protocol import EmbeddingRequest, ModelList
 
 HEALTHY = ("ok", "degraded")
@@ -58,13 +60,17 @@ def create_app(
                 reloader.remove_signal()
             await ready.aclose()
 
-    # No /docs or /redoc: their pages load scripts from a CDN, and nothing here may.
+    # No /docs or /redoc: their pages load scripts from a CDN, and nothing here may. No
+    # /openapi.json either: every route but /health and the login requires a caller.
     app = FastAPI(
-        title="enclave", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
-    )
+        title="enclave", version=__version__, lifespan=lifespan,
+        docs_url=None, redoc_url=None, openapi_url=None,
+    )  # fmt: skip
     app.state.services = ready
     errors.install(app)
     _routes(app, ready, metrics)
+    admin.install(app, ready)
+    app.add_middleware(Edge, services=ready)  # inside the access log, which sees refusals
     app.add_middleware(AccessLog, enabled=settings.access_log, metrics=metrics)
     return app
 
@@ -72,12 +78,12 @@ def create_app(
 def _reloader(source: ConfigSource | None, services: Services, metrics: Metrics) -> Reloader | None:
     if source is None:
         return None
-    return Reloader(
-        source,
-        lambda: services.settings,
-        services.swap,
-        on_result=lambda result: metrics.reloads.labels(result).inc(),
-    )
+
+    def reloaded(result: str) -> None:
+        metrics.reloads.labels(result).inc()
+        services.spawn(services.identity.audit_action(CLI, f"config.reload.{result}", {}))
+
+    return Reloader(source, lambda: services.settings, services.swap, on_result=reloaded)
 
 
 def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
@@ -96,8 +102,9 @@ def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
-    async def models() -> ModelList:
-        return ModelList(data=services.router.cards())
+    async def models(request: Request) -> ModelList:
+        cards = services.router.cards()
+        return ModelList(data=[c for c in cards if may_use(request, c.id, raising=False)])
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -109,6 +116,7 @@ def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
         body = await read_json(request, int(services.settings.limits.max_body_bytes))
         parsed = parse(EmbeddingRequest, body)
         pool = router.resolve(parsed.model, "embeddings")
+        may_use(request, pool.public)
         record = call_record(request)
         record.model = pool.public
         result, lease = await router.send(pool, body, complete("embeddings"), record)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from enclave.errors import ContextLengthExceeded, InvalidRequest
+from enclave.auth.apikeys import model_allowed
+from enclave.errors import ContextLengthExceeded, Forbidden, InvalidRequest
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import ClientGone, complete, open_stream, unless_disconnected
 from enclave.gateway.record import call_record
 from enclave.gateway.relay import close_stream, relay
-from enclave.images import decode_images, replace_images_with_text
+from enclave.images import DecodedImage, decode_images, replace_images_with_text
 from enclave.protocol import ChatCompletionRequest
 from enclave.router import CallRecord, Pool
 from enclave.router.affinity import affinity_key
@@ -36,6 +39,7 @@ async def chat_completions(request: Request, services: Services) -> Response:
     body = await read_json(request, int(limits.max_body_bytes))
     chat = parse(ChatCompletionRequest, body)
     pool = router.resolve(chat.model, "chat")
+    may_use(request, pool.public)
     record = call_record(request)
     record.model, record.stream = pool.public, bool(chat.stream)
     check_context(chat, pool)
@@ -43,6 +47,7 @@ async def chat_completions(request: Request, services: Services) -> Response:
     images = decode_images(
         chat, max_images=limits.max_images, max_image_bytes=int(limits.max_image_bytes)
     )
+    keep_for_audit(record, services.settings.audit.content, body, images)
     if images and not pool.vision:
         if services.ocr is None:
             raise InvalidRequest(f"model {pool.public} cannot read images and OCR is off")
@@ -75,6 +80,27 @@ async def chat_completions(request: Request, services: Services) -> Response:
     record.ttft_s = time.perf_counter() - request.state.started
     result["model"] = pool.public
     return JSONResponse(result, headers=headers | _routing_headers(record))
+
+
+def may_use(request: Request, model: str, *, raising: bool = True) -> bool:
+    """Whether the caller's key may use ``model`` (its ``--models`` patterns); 403 if not."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or model_allowed(list(principal.models), model):
+        return True
+    if raising:
+        raise Forbidden(f"this API key may not use the model {model}")
+    return False
+
+
+def keep_for_audit(
+    record: CallRecord, policy: str, body: dict[str, Any], images: list[DecodedImage]
+) -> None:
+    """The images' SHA-256, and the messages as ``audit.content`` says (none/hash/full)."""
+    record.images = [hashlib.sha256(image.data).hexdigest() for image in images]
+    if policy == "none":
+        return
+    text = json.dumps(body.get("messages"), ensure_ascii=False, sort_keys=True)
+    record.content = text if policy == "full" else hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_context(chat: ChatCompletionRequest, pool: Pool) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from enclave.config import ConfigSource, Settings
+from enclave.errors import ConfigError
 
 
 def setup_logging(settings: Settings) -> None:
@@ -59,16 +60,34 @@ def raise_file_limit() -> None:
             logging.getLogger("enclave.gateway").warning("cannot raise the file limit: %s", exc)
 
 
-def serve(settings: Settings, source: ConfigSource | None = None) -> None:
+def check_exposure(settings: Settings, *, insecure: bool) -> None:
+    """Refuse a non-loopback address without authentication, unless told ``--insecure``;
+    refuse half a TLS configuration."""
+    from enclave.gateway.gatekeeper import auth_enabled, is_loopback
+
+    if not auth_enabled(settings) and not is_loopback(settings.host) and not insecure:
+        raise ConfigError(
+            f"refusing to serve {settings.host} without authentication (auth.mode is off): "
+            "turn it on, bind 127.0.0.1, or pass --insecure"
+        )
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+
+
+def serve(
+    settings: Settings, source: ConfigSource | None = None, *, insecure: bool = False
+) -> None:
     import uvicorn
 
     from enclave.gateway.app import create_app
 
+    check_exposure(settings, insecure=insecure)
     setup_logging(settings)
     raise_file_limit()
     app = create_app(settings, engine_model=engine_model(settings), source=source)
+    scheme = "https" if settings.tls_cert else "http"
     logging.getLogger("enclave.gateway").info(
-        "enclave listening on http://%s:%s", settings.host, settings.port
+        "enclave listening on %s://%s:%s", scheme, settings.host, settings.port
     )
     uvicorn.run(
         app,
@@ -78,4 +97,10 @@ def serve(settings: Settings, source: ConfigSource | None = None) -> None:
         access_log=False,  # enclave writes its own structured line per request
         log_config=None,
         timeout_graceful_shutdown=10,
+        # X-Forwarded-For is believed only from auth.trusted_proxies (the edge decides);
+        # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the peer.
+        proxy_headers=False,
+        server_header=False,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
     )

@@ -18,9 +18,14 @@ from enclave.router import Member, Router, build_router, retired
 from enclave.upstream import HTTPUpstream
 
 if TYPE_CHECKING:
+    from enclave.audit.writer import AuditWriter
+    from enclave.auth.ratelimit import Limiter
     from enclave.engine.local_embeddings import LocalEmbeddingsUpstream
     from enclave.engine.ocr import OCR
     from enclave.engine.runtime import Engine
+    from enclave.gateway.gatekeeper import Gatekeeper
+    from enclave.identity import Identity
+    from enclave.store.repos import Store
 
 log = logging.getLogger("enclave.gateway")
 
@@ -35,13 +40,39 @@ class Services:
     embedder: LocalEmbeddingsUpstream | None = None
     ocr: OCR | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # identity and audit, opened by start()
+    store: Store = field(init=False)
+    secret: bytes = field(init=False)
+    audit: AuditWriter | None = field(init=False, default=None)
+    identity: Identity = field(init=False)
+    gatekeeper: Gatekeeper = field(init=False)
+    limiter: Limiter = field(init=False)
 
     async def start(self) -> None:
+        await self._open_identity()
         if self.engine:
             self.engine.start()
         if self.embedder:
             self.spawn(self.embedder.warm_up())
         self.spawn(self._health_checks())
+        self.spawn(self.gatekeeper.run())
+
+    async def _open_identity(self) -> None:
+        from enclave.audit.writer import AuditWriter
+        from enclave.gateway.gatekeeper import Gatekeeper
+        from enclave.identity import Identity
+        from enclave.secretkey import load_or_create
+        from enclave.store.repos import open_store
+
+        settings = self.settings
+        self.store = await open_store(settings.database)
+        self.secret = load_or_create(settings.secret_file)
+        if settings.audit.enabled:
+            self.audit = AuditWriter(self.store.sessions, self.secret, strict=settings.audit.strict)
+            self.audit.start()
+        self.identity = Identity(self.store, self.audit)
+        self.gatekeeper = Gatekeeper(settings, self.store, self.secret)
+        self.limiter = _limiter(settings)
 
     def swap(self, settings: Settings) -> None:
         """Route new requests by ``settings``; old members close once their calls end."""
@@ -58,6 +89,10 @@ class Services:
             task.cancel()
         if self.engine:
             await self.engine.stop()
+        await self.gatekeeper.flush_touches()
+        if self.audit:
+            await self.audit.aclose()
+        await self.store.aclose()
         for member in self.router.members.values():
             if member.options.probe and isinstance(member.upstream, HTTPUpstream):
                 await member.upstream.aclose()  # remote ones; the engine closed its own
@@ -83,6 +118,16 @@ async def _close_when_idle(member: Member) -> None:
     if isinstance(member.upstream, HTTPUpstream):
         await member.upstream.aclose()
     log.info("upstream %s removed", member.name)
+
+
+def _limiter(settings: Settings) -> Limiter:
+    if settings.auth.rate_limits == "redis":
+        from enclave.auth.ratelimit import RedisLimiter
+
+        return RedisLimiter(settings.auth.redis_url)
+    from enclave.auth.ratelimit import MemoryLimiter
+
+    return MemoryLimiter()
 
 
 def build_services(settings: Settings, *, engine_model: Path | None = None) -> Services:

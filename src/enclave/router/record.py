@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -17,6 +17,8 @@ class CallRecord:
     completion_tokens: int | None = None
     outcome: str | None = None  # done | upstream_error | client_disconnected | ...
     stream: bool = False
+    images: list[str] = field(default_factory=list)  # SHA-256 of each image, for the audit
+    content: str | None = None  # what the audit keeps of the request (audit.content)
 
     def usage(self, usage: object) -> None:
         """Take the token counts from an OpenAI ``usage`` object, when there is one."""

@@ -1,0 +1,282 @@
+"""Appending to the chain with group commit.
+
+``write`` puts an entry on a queue; one task takes everything queued and, in ONE
+transaction, locks and reads the signed head, links each entry to the one before,
+inserts them, signs the new head and commits; then it resolves each waiter. The head
+lock serialises writers: ``SELECT ... FOR UPDATE`` on PostgreSQL (several gateway
+replicas), the write lock taken by ``UPDATE ... RETURNING`` on SQLite.
+
+Strict: ``write`` returns once its record is committed, and raises
+:class:`AuditUnavailable` if it could not be. Otherwise ``write`` returns at once and a
+failure is logged. A failed batch is rolled back and retried one entry at a time, so a
+bad entry fails alone; the next batch re-reads the head, so the chain never forks. The
+writer keeps one connection of its own; when it is lost, the batch is tried again once
+on a new one (if the lost commit had in fact gone through, the records appear twice —
+never a gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from enclave.audit.chain import (
+    GENESIS,
+    AuditEntry,
+    Head,
+    head_is_genuine,
+    iso_utc,
+    link,
+    signed_head,
+)
+from enclave.errors import ServiceUnavailable
+from enclave.store.models import AuditHead, AuditRecord
+
+log = logging.getLogger("enclave.audit")
+
+HEAD_ID = 1
+MAX_BATCH = 512  # records per transaction
+MAX_QUEUE = 100_000  # records waiting; beyond, writes fail (the database is not keeping up)
+_STRING_FIELDS = (
+    "kind", "action", "request_id", "user", "key_prefix", "client_ip", "model", "member",
+)  # fmt: skip
+_LENGTHS: dict[str, int] = {
+    name: int(AuditRecord.__table__.c[name].type.length)  # type: ignore[attr-defined]
+    for name in _STRING_FIELDS
+}
+
+_Item = tuple[AuditEntry, "asyncio.Future[None] | None"]
+
+
+class AuditUnavailable(ServiceUnavailable):
+    """An audit record could not be committed (strict mode fails the call with 503)."""
+
+    code = "audit_unavailable"
+
+
+class AuditWriter:
+    """Appends entries to the chain; see the module docstring."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        key: bytes,
+        *,
+        strict: bool = True,
+        max_batch: int = MAX_BATCH,
+        max_queue: int = MAX_QUEUE,
+    ) -> None:
+        self.sessions = sessions
+        self.key = key
+        self.strict = strict
+        self.max_batch = max_batch
+        self.written = 0  # records committed
+        self.failed = 0  # records that could not be committed
+        self.batches = 0  # transactions committed
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(max_queue)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._conn: AsyncConnection | None = None
+
+    def start(self) -> None:
+        """Start the writer task (``write`` also starts it on first use)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+
+    async def write(self, entry: AuditEntry) -> None:
+        """Queue ``entry``; in strict mode, return once it is committed."""
+        if self._closed:
+            raise AuditUnavailable("the audit writer is closed")
+        self.start()
+        fitted = fit(entry)
+        done = asyncio.get_running_loop().create_future() if self.strict else None
+        try:
+            self._queue.put_nowait((fitted, done))
+        except asyncio.QueueFull:
+            self.failed += 1
+            log.error("audit record dropped (%s): the queue is full", entry.action)
+            raise AuditUnavailable("the audit log is not keeping up; try again") from None
+        if done is not None:
+            await done
+
+    async def aclose(self) -> None:
+        """Commit everything queued, then stop."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+        await self._disconnect()
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [item for item in batch if item is not None]
+            if items:
+                await self._commit(items)
+            if len(items) < len(batch):
+                return
+
+    async def _commit(self, items: list[_Item]) -> None:
+        try:
+            await self._append_reconnecting([entry for entry, _ in items])
+        except Exception as exc:
+            if len(items) == 1 or not _entry_specific(exc):
+                self._settle(items, exc)
+                return
+            for item in items:  # one bad entry must not fail the others
+                await self._commit([item])
+            return
+        self._settle(items, None)
+
+    async def _append_reconnecting(self, entries: list[AuditEntry]) -> int:
+        """:meth:`append`, once more on a new connection if the old one was lost (the
+        database restarted, an idle connection was cut)."""
+        try:
+            return await self.append(entries)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("audit: database connection lost (%s); reconnecting", exc.orig)
+        return await self.append(entries)
+
+    def _settle(self, items: list[_Item], exc: Exception | None) -> None:
+        if exc is None:
+            self.written += len(items)
+        else:
+            self.failed += len(items)
+            log.error("audit record not committed (%s): %s", items[0][0].action, exc)
+            exc = exc if isinstance(exc, AuditUnavailable) else _unavailable(exc)
+        for _, done in items:
+            if done is None or done.done():  # not strict, or the caller went away
+                continue
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
+
+    async def append(self, entries: list[AuditEntry]) -> int:
+        """Link and insert ``entries`` in one transaction; the seq of the last one."""
+        conn = await self._connection()
+        try:
+            async with conn.begin():
+                head = await extend(conn, self.key, entries)
+        except BaseException:
+            await self._disconnect()  # whatever went wrong, the next batch starts afresh
+            raise
+        self.batches += 1
+        return head.seq
+
+    async def _connection(self) -> AsyncConnection:
+        """The writer's own connection: no pool round trip per batch."""
+        if self._conn is None or self._conn.closed:
+            engine = self.sessions.kw.get("bind")
+            if not isinstance(engine, AsyncEngine):
+                raise TypeError("AuditWriter needs a sessionmaker bound to an AsyncEngine")
+            self._conn = await engine.connect()
+        return self._conn
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+_INSERT = insert(AuditRecord)
+_SET_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == bindparam("b_id"))
+    .values(seq=bindparam("b_seq"), hash=bindparam("b_hash"), signature=bindparam("b_sig"))
+)
+_LOCK_SQLITE = text("UPDATE audit_head SET seq = seq WHERE id = :id RETURNING seq, hash, signature")
+_LOCK_FOR_UPDATE = (
+    select(AuditHead.seq, AuditHead.hash, AuditHead.signature)
+    .where(AuditHead.id == bindparam("id"))
+    .with_for_update()
+)
+
+
+async def extend(conn: AsyncConnection, key: bytes, entries: list[AuditEntry]) -> Head:
+    """In the caller's transaction: lock the head, append ``entries``, sign the new head."""
+    head = await lock_head(conn, key)
+    if not head_is_genuine(key, head):
+        raise AuditUnavailable(
+            "the audit chain's head has an invalid signature (tampered, or the secret key "
+            "changed): run `enclave audit verify`"
+        )
+    seq, prev = head.seq, head.hash
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        seq += 1
+        digest = link(prev, seq, entry)
+        rows.append({"seq": seq, **entry.as_row(), "prev_hash": prev, "hash": digest})
+        prev = digest
+    await conn.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+    new = signed_head(key, seq, prev)
+    await conn.execute(
+        _SET_HEAD, {"b_id": HEAD_ID, "b_seq": seq, "b_hash": prev, "b_sig": new.signature}
+    )
+    return new
+
+
+async def lock_head(conn: AsyncConnection, key: bytes) -> Head:
+    """The head row, locked until the transaction ends; created at genesis when missing.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite: an ``UPDATE`` takes the database's
+    write lock at once (rather than at the first INSERT, after the head was read).
+    """
+    dialect = conn.dialect.name
+    lock = _LOCK_SQLITE if dialect == "sqlite" else _LOCK_FOR_UPDATE
+    for _ in range(2):
+        row = (await conn.execute(lock, {"id": HEAD_ID})).first()
+        if row is not None:
+            return Head(row[0], row[1], row[2])
+        genesis = signed_head(key, 0, GENESIS)
+        values = {"id": HEAD_ID, "seq": 0, "hash": GENESIS, "signature": genesis.signature}
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        await conn.execute(dialect_insert(AuditHead).values(values).on_conflict_do_nothing())
+    raise AuditUnavailable("cannot create the audit head row")
+
+
+def fit(entry: AuditEntry) -> AuditEntry:
+    """``entry`` as it will be stored (and hashed): a canonical ``ts``, strings cut to
+    their column and without NUL (PostgreSQL refuses it), ``detail`` as plain JSON."""
+    changes: dict[str, Any] = {"ts": iso_utc(datetime.fromisoformat(entry.ts))}
+    for name in _STRING_FIELDS:
+        value = getattr(entry, name)
+        if isinstance(value, str):
+            clean = value.replace("\x00", "")[: _LENGTHS[name]]
+            if clean != value:
+                changes[name] = clean
+    if entry.content is not None and "\x00" in entry.content:
+        changes["content"] = entry.content.replace("\x00", "")
+    changes["images"] = [str(image) for image in entry.images]
+    changes["detail"] = json.loads(json.dumps(dict(entry.detail), default=str, allow_nan=False))
+    return replace(entry, **changes)
+
+
+def _entry_specific(exc: Exception) -> bool:
+    """Could this failure be one entry's fault (rather than the database's)?"""
+    if isinstance(exc, IntegrityError | DataError | TypeError | ValueError):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+def _unavailable(exc: Exception) -> AuditUnavailable:
+    error = AuditUnavailable(f"the audit record could not be committed: {exc}")
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,155 @@
+"""The edge: who is calling, from where, how often, and the audit record of each call.
+
+A pure ASGI middleware inside the access log. For every HTTP request it
+
+1. works out the client's address (``X-Forwarded-For`` only from trusted proxies) and
+   refuses addresses outside the allowlist (403);
+2. authenticates ``/v1``, ``/api`` and ``/metrics`` calls by API key or web session
+   (401, the same message whatever was wrong), checks the key's own allowlist and the
+   administrator role for ``/api/admin`` (403);
+3. takes a rate-limit permit for the key (429 with ``Retry-After`` and ``x-ratelimit-*``);
+4. writes the call's audit record, and in strict mode holds the response's last message
+   until that record is committed: a crash cannot lose the record of a completed call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from enclave.errors import EnclaveError, Forbidden
+from enclave.gateway.errors import error_response
+
+if TYPE_CHECKING:
+    from enclave.audit.chain import AuditEntry
+    from enclave.auth.ratelimit import Permit
+    from enclave.gateway.gatekeeper import Principal
+    from enclave.gateway.services import Services
+    from enclave.router import CallRecord
+
+log = logging.getLogger("enclave.edge")
+
+OPEN_PATHS = frozenset({"/health", "/api/auth/login", "/api/auth/refresh"})
+AUDITED_PREFIXES = ("/v1/", "/api/")
+
+
+def protected(path: str) -> bool:
+    return path not in OPEN_PATHS and (path.startswith(("/v1/", "/api/")) or path == "/metrics")
+
+
+@dataclass
+class _Call:
+    scope: Scope
+    started: float
+    status: int = 500
+    principal: Principal | None = None
+    permit: Permit | None = None
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, *, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        call = _Call(scope, time.perf_counter())
+        state = scope.setdefault("state", {})
+        state["client_ip"] = self.services.gatekeeper.client_ip(scope)
+        try:
+            await self._admit(call)
+        except EnclaveError as exc:
+            await error_response(exc)(scope, receive, self._sender(call, send))
+            return
+        try:
+            await self.app(scope, receive, self._sender(call, send))
+        finally:
+            if call.permit is not None:
+                record: CallRecord = state["call"]
+                await call.permit.release(
+                    (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+                )
+
+    async def _admit(self, call: _Call) -> None:
+        scope, gate = call.scope, self.services.gatekeeper
+        state, path = scope["state"], scope["path"]
+        ip = state["client_ip"]
+        if not gate.allowlist.allows(ip):
+            raise Forbidden(f"the address {ip} may not use this gateway")
+        if not (gate.enabled and protected(path)):
+            return
+        principal = await gate.principal(_header(scope, b"authorization"))
+        state["principal"] = call.principal = principal
+        if principal.allow is not None and not principal.allow.allows(ip):
+            raise Forbidden(f"this API key may not be used from {ip}")
+        if path.startswith("/api/admin/") and principal.role != "admin":
+            raise Forbidden("this route is for administrators")
+        if principal.limits is not None and path.startswith("/v1/"):
+            call.permit = await self.services.limiter.acquire(
+                principal.key_prefix or principal.user or "", principal.limits
+            )
+
+    def _sender(self, call: _Call, send: Send) -> Send:
+        async def sender(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                call.status = message["status"]
+                if call.permit is not None:
+                    extra = [(k.encode(), v.encode()) for k, v in call.permit.headers().items()]
+                    message["headers"] = [*message.get("headers", []), *extra]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                await self._audit(call)
+            await send(message)
+
+        return sender
+
+    async def _audit(self, call: _Call) -> None:
+        writer = self.services.audit
+        path = call.scope["path"]
+        if writer is None or not path.startswith(AUDITED_PREFIXES):
+            return
+        entry = self._entry(call)
+        try:
+            await writer.write(entry)
+        except Exception:
+            # Strict mode: the record did not commit, so the response must not complete.
+            log.exception("audit record of %s could not be written", entry.request_id)
+            raise
+
+    def _entry(self, call: _Call) -> AuditEntry:
+        from enclave.audit.chain import AuditEntry
+
+        state: dict[str, Any] = call.scope["state"]
+        record: CallRecord = state["call"]
+        principal = call.principal
+        return AuditEntry(
+            ts=datetime.now(UTC).isoformat(timespec="microseconds"),
+            kind="api",
+            action=f"{call.scope['method']} {call.scope['path']}",
+            request_id=state.get("request_id"),
+            user=principal.user if principal else None,
+            key_prefix=principal.key_prefix if principal else None,
+            client_ip=state.get("client_ip"),
+            model=record.model,
+            member=record.member,
+            status=call.status,
+            tokens_in=record.prompt_tokens,
+            tokens_out=record.completion_tokens,
+            latency_ms=round((time.perf_counter() - call.started) * 1000),
+            images=list(record.images),
+            content=record.content,
+        )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None

@@ -1,0 +1,207 @@
+"""Users and API keys: the operations the CLI and the admin API share, each audited.
+
+A command or route parses its input and calls one method here; this module checks,
+stores (through the repositories) and writes the administrative audit record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from enclave.auth.apikeys import new_key, parse_duration
+from enclave.auth.passwords import hash_password, verify_password
+from enclave.errors import AuthenticationFailed, InvalidRequest
+from enclave.store.repos import KeyRepo, Store, UserRepo
+
+if TYPE_CHECKING:
+    from enclave.audit.writer import AuditWriter
+    from enclave.store.models import ApiKey, User
+
+Role = Literal["admin", "user"]
+ROLES = ("admin", "user")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an administrative action (for the audit record)."""
+
+    user: str | None = None  # None: the command line on the server itself
+    key_prefix: str | None = None
+    client_ip: str | None = None
+    request_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.user or "cli"
+
+
+CLI = Actor()
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    user: str
+    name: str
+    expires: str = "never"
+    models: list[str] = field(default_factory=list)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    allow: list[str] = field(default_factory=list)
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "role": user.role,
+        "disabled": user.disabled,
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "prefix": key.prefix,
+        "name": key.name,
+        "user": key.user.name,
+        "models": key.models,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "max_concurrency": key.max_concurrency,
+        "allow": key.allow,
+        "created_at": when(key.created_at),
+        "expires_at": when(key.expires_at),
+        "revoked_at": when(key.revoked_at),
+        "last_used_at": when(key.last_used_at),
+    }
+
+
+class Identity:
+    def __init__(self, store: Store, audit: AuditWriter | None) -> None:
+        self.users = UserRepo(store)
+        self.keys = KeyRepo(store)
+        self.audit = audit
+
+    # --- users -----------------------------------------------------------------------
+
+    async def add_user(self, actor: Actor, name: str, role: str, password: str) -> User:
+        if role not in ROLES:
+            raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        user = await self.users.add(name, role, hash_password(password))
+        await self._audit(actor, "users.add", {"name": name, "role": role})
+        return user
+
+    async def list_users(self) -> list[User]:
+        return await self.users.list()
+
+    async def set_disabled(self, actor: Actor, name: str, disabled: bool) -> None:
+        await self.users.set_disabled(name, disabled)
+        await self._audit(actor, "users.disable" if disabled else "users.enable", {"name": name})
+
+    async def set_password(self, actor: Actor, name: str, password: str) -> None:
+        await self.users.set_password(name, hash_password(password))
+        await self._audit(actor, "users.passwd", {"name": name})
+
+    async def login(self, actor: Actor, name: str, password: str) -> User:
+        """The user, if the password is right; every failure is the same 401, and audited."""
+        user = await self.users.get(name)
+        # Hash even for an unknown name, so the answer's timing does not tell names apart.
+        right = verify_password(user.password_hash if user else None, password)
+        ok = right and user is not None and not user.disabled
+        if not ok or user is None:
+            if user is not None:
+                await self.users.login_failed(name, now())
+            await self._audit(actor, "login.failed", {"name": name}, status=401)
+            raise AuthenticationFailed("wrong user name or password")
+        await self.users.login_ok(name)
+        await self._audit(Actor(name, None, actor.client_ip, actor.request_id), "login", {})
+        return user
+
+    # --- keys ------------------------------------------------------------------------
+
+    async def create_key(self, actor: Actor, spec: KeySpec) -> tuple[str, ApiKey]:
+        """A new key: the secret is returned this once and stored only as a hash."""
+        life = parse_duration(spec.expires)
+        made = new_key()
+        key = await self.keys.create(
+            spec.user,
+            name=spec.name,
+            prefix=made.prefix,
+            secret_hash=made.secret_hash,
+            models=list(spec.models),
+            rpm=spec.rpm,
+            tpm=spec.tpm,
+            max_concurrency=spec.max_concurrency,
+            allow=list(spec.allow),
+            expires_at=now() + life if life else None,
+        )
+        await self._audit(actor, "keys.create", {"prefix": key.prefix, **key_view(key)})
+        return made.key, key
+
+    async def list_keys(self, user: str | None = None) -> list[ApiKey]:
+        return await self.keys.list(user)
+
+    async def revoke_key(self, actor: Actor, prefix: str) -> ApiKey:
+        key = await self.keys.revoke(prefix, now())
+        await self._audit(actor, "keys.revoke", {"prefix": prefix, "user": key.user.name})
+        return key
+
+    async def rotate_key(self, actor: Actor, prefix: str) -> tuple[str, ApiKey]:
+        """A new secret with the same owner, scopes and limits; the old key is revoked."""
+        old = await self.keys.by_prefix(prefix)
+        if old is None:
+            await self.keys.revoke(prefix, now())  # raises the not-found error
+            raise AssertionError("unreachable")
+        remaining = None
+        if old.expires_at is not None:
+            remaining = max(int((old.expires_at - now()).total_seconds() // 60), 1)
+        spec = KeySpec(
+            user=old.user.name,
+            name=old.name,
+            expires=f"{remaining}m" if remaining else "never",
+            models=list(old.models),
+            rpm=old.rpm,
+            tpm=old.tpm,
+            max_concurrency=old.max_concurrency,
+            allow=list(old.allow),
+        )
+        secret, new = await self.create_key(actor, spec)
+        await self.revoke_key(actor, prefix)
+        await self._audit(actor, "keys.rotate", {"old": prefix, "new": new.prefix})
+        return secret, new
+
+    # --- audit -----------------------------------------------------------------------
+
+    async def audit_action(self, actor: Actor, action: str, detail: dict[str, Any]) -> None:
+        """An administrative event that is not a user or key operation (a config reload)."""
+        await self._audit(actor, action, detail)
+
+    async def _audit(
+        self, actor: Actor, action: str, detail: dict[str, Any], status: int = 200
+    ) -> None:
+        if self.audit is None:
+            return
+        from enclave.audit.chain import AuditEntry
+
+        await self.audit.write(
+            AuditEntry(
+                ts=now().isoformat(timespec="microseconds"),
+                kind="admin",
+                action=action,
+                request_id=actor.request_id,
+                user=actor.name,
+                key_prefix=actor.key_prefix,
+                client_ip=actor.client_ip,
+                status=status,
+                detail=detail,
+            )
+        )
