@@ -4,10 +4,13 @@ clients, the audit chain checked and tampered with on the real SQLite file."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import ssl
 import subprocess
@@ -29,6 +32,9 @@ PROXY = "127.0.0.2"  # a second loopback address: the trusted reverse proxy
 ADMIN_PASSWORD = "correct horse battery staple"
 BOB_PASSWORD = "tr0ub4dor&3-but-longer"
 OPEN = {"/health", "/api/auth/login", "/api/auth/refresh"}
+TINY_PNG = (  # 1 x 1 pixel
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 def settings(fake: FakeUpstream) -> dict[str, Any]:
@@ -41,7 +47,12 @@ def settings(fake: FakeUpstream) -> dict[str, Any]:
         },
         "engine": {"enabled": False, "embeddings": False, "ocr": False},
         "upstreams": [
-            {"name": "fake", "base_url": fake.base_url, "models": ["fake-model", "other-model"]}
+            {
+                "name": "fake",
+                "base_url": fake.base_url,
+                "models": ["fake-model", "other-model"],
+                "vision": True,
+            }
         ],
     }
 
@@ -64,7 +75,7 @@ def make_key(gateway: Gateway, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=["fake-model", "other-model"]) as upstream:
+    with run_fake_upstream(models=["fake-model", "other-model"], vision=True) as upstream:
         yield upstream
 
 
@@ -386,3 +397,53 @@ def test_tls(tmp_path: Path, fake: FakeUpstream) -> None:
         assert reply.status_code in (200, 503)
         with pytest.raises(httpx.HTTPError):
             httpx.get(gw.url + "/health", trust_env=False, timeout=5)  # plain HTTP: no
+
+
+def test_last_used_time_and_image_hashes(gateway: Gateway, fake: FakeUpstream) -> None:
+    key = make_key(gateway, "--user", "bob", "--name", "camera")
+    png = base64.b64decode(TINY_PNG)
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + TINY_PNG}},
+    ]}]}  # fmt: skip
+    reply = httpx.post(gateway.v1 + "/chat/completions", json=body, headers=auth(key),
+                       trust_env=False, timeout=10)  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    record = next(r for r in export(gateway) if r["request_id"] == reply.headers["x-request-id"])
+    assert record["images"] == [hashlib.sha256(png).hexdigest()]
+    deadline = time.monotonic() + 15  # last-used times are written every 5 s
+    while True:
+        listed = json.loads(cli(gateway, "keys", "list", "--user", "bob", "--json").stdout)
+        if next(k for k in listed if k["name"] == "camera")["last_used_at"]:
+            break
+        assert time.monotonic() < deadline, "last_used_at never set"
+        time.sleep(0.5)
+
+
+def test_a_config_reload_is_audited(gateway: Gateway) -> None:
+    gateway.running.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not any(r["action"] == "config.reload.applied" for r in export(gateway)):
+        assert time.monotonic() < deadline, "the reload was not audited"
+        time.sleep(0.2)
+
+
+def test_on_postgresql_with_redis_limits(tmp_path: Path, fake: FakeUpstream) -> None:
+    from tests.fakes.postgres import available, shared_server
+    from tests.fakes.redis import redis_server_path, run_redis
+
+    if not available() or redis_server_path() is None:
+        pytest.skip("needs the bundled PostgreSQL and redis-server (./task installs both)")
+    server = shared_server()
+    database = server.create_database()
+    with run_redis() as redis:
+        config = {**settings(fake), "database_url": database}
+        config["auth"] = {**config["auth"], "rate_limits": "redis", "redis_url": redis.url}
+        with run_gateway(tmp_path, config) as gw:
+            added = cli(gw, "users", "add", "dora", "--password-stdin", stdin="doras-password\n")
+            assert added.returncode == 0, added.stderr
+            key = make_key(gw, "--user", "dora", "--name", "pg", "--rpm", "2")
+            assert [chat(gw, key).status_code for _ in range(3)] == [200, 200, 429]
+            verified = cli(gw, "audit", "verify")
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+            assert not (tmp_path / "enclave.db").exists()  # everything went to PostgreSQL
