@@ -306,5 +306,19 @@ def apply_overrides(settings: Settings, **overrides: Any) -> Settings:
 
 
 def masked(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain data, secrets masked."""
-    return settings.model_dump(mode="json")
+    """The effective settings as plain data, secrets masked (keys, passwords in URLs)."""
+    data = settings.model_dump(mode="json")
+    if data.get("database_url"):
+        data["database_url"] = mask_url(data["database_url"])
+    data["auth"]["redis_url"] = mask_url(data["auth"]["redis_url"])
+    return data
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:secret@host/...`` → ``scheme://user:**********@host/...``."""
+    head, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{head}://{user}:**********@{host}"

@@ -120,3 +120,17 @@ def test_config_errors_are_one_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1
     assert "invalid setting port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_passwords_in_database_and_redis_urls_are_masked() -> None:
+    from enclave.config import Settings, masked
+
+    settings = Settings(
+        database_url="postgresql+asyncpg://enclave:s3cret@db:5432/enclave",
+        auth={"redis_url": "redis://:hunter22@cache:6379/0"},
+    )
+    shown = masked(settings)
+    assert shown["database_url"] == "postgresql+asyncpg://enclave:**********@db:5432/enclave"
+    assert shown["auth"]["redis_url"] == "redis://:**********@cache:6379/0"
+    assert "s3cret" not in str(shown)
+    assert "hunter22" not in str(shown)
