@@ -147,3 +147,27 @@ async def test_nothing_listening_names_the_url() -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(UpstreamError, match="must be http"):
         pool("ftp://example/v1")
+
+
+@pytest.mark.anyio
+async def test_a_kept_alive_connection_is_reused() -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while not reader.at_eof():
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with server(handler) as url:
+        upstream = pool(url)
+        for _ in range(3):
+            response = await upstream.request("GET", "models")
+            assert await response.read() == b"ok"
+        await upstream.aclose()
+    assert connections == 1

@@ -52,6 +52,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         self.head_done = False
         self.complete = False
+        self.keep_alive = False
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
 
@@ -95,6 +96,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        # Asked now: once the message is over, llhttp has reset and always says no.
+        self.keep_alive = self.parser.should_keep_alive()
         self.complete = True
         self._wake()
 
@@ -126,7 +129,7 @@ class _Connection(asyncio.Protocol):
         return data
 
     def reusable(self) -> bool:
-        return self.complete and not self.closed and self.parser.should_keep_alive()
+        return self.complete and not self.closed and self.keep_alive
 
     def close(self) -> None:
         self.closed = True
