@@ -354,6 +354,16 @@ def export_text(gateway: Gateway) -> str:
 # --- exposure and TLS ------------------------------------------------------------------
 
 
+def test_without_authentication_the_admin_api_is_closed(tmp_path: Path) -> None:
+    config = {"engine": {"enabled": False, "embeddings": False, "ocr": False}}
+    with run_gateway(tmp_path, config, health="/v1/models") as gw:  # loopback: no keys...
+        assert httpx.get(gw.v1 + "/models", trust_env=False).status_code == 200
+        body = {"name": "eve", "role": "admin", "password": "eve-wants-in"}
+        refused = httpx.post(gw.url + "/api/admin/users", json=body, trust_env=False)
+        assert "needs authentication" in error_of(refused, 403)["message"]  # ...but no admin
+        assert "eve" not in cli(gw, "users", "list").stdout
+
+
 def test_a_public_bind_without_auth_refuses_to_start(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("auth: {mode: 'off'}\nengine: {enabled: false}\n")

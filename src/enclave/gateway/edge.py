@@ -83,6 +83,9 @@ class Edge:
         ip = state["client_ip"]
         if not gate.allowlist.allows(ip):
             raise Forbidden(f"the address {ip} may not use this gateway")
+        if not gate.enabled and path.startswith("/api/admin/"):
+            # Without authentication anyone who can connect would be an administrator.
+            raise Forbidden("the admin API needs authentication: set auth.mode to on")
         if not (gate.enabled and protected(path)):
             return
         principal = await gate.principal(_header(scope, b"authorization"))
