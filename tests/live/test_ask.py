@@ -23,7 +23,9 @@ def run_ask(
 ) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
     clean = {k: v for k, v in clean.items() if "proxy" not in k.lower()}
-    full_env = {**clean, "ENCLAVE_URL": url, "ENCLAVE_MODEL": MODEL, **env}
+    # a developer's own ~/.config/enclave/ask.toml must not change what is tested
+    no_config = "/nonexistent/ask.toml"
+    full_env = {**clean, "ENCLAVE_URL": url, "ENCLAVE_MODEL": MODEL, "ASK_CONFIG": no_config, **env}
     return subprocess.run(
         [str(ASK), *args],
         check=False,
