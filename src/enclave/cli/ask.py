@@ -6,6 +6,8 @@
     cat error.log | ask "why did this fail?"     # stdin attached as a fenced block
     ask -f app.py --role review "anything wrong?"
     ask config                                   # effective settings and their sources
+    ask -c "and in python?"                      # continue the last conversation
+    ask history tar                              # conversations that mention "tar"
 
 Settings come from flags > environment > ``ask.toml`` > defaults
 (:mod:`enclave.client.askconfig`). ``ask config`` is the settings command only when
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
     from enclave.client.askconfig import AskConfig
     from enclave.client.chat import ChatClient, ClientError
+    from enclave.client.sessions import Store
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -84,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-f", "--file", action="append", type=Path, default=[], metavar="PATH",
         help="attach a text file as a fenced block; repeatable",
     )  # fmt: skip
+    parser.add_argument(
+        "--clip", action="store_true",
+        help="attach the clipboard: its image, else its text as a fenced block",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-image-side", type=int, metavar="PX",
+        help="downscale images so the longest side is at most PX (default 1568)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="report image sizes before and after"
+    )
+    parser.set_defaults(clip_image=None)  # set by compose_question when --clip finds an image
     parser.add_argument("--model", help="the model (default: ENCLAVE_MODEL, ask.toml, 'default')")
     parser.add_argument(
         "--role", metavar="NAME",
@@ -99,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-stream", action="store_true", help="print the answer at the end")
     parser.add_argument("--max-tokens", type=int, metavar="N")
     parser.add_argument("--temperature", type=float)
+    parser.add_argument(
+        "-c", "--continue", dest="continue_last", action="store_true",
+        help="continue the last conversation (its turns are sent as context)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--session", metavar="NAME", help="use (start or continue) a named conversation"
+    )
+    parser.add_argument(
+        "--context-chars", type=int, default=24000, metavar="N",
+        help="with -c/--session, send the newest earlier turns that fit in N characters "
+        "(default 24000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-history", action="store_true", help="do not record this question and answer"
+    )
+    parser.add_argument(
+        "--show", metavar="ID|NAME", help="with `ask history`: print one conversation"
+    )
     parser.add_argument("--version", action="version", version=f"ask {__version__}")
     return parser
 
@@ -108,9 +141,14 @@ def run(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)
     if args.max_stdin_bytes is not None and args.max_stdin_bytes < 1:
         parser.error("--max-stdin-bytes must be at least 1")
+    if args.max_image_side is not None and args.max_image_side < 16:
+        parser.error("--max-image-side must be at least 16")
     from enclave.client import askconfig
     from enclave.client.chat import ClientError
+    from enclave.client.sessions import HistoryError
 
+    if args.continue_last and args.session:
+        parser.error("-c/--continue and --session cannot be combined")
     try:
         config = askconfig.load(
             {
@@ -119,18 +157,24 @@ def run(argv: list[str]) -> int:
                 "model": args.model,
                 "role": args.role,
                 "max_stdin_bytes": args.max_stdin_bytes,
+                "history": False if args.no_history else None,
+                "max_image_side": args.max_image_side,
             }
         )
         if args.question == ["config"]:  # the settings command only when it is all there is
             sys.stdout.write("".join(line + "\n" for line in askconfig.describe(config)))
             return 0
+        if args.question[:1] == ["history"] and len(args.question) <= 2:  # like `config`
+            return show_history(args.show, (args.question[1:] or [None])[0])
+        if args.show is not None:
+            parser.error("--show goes with `ask history`")
         system = args.system
         role = config.value("role")
         if role is not None:
             prompt = config.role_prompt(role)  # checked even when --system wins
             system = system if system is not None else prompt
         question = compose_question(args, config, sys.stdin, sys.stderr)
-    except (askconfig.ConfigError, AttachmentError) as exc:
+    except (askconfig.ConfigError, AttachmentError, HistoryError) as exc:
         print(f"ask: {exc}", file=sys.stderr)
         return 2
     if not question:
@@ -139,7 +183,7 @@ def run(argv: list[str]) -> int:
     try:
         api_key = askconfig.resolve_api_key(config)
         ask(args, config, question, system, api_key)
-    except askconfig.ConfigError as exc:
+    except (askconfig.ConfigError, HistoryError) as exc:
         print(f"ask: {exc}", file=sys.stderr)
         return 2
     except ClientError as exc:
@@ -163,9 +207,30 @@ def compose_question(
         parts.append(fenced("stdin", piped))
     for path in args.file:
         parts.append(fenced(f"file {path}", read_text_file(path, cap, err), path.suffix[1:]))
+    if args.clip:
+        clip_text = read_clipboard(args, cap, err)
+        if clip_text is not None:
+            parts.append(fenced("clipboard", clip_text))
     if parts and not words:  # files but no question: the files need one
         return ""
     return "\n\n".join(parts)
+
+
+def read_clipboard(args: argparse.Namespace, cap: int, err: TextIO) -> str | None:
+    """``--clip``: an image is kept in ``args.clip_image``; text is returned (capped)."""
+    import io
+
+    from enclave.client import clipboard
+
+    try:
+        clip = clipboard.read()
+    except clipboard.ClipboardError as exc:
+        raise AttachmentError(str(exc)) from None
+    if clip.image is not None:
+        args.clip_image = clip.image
+        return None
+    data, total = read_tail(io.BytesIO((clip.text or "").encode("utf-8")), cap)
+    return as_text(data, total, "clipboard", err)
 
 
 def stdin_is_piped(stdin: TextIO | None) -> bool:
@@ -252,39 +317,182 @@ def ask(
 
     body = chat_request(
         str(config.value("model")),
-        build_messages(question, args.image, system),
+        build_messages(
+            question,
+            args.image,
+            system,
+            clip_image=args.clip_image,
+            max_side=int(config.value("max_image_side")),
+            report=sys.stderr if args.verbose else None,
+        ),
         max_tokens=args.max_tokens,
         temperature=args.temperature,
     )
-    with ChatClient(str(config.value("url")), api_key=api_key) as client:
-        if args.no_stream:
-            print_whole(client, body, sys.stdout)
+    import time
+
+    store, conversation, context = open_history(args, config, len(question))
+    if context:  # earlier turns go between the system prompt and the question
+        sent = body["messages"]
+        body["messages"] = [*sent[:-1], *context, sent[-1]]
+    answer: list[str] = []
+    asked_at = time.time()
+    try:
+        with ChatClient(str(config.value("url")), api_key=api_key) as client:
+            if args.no_stream:
+                answer.append(print_whole(client, body, sys.stdout))
+            else:
+                print_stream(client, body, sys.stdout, answer)
+    except BaseException as exc:
+        if store is not None and (answer or isinstance(exc, KeyboardInterrupt)):
+            text = "".join(answer).rstrip("\n")
+            text = f"{text}\n(interrupted)" if text else "(interrupted)"
+            record(
+                store, conversation, args, config, question=question, answer=text, asked_at=asked_at
+            )
+        raise
+    else:
+        if store is not None:
+            answered = "".join(answer)
+            record(
+                store,
+                conversation,
+                args,
+                config,
+                question=question,
+                answer=answered,
+                asked_at=asked_at,
+            )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def open_history(
+    args: argparse.Namespace, config: AskConfig, reserve: int
+) -> tuple[Store | None, int | None, list[dict[str, str]]]:
+    """The history to record into (``None`` when off), the conversation to continue
+    (``None``: a new one) and its earlier turns as messages, trimmed from the oldest to
+    ``--context-chars`` (with ``reserve`` for the question), with a notice on stderr."""
+    from enclave.client import sessions
+
+    recording = bool(config.value("history"))
+    path = sessions.history_path()
+    if not recording and not ((args.continue_last or args.session) and path.exists()):
+        return None, None, []
+    store = sessions.Store(path)
+    conversation = None
+    if args.continue_last:
+        conversation = store.last()
+    elif args.session:
+        conversation = store.by_name(args.session)
+    turns = store.turns(conversation) if conversation is not None else []
+    kept, left_out = sessions.trim(turns, args.context_chars, reserve)
+    if left_out:
+        print(
+            f"ask: context: left out the {left_out} oldest of {len(turns)} earlier turns "
+            f"(--context-chars {args.context_chars})",
+            file=sys.stderr,
+        )
+    if not recording:
+        store.close()
+        return None, conversation, sessions.as_messages(kept)
+    return store, conversation, sessions.as_messages(kept)
+
+
+def record(
+    store: Store,
+    conversation: int | None,
+    args: argparse.Namespace,
+    config: AskConfig,
+    *,
+    question: str,
+    answer: str,
+    asked_at: float,
+) -> None:
+    """Save one exchange; a history that cannot be written is a warning, not a failure."""
+    from enclave.client.sessions import HistoryError
+
+    model = str(config.value("model"))
+    try:
+        store.record(
+            conversation, question, answer, model=model, asked_at=asked_at, name=args.session
+        )
+    except HistoryError as exc:
+        print(f"ask: not recorded: {exc}", file=sys.stderr)
+
+
+def show_history(show: str | None, search: str | None) -> int:
+    """``ask history [SEARCH]`` and ``ask history --show ID|NAME``."""
+    from enclave.client import sessions
+
+    path = sessions.history_path()
+    if not path.exists():
+        print(f"ask: no conversations recorded yet ({path})", file=sys.stderr)
+        return 2 if show is not None else 0
+    with sessions.Store(path, create=False) as store:
+        if show is not None:
+            conversation = store.find(show)
+            summary = store.summary(conversation) if conversation is not None else None
+            if conversation is None or summary is None:
+                print(f"ask: no conversation {show!r} in {path}", file=sys.stderr)
+                return 2
+            lines = sessions.conversation_lines(summary, store.turns(conversation))
         else:
-            print_stream(client, body, sys.stdout)
+            items = store.conversations(search)
+            if not items:
+                what = f"mentions {search!r}" if search else "recorded yet"
+                print(f"ask: no conversation {what} ({path})", file=sys.stderr)
+            lines = sessions.summary_lines(items)
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    return 0
 
 
 def build_messages(
-    question: str, images: Sequence[Path], system: str | None
+    question: str,
+    images: Sequence[Path],
+    system: str | None,
+    *,
+    clip_image: bytes | None = None,
+    max_side: int = 1568,
+    report: TextIO | None = None,
 ) -> list[dict[str, object]]:
-    from enclave.client.chat import image_data_url, system_message, user_message
+    """The messages; each image downscaled and re-encoded (:mod:`enclave.client.imageprep`),
+    with a line per image on ``report`` (``-v``)."""
+    from enclave.client.chat import system_message, user_message
 
-    urls = [image_data_url(path) for path in images]
+    urls: list[str] = []
+    if images or clip_image is not None:
+        from enclave.client import imageprep
+
+        prepared = [imageprep.prepare_file(path, max_side) for path in images]
+        if clip_image is not None:
+            prepared.append(imageprep.prepare(clip_image, "clipboard", max_side))
+        for image in prepared:
+            if report is not None:
+                print(image.report(), file=report)
+            urls.append(image.data_url)
     head = [system_message(system)] if system else []
     return [*head, user_message(question, urls)]
 
 
-def print_whole(client: ChatClient, body: dict[str, object], out: TextIO) -> None:
+def print_whole(client: ChatClient, body: dict[str, object], out: TextIO) -> str:
     content = client.complete(body).content
     out.write(content if content.endswith("\n") else content + "\n")
     out.flush()
+    return content
 
 
-def print_stream(client: ChatClient, body: dict[str, object], out: TextIO) -> None:
-    """Write each delta as it arrives; end the line even when the stream breaks."""
+def print_stream(
+    client: ChatClient, body: dict[str, object], out: TextIO, sink: list[str] | None = None
+) -> None:
+    """Write each delta as it arrives (and to ``sink``); end the line even when the
+    stream breaks."""
     at_line_start = True
     try:
         for delta in client.stream(body):
             if delta.content:
+                if sink is not None:
+                    sink.append(delta.content)
                 out.write(delta.content)
                 out.flush()
                 at_line_start = delta.content.endswith("\n")

@@ -13,6 +13,8 @@ The file is ``$ASK_CONFIG`` if set, else ``$XDG_CONFIG_HOME/enclave/ask.toml`` (
     role = "explain"                        # applied when no --role is given
     theme = "monokai"
     max_stdin_bytes = 200000
+    max_image_side = 1568                   # longest side of images sent, px
+    history = false                         # do not record conversations
 
     [roles.sql]
     prompt = "Answer with one PostgreSQL query only."
@@ -33,6 +35,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_MODEL = "default"
 DEFAULT_THEME = "monokai"
 DEFAULT_MAX_STDIN_BYTES = 200_000
+DEFAULT_MAX_IMAGE_SIDE = 1568
 API_KEY_COMMAND_TIMEOUT_S = 10.0
 
 BUILTIN_ROLES: dict[str, str] = {
@@ -61,6 +64,8 @@ _SCALARS: dict[str, tuple[str | None, object]] = {
     "role": (None, None),
     "theme": (None, DEFAULT_THEME),
     "max_stdin_bytes": (None, DEFAULT_MAX_STDIN_BYTES),
+    "max_image_side": (None, DEFAULT_MAX_IMAGE_SIDE),  # px; enclave.client.imageprep
+    "history": (None, True),  # record conversations (enclave.client.sessions)
 }
 _FILE_KEYS = {*_SCALARS, "api_key_command", "roles"}
 
@@ -140,6 +145,11 @@ def _problems(data: Mapping[str, Any]) -> Iterator[str]:
     size = data.get("max_stdin_bytes", 1)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         yield "max_stdin_bytes must be a positive integer"
+    side = data.get("max_image_side", 1568)
+    if isinstance(side, bool) or not isinstance(side, int) or side < 16:
+        yield "max_image_side must be an integer of at least 16"
+    if not isinstance(data.get("history", True), bool):
+        yield "history must be true or false"
     roles = data.get("roles", {})
     if not isinstance(roles, dict):
         yield "roles must be a table of [roles.NAME] tables"
