@@ -234,3 +234,34 @@ def test_corrupt_image(url: str, tmp_path: Path) -> None:
     assert result.stderr.startswith(f"ask: {path} is a corrupt or truncated image")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+@needs_x11
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_repl_clip_stages_the_clipboard_image(
+    url: str, fake: FakeUpstream, display: str, tmp_path: Path
+) -> None:
+    from tests.terminal import Terminal
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+        "LANG": "C.UTF-8", "DISPLAY": display, "ENCLAVE_URL": url, "ENCLAVE_MODEL": MODEL,
+        "ASK_CONFIG": "/nonexistent/ask.toml", "ASK_HISTORY": str(tmp_path / "ask.db"),
+    }  # fmt: skip
+    terminal = Terminal([str(ASK)], env, tmp_path)
+    try:
+        terminal.wait_for(r"User >$")
+        terminal.type(":clip")
+        terminal.keys("Enter")
+        terminal.wait_for(r"ask: the clipboard holds no image or text\nUser >$")
+        copy(display, path=PNG)
+        terminal.type(":clip")
+        terminal.keys("Enter")
+        terminal.wait_for(r"staged image clipboard: 520x140.*\nUser \(1 image\) >$")
+        terminal.type("what is this?")
+        terminal.keys("Enter")
+        terminal.wait_for(r"echo: what is this\? images=1 texts=1")
+        (image,) = sent_images(fake)
+        assert image.size == (520, 140)
+    finally:
+        terminal.close()

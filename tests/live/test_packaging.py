@@ -18,6 +18,7 @@ import pytest
 
 from enclave import __version__
 from tests.fakes.procs import REPO_ROOT, run_fake_upstream
+from tests.terminal import Terminal
 
 pytestmark = [
     pytest.mark.live,
@@ -114,6 +115,26 @@ def test_pyz_asks_the_fake_upstream(built: dict[str, Path], tmp_path: Path) -> N
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("echo: what is this images=1 texts=1 ")
         assert fake.stats()["completed"] == 2
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_pyz_opens_the_repl_on_a_terminal(built: dict[str, Path], tmp_path: Path) -> None:
+    env = clean_env(tmp_path, ENCLAVE_MODEL="fake-model", ASK_CONFIG=str(tmp_path / "none.toml"))
+    with run_fake_upstream() as fake:
+        env["ENCLAVE_URL"] = fake.root
+        fake.configure(reply="Use `ls -la`.\n\n```sh\nls -la\n```\n")
+        terminal = Terminal([*system_python(), "-S", str(built["pyz"])], env, tmp_path)
+        try:
+            terminal.wait_for(r"User >$", timeout=60)  # the first run unpacks into ~/.shiv
+            terminal.type("how do I list files?")
+            terminal.keys("Enter")
+            terminal.wait_for(r"```sh\nls -la\n```\nUser >$")
+            styled = terminal.screen(styles=True)
+            assert "\x1b[" in styled.split("how do I list files?")[1]  # painted as Markdown
+            terminal.keys("C-d")
+            terminal.wait_for(r"\[exit 0\]")
+        finally:
+            terminal.close()
 
 
 def test_pyz_carries_no_server_or_engine(built: dict[str, Path]) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from enclave.client.askconfig import AskConfig
     from enclave.client.chat import ChatClient, ClientError
+    from enclave.client.render import Renderer
     from enclave.client.sessions import Store
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a saved system prompt: shell, explain, review, or [roles.NAME] in ask.toml",
     )  # fmt: skip
     parser.add_argument("--system", metavar="TEXT", help="a system prompt; wins over --role")
+    parser.add_argument(
+        "-x", "--execute", action="store_true",
+        help="propose a shell command for the request and run it once you confirm",
+    )  # fmt: skip
     parser.add_argument("--url", help=f"the enclave gateway (default {DEFAULT_URL})")
     parser.add_argument("--api-key")
     parser.add_argument(
@@ -112,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep at most the last N bytes of stdin and of each -f file (default 200000)",
     )  # fmt: skip
     parser.add_argument("--no-stream", action="store_true", help="print the answer at the end")
+    parser.add_argument(
+        "--raw", action="store_true", help="plain text even on a terminal (no Markdown styling)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the server's whole response as JSON"
+    )
     parser.add_argument("--max-tokens", type=int, metavar="N")
     parser.add_argument("--temperature", type=float)
     parser.add_argument(
@@ -144,7 +155,6 @@ def run(argv: list[str]) -> int:
     if args.max_image_side is not None and args.max_image_side < 16:
         parser.error("--max-image-side must be at least 16")
     from enclave.client import askconfig
-    from enclave.client.chat import ClientError
     from enclave.client.sessions import HistoryError
 
     if args.continue_last and args.session:
@@ -178,10 +188,26 @@ def run(argv: list[str]) -> int:
         print(f"ask: {exc}", file=sys.stderr)
         return 2
     if not question:
+        if not args.question and interactive(sys.stdin):
+            return start_repl(args, config, system)
         parser.error("no question: give it as arguments or on stdin")
+    return answer_one(args, config, question, system)
+
+
+def answer_one(
+    args: argparse.Namespace, config: AskConfig, question: str, system: str | None
+) -> int:
+    from enclave.client import askconfig
+    from enclave.client.chat import ClientError
+    from enclave.client.sessions import HistoryError
+
     url = str(config.value("url"))
     try:
         api_key = askconfig.resolve_api_key(config)
+        if args.execute:
+            if args.system is None and args.role is None:
+                system = config.role_prompt("shell")
+            return execute(args, config, question, system, api_key)
         ask(args, config, question, system, api_key)
     except (askconfig.ConfigError, HistoryError) as exc:
         print(f"ask: {exc}", file=sys.stderr)
@@ -191,6 +217,84 @@ def run(argv: list[str]) -> int:
         print(f"ask: {message}", file=sys.stderr)
         return code
     return 0
+
+
+def execute(
+    args: argparse.Namespace,
+    config: AskConfig,
+    question: str,
+    system: str | None,
+    api_key: str | None,
+) -> int:
+    """``-x``: the proposed command, run only after the user confirms on the terminal."""
+    from enclave.cli import ask_exec
+    from enclave.client.chat import ChatClient, chat_request
+
+    messages = build_messages(
+        question, args.image, system, max_side=int(config.value("max_image_side"))
+    )
+    body = chat_request(str(config.value("model")), messages, max_tokens=args.max_tokens)
+    with ChatClient(str(config.value("url")), api_key=api_key) as client:
+        command = ask_exec.extract_command(client.complete(body).content)
+    if not command:
+        print("ask: the model proposed no command", file=sys.stderr)
+        return 1
+    tty = ask_exec.open_tty()
+    if tty is None:
+        print(command)
+        print("ask: not run: no terminal to confirm on", file=sys.stderr)
+        return 2
+    chosen = ask_exec.confirm(command, tty)
+    if chosen is None:
+        print("ask: not run", file=sys.stderr)
+        return 0
+    return ask_exec.run(chosen)
+
+
+def interactive(stdin: TextIO | None) -> bool:
+    try:
+        return stdin is not None and stdin.isatty()
+    except ValueError:
+        return False
+
+
+def start_repl(args: argparse.Namespace, config: AskConfig, system: str | None) -> int:
+    """``ask`` on a terminal with no question: the REPL (:mod:`enclave.cli.ask_repl`),
+    on the conversation of ``-c``/``--session`` if given, with ``-i``/``-f`` staged."""
+    from enclave.cli import ask_repl
+    from enclave.client import askconfig
+    from enclave.client.sessions import HistoryError
+
+    try:
+        api_key = askconfig.resolve_api_key(config)
+        store, conversation, _ = open_history(args, config, 0)
+    except (askconfig.ConfigError, HistoryError) as exc:
+        print(f"ask: {exc}", file=sys.stderr)
+        return 2
+    settings = ask_repl.Settings(
+        url=str(config.value("url")), api_key=api_key, model=str(config.value("model")),
+        system=system, theme=str(config.value("theme")), raw=args.raw,
+        max_side=int(config.value("max_image_side")),
+        max_file_bytes=int(config.value("max_stdin_bytes")), context_chars=args.context_chars,
+        max_tokens=args.max_tokens, temperature=args.temperature, session=args.session,
+    )  # fmt: skip
+    repl = ask_repl.Repl(settings, store)
+    if store is not None and conversation is not None:
+        from enclave.client.sessions import as_messages
+
+        repl.chat.id = conversation
+        repl.chat.messages = list(as_messages(store.turns(conversation)))
+    for path in args.image:
+        repl.stage_image(None, path)
+    if args.clip_image is not None:
+        repl.stage_image(args.clip_image, None)
+    for path in args.file:
+        repl.stage_file(path)
+    try:
+        return repl.run()
+    finally:
+        if store is not None:
+            store.close()
 
 
 def compose_question(
@@ -338,10 +442,12 @@ def ask(
     asked_at = time.time()
     try:
         with ChatClient(str(config.value("url")), api_key=api_key) as client:
-            if args.no_stream:
+            if args.json:
+                answer.append(print_json(client, body, sys.stdout))
+            elif args.no_stream:
                 answer.append(print_whole(client, body, sys.stdout))
             else:
-                print_stream(client, body, sys.stdout, answer)
+                print_stream(client, body, renderer(args, config), answer)
     except BaseException as exc:
         if store is not None and (answer or isinstance(exc, KeyboardInterrupt)):
             text = "".join(answer).rstrip("\n")
@@ -482,24 +588,40 @@ def print_whole(client: ChatClient, body: dict[str, object], out: TextIO) -> str
     return content
 
 
+def renderer(args: argparse.Namespace, config: AskConfig) -> Renderer:
+    import os
+
+    from enclave.client.render import for_terminal
+
+    theme = str(config.value("theme"))
+    return for_terminal(sys.stdout, raw=args.raw, theme=theme, env=dict(os.environ))
+
+
+def print_json(client: ChatClient, body: dict[str, object], out: TextIO) -> str:
+    """The whole response body, indented; returns the answer's text for the history."""
+    import json
+
+    raw = client.complete_raw(body)
+    out.write(json.dumps(raw, ensure_ascii=False, indent=2) + "\n")
+    out.flush()
+    from enclave.client.chat import parse_completion
+
+    return parse_completion(raw).content
+
+
 def print_stream(
-    client: ChatClient, body: dict[str, object], out: TextIO, sink: list[str] | None = None
+    client: ChatClient, body: dict[str, object], out: Renderer, sink: list[str] | None = None
 ) -> None:
-    """Write each delta as it arrives (and to ``sink``); end the line even when the
-    stream breaks."""
-    at_line_start = True
+    """Paint each delta as it arrives (and keep it in ``sink``); end the line even when
+    the stream breaks."""
     try:
         for delta in client.stream(body):
             if delta.content:
                 if sink is not None:
                     sink.append(delta.content)
-                out.write(delta.content)
-                out.flush()
-                at_line_start = delta.content.endswith("\n")
+                out.feed(delta.content)
     finally:
-        if not at_line_start:
-            out.write("\n")
-            out.flush()
+        out.finish()
 
 
 def explain(exc: ClientError, url: str) -> tuple[str, int]:

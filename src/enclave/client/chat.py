@@ -14,19 +14,16 @@ module needs no pydantic. Failures become :class:`ClientError` subclasses::
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from enclave.errors import EnclaveError
-from enclave.imagetypes import sniff_mime
 from enclave.sse import Event, decode
 
 # --- errors ----------------------------------------------------------------------------
@@ -69,18 +66,6 @@ class ImageError(ClientError):
 
 
 # --- building requests -----------------------------------------------------------------
-
-
-def image_data_url(path: Path) -> str:
-    """A ``data:`` URL holding the image file; :class:`ImageError` if it cannot be one."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    mime = sniff_mime(data)
-    if mime is None:
-        raise ImageError(f"{path} is not a PNG, JPEG, WebP, GIF or BMP image")
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def system_message(text: str) -> dict[str, Any]:
@@ -261,6 +246,10 @@ class ChatClient:
 
     def complete(self, body: Mapping[str, Any]) -> Completion:
         """A non-streamed completion."""
+        return parse_completion(self.complete_raw(body))
+
+    def complete_raw(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A non-streamed completion: the response body as the server sent it."""
         with self._transport_errors():
             response = self._http.post(
                 self._url(), json={**body, "stream": False}, headers=self._headers
@@ -271,7 +260,23 @@ class ChatClient:
             obj = response.json()
         except ValueError:
             raise ProtocolError("the server's answer is not JSON") from None
-        return parse_completion(obj if isinstance(obj, dict) else {})
+        if not isinstance(obj, dict):
+            raise ProtocolError("the server's answer is not a JSON object")
+        return obj
+
+    def models(self, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """``GET {base}/models``: the model cards the server lists."""
+        with self._transport_errors():
+            response = self._http.get(
+                f"{self.base_url}/models", headers=self._headers, timeout=timeout
+            )
+        if response.status_code >= 400:
+            raise status_error(response.status_code, response.content)
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            raise ProtocolError("the server's model list is not a JSON object") from None
+        return [card for card in data or [] if isinstance(card, dict)]
 
     def stream(self, body: Mapping[str, Any], *, include_usage: bool = False) -> Iterator[Delta]:
         """Deltas as they arrive; stops at ``[DONE]`` or when the stream ends."""
