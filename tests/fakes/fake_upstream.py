@@ -53,6 +53,23 @@ too, ``--ttft-ms`` for ``ttft_ms`` and so on):
     client disconnects.
 ``health_status`` (int, default 200)
     the status ``/health`` answers with (``/v1/models`` is not affected).
+``reply`` (str or null)
+    answer with this text, newlines kept, one word and the spacing after it per token,
+    instead of the echo.
+``script`` (str or null)
+    what successive chat requests do, cycled, as comma-separated steps: ``ok``;
+    ``status:N`` (fail with HTTP N and an error envelope); ``error:K`` (an error event
+    after K content tokens); ``drop:K`` (the connection is cut after K content tokens,
+    the stream left unfinished); ``ttft:MS`` (this request's time to first token is MS
+    instead of ``ttft_ms``). Setting it starts again at its first step. E.g.
+    ``ok,ok,status:503,drop:2`` — the benchmark's tests count errors by type with it.
+``stamp`` (bool)
+    every content chunk of a stream carries ``"stamp"``: the fake's ``time.monotonic()``
+    just before the chunk is handed to the server (the same clock as the client's
+    ``time.perf_counter()`` on Linux), so a client can tell its own measurement error.
+``lenient`` (bool)
+    no input checks: empty ``messages``, images without ``--vision`` and prompts over
+    the context length are answered 200 (a server that fails ``enclave verify``).
 
 Control routes (never behind the API key; they do not count as requests):
 
@@ -70,6 +87,9 @@ Control routes (never behind the API key; they do not count as requests):
     ``/v1/models``); ``in_flight`` (chat requests being answered now, held ones
     included) and ``max_in_flight`` (its high-water mark); ``last_request`` (the
     last chat body) and ``last_headers``.
+``GET /_fake/requests``
+    the last 32 chat bodies, oldest first (a test that makes several calls, some of them
+    in the background, finds the one it wants).
 ``POST /_fake/reset``
     zeroes the counters (``max_in_flight`` becomes the current ``in_flight``);
     options stay as they are.
@@ -80,6 +100,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import collections
 import hashlib
 import json
 import re
@@ -135,6 +156,10 @@ class Options:
     hang: bool = False
     hang_health: bool = False
     health_status: int = 200
+    reply: str | None = None
+    script: str | None = None
+    stamp: bool = False
+    lenient: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +177,10 @@ LIVE_OPTIONS: dict[str, tuple[type, bool]] = {
     "hang": (bool, False),
     "hang_health": (bool, False),
     "health_status": (int, False),
+    "reply": (str, True),
+    "script": (str, True),
+    "stamp": (bool, False),
+    "lenient": (bool, False),
 }
 STATUS_OPTIONS = frozenset({"fail_status", "health_status"})
 
@@ -173,6 +202,8 @@ def updated(options: Options, changes: dict[str, Any]) -> Options:
         if type(value) is not kind:
             wanted = kind.__name__ + (" or null" if nullable else "")
             raise FakeError(400, f"{key} must be {wanted}", "invalid_request_error")
+        if key == "script":
+            parse_script(str(value))
         if not isinstance(value, int) or isinstance(value, bool):
             continue
         if value < 0:
@@ -180,6 +211,38 @@ def updated(options: Options, changes: dict[str, Any]) -> Options:
         if key in STATUS_OPTIONS and not 100 <= value <= 599:
             raise FakeError(400, f"{key} must be an HTTP status", "invalid_request_error")
     return replace(options, **changes)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of ``script``: ``ok``, ``status``, ``error``, ``drop`` or ``ttft``."""
+
+    kind: str = "ok"
+    value: int = 0
+
+
+SCRIPT_KINDS = frozenset({"status", "error", "drop", "ttft"})
+
+
+def parse_script(text: str) -> tuple[Step, ...]:
+    """The steps of a ``script`` option; :class:`FakeError` 400 if one is not valid."""
+    steps: list[Step] = []
+    for item in text.split(","):
+        kind, _, value = item.strip().partition(":")
+        if kind == "ok" and not value:
+            steps.append(Step())
+            continue
+        if kind not in SCRIPT_KINDS or not value.isdigit():
+            message = f"bad script step {item!r}: ok, status:N, error:K, drop:K or ttft:MS"
+            raise FakeError(400, message, "invalid_request_error")
+        if kind == "status" and not 100 <= int(value) <= 599:
+            raise FakeError(400, f"{item!r}: not an HTTP status", "invalid_request_error")
+        steps.append(Step(kind, int(value)))
+    return tuple(steps)
+
+
+class DropConnection(Exception):
+    """Raised inside a stream: the server cuts the connection (a scripted ``drop``)."""
 
 
 def stalled(sent: int) -> Callable[[Options], bool]:
@@ -304,6 +367,10 @@ def build_reply(body: dict[str, Any], options: Options) -> Reply:
     messages: list[dict[str, Any]] = body["messages"]
     images, texts = count_parts(messages)
     limit, asked = output_limit(body, options.tokens)
+    if options.reply is not None:  # verbatim, newlines kept: a word and its spacing a token
+        pieces = re.findall(r"\s*\S+\s*|\s+", options.reply)[:limit]
+        finish = "length" if asked and len(pieces) == limit else "stop"
+        return Reply(pieces, finish, prompt_tokens(messages))
     words = f"echo: {last_user_text(messages)} images={images} texts={texts}".split()
     words += [f"t{i}" for i in range(len(words) + 1, limit + 1)]
     text, stopped = apply_stop(" ".join(words[:limit]), body.get("stop"))
@@ -366,17 +433,25 @@ async def read_json(request: Request) -> dict[str, Any]:
 # --- responses -------------------------------------------------------------------------
 
 
-def chunk(body: dict[str, Any], cid: str, delta: dict[str, Any], finish: str | None) -> bytes:
+def chunk(
+    body: dict[str, Any],
+    cid: str,
+    delta: dict[str, Any],
+    finish: str | None,
+    *,
+    stamp: bool = False,
+) -> bytes:
     choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-    return encode_json(
-        {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [choice],
-        }
-    )
+    data: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [choice],
+    }
+    if stamp:
+        data["stamp"] = time.monotonic()
+    return encode_json(data)
 
 
 def error_event() -> bytes:
@@ -422,7 +497,9 @@ class FakeUpstream:
         self.startup = options
         self.options = options
         self.stats = Stats(options.name)
+        self.bodies: collections.deque[dict[str, Any]] = collections.deque(maxlen=32)
         self._ids = 0
+        self._step = 0  # the next step of options.script
         self._changed = asyncio.Event()  # set (and replaced) whenever options change
 
     def next_id(self) -> str:
@@ -430,6 +507,8 @@ class FakeUpstream:
         return f"chatcmpl-fake-{self._ids}"
 
     def set_options(self, options: Options) -> None:
+        if options.script != self.options.script:
+            self._step = 0
         self.options = options
         self._changed.set()
         self._changed = asyncio.Event()
@@ -479,6 +558,7 @@ class FakeUpstream:
         body = await read_json(request)
         self.stats.requests += 1
         self.stats.last_request = body
+        self.bodies.append(body)
         self.stats.last_headers = dict(request.headers)
         try:
             await self.hold(request, lambda options: options.hang)
@@ -486,14 +566,20 @@ class FakeUpstream:
             self.stats.cancelled += 1
             raise
         self.scripted_failure()
+        step = self.next_step()
+        if step.kind == "status":
+            raise FakeError(step.value, "scripted failure", "upstream_error")
         check_model(body, self.options)
-        check_chat(body, self.options)
+        if not self.options.lenient:
+            check_chat(body, self.options)
+        elif not isinstance(body.get("messages"), list):
+            body["messages"] = []
         reply = build_reply(body, self.options)
         headers = extras_header(body)
         if body.get("stream"):
-            stream = self.stream(request, body, reply)
+            stream = self.stream(request, body, reply, step)
             return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
-        await self.pause(len(reply.pieces))
+        await self.pause(len(reply.pieces), step)
         self.stats.completed += 1
         return JSONResponse(completion(body, self.next_id(), reply), headers=headers)
 
@@ -507,16 +593,28 @@ class FakeUpstream:
         if options.fail_status is not None:
             raise FakeError(options.fail_status, "scripted failure", "upstream_error")
 
-    async def pause(self, pieces: int) -> None:
-        seconds = self.options.ttft_ms + self.options.itl_ms * max(pieces - 1, 0)
-        await asyncio.sleep(seconds / 1000)
+    def next_step(self) -> Step:
+        """This request's step of ``script`` (``ok`` without one)."""
+        if self.options.script is None:
+            return Step()
+        steps = parse_script(self.options.script)
+        step = steps[self._step % len(steps)]
+        self._step += 1
+        return step
+
+    def ttft_s(self, step: Step) -> float:
+        return (step.value if step.kind == "ttft" else self.options.ttft_ms) / 1000
+
+    async def pause(self, pieces: int, step: Step) -> None:
+        seconds = self.ttft_s(step) + self.options.itl_ms * max(pieces - 1, 0) / 1000
+        await asyncio.sleep(seconds)
 
     async def stream(
-        self, request: Request, body: dict[str, Any], reply: Reply
+        self, request: Request, body: dict[str, Any], reply: Reply, step: Step
     ) -> AsyncIterator[bytes]:
         done = False
         try:
-            async for data in self.events(request, body, reply):
+            async for data in self.events(request, body, reply, step):
                 yield data
             done = True
             self.stats.completed += 1
@@ -527,19 +625,24 @@ class FakeUpstream:
                 self.stats.cancelled += 1
 
     async def events(
-        self, request: Request, body: dict[str, Any], reply: Reply
+        self, request: Request, body: dict[str, Any], reply: Reply, step: Step
     ) -> AsyncIterator[bytes]:
         cid = self.next_id()
         yield chunk(body, cid, {"role": "assistant", "content": ""}, None)
-        await asyncio.sleep(self.options.ttft_ms / 1000)
+        await asyncio.sleep(self.ttft_s(step))
+        error_after = step.value if step.kind == "error" else self.options.error_after
+        drop_after = step.value if step.kind == "drop" else None
         for index, piece in enumerate(reply.pieces):
-            if index == self.options.error_after:
+            if index == error_after:
                 yield error_event()
                 return
+            if index == drop_after:
+                raise DropConnection
             if index:
                 await asyncio.sleep(self.options.itl_ms / 1000)
             await self.hold(request, stalled(index))
-            yield chunk(body, cid, {"content": piece}, None)
+            stamp = self.options.stamp
+            yield chunk(body, cid, {"content": piece}, None, stamp=stamp)
         yield chunk(body, cid, {}, reply.finish_reason)
         options = body.get("stream_options") or {}
         if options.get("include_usage") and not self.options.no_stream_usage:
@@ -572,8 +675,13 @@ class FakeUpstream:
     async def get_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats.as_json())
 
+    async def requests(self, request: Request) -> Response:
+        return JSONResponse(list(self.bodies))
+
     async def reset(self, request: Request) -> Response:
+        self.bodies.clear()
         self.stats = self.stats.zeroed()
+        self._step = 0
         return JSONResponse(self.stats.as_json())
 
 
@@ -658,6 +766,7 @@ def create_app(options: Options) -> Starlette:
         Route("/_fake/config", fake.config, methods=["GET", "POST"]),
         Route("/_fake/restore", fake.restore, methods=["POST"]),
         Route("/_fake/stats", fake.get_stats),
+        Route("/_fake/requests", fake.requests),
         Route("/_fake/reset", fake.reset, methods=["POST"]),
     ]
     return Starlette(
@@ -689,6 +798,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[int, Options]:
     parser.add_argument("--hang", action="store_true", help="chat calls are never answered")
     parser.add_argument("--hang-health", action="store_true", help="/health never answers")
     parser.add_argument("--health-status", type=int, default=200, help="what /health answers")
+    parser.add_argument("--reply", help="answer with this text instead of the echo")
+    parser.add_argument("--script", help="steps of successive chat calls, e.g. ok,status:503")
+    parser.add_argument("--stamp", action="store_true", help="chunks carry the fake's clock")
+    parser.add_argument("--lenient", action="store_true", help="no input checks (200 for all)")
     args = parser.parse_args(argv)
     options = Options(
         models=tuple(name.strip() for name in args.models.split(",") if name.strip()),
@@ -708,6 +821,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[int, Options]:
         hang=args.hang,
         hang_health=args.hang_health,
         health_status=args.health_status,
+        reply=args.reply,
+        script=args.script,
+        stamp=args.stamp,
+        lenient=args.lenient,
     )
     return args.port, options
 

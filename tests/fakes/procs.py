@@ -192,6 +192,13 @@ class FakeUpstream:
         """``GET /_fake/stats``: name, requests, completed, cancelled, in_flight..."""
         return self._call("GET", "/_fake/stats")
 
+    def requests(self) -> list[dict[str, Any]]:
+        """``GET /_fake/requests``: the last 32 chat bodies, oldest first."""
+        found: list[dict[str, Any]] = httpx.get(
+            f"{self.root}/_fake/requests", trust_env=False
+        ).json()
+        return found
+
     def reset(self) -> None:
         """Zero the counters (not the options)."""
         self._call("POST", "/_fake/reset")
@@ -242,6 +249,9 @@ def fake_upstream_args(
     hang: bool = False,
     hang_health: bool = False,
     health_status: int = 200,
+    script: str | None = None,
+    stamp: bool = False,
+    lenient: bool = False,
 ) -> list[str]:
     """The command line that starts the fake upstream with these options."""
     args = [sys.executable, "-m", "tests.fakes.fake_upstream", "--port", str(port)]
@@ -255,6 +265,8 @@ def fake_upstream_args(
         "--no-stream-usage": no_stream_usage,
         "--hang": hang,
         "--hang-health": hang_health,
+        "--stamp": stamp,
+        "--lenient": lenient,
     }
     args += [flag for flag, on in flags.items() if on]
     valued = {
@@ -262,6 +274,7 @@ def fake_upstream_args(
         "--fail-status": fail_status,
         "--error-after": error_after,
         "--stall-after": stall_after,
+        "--script": script,
     }
     for flag, value in valued.items():
         args += [flag, str(value)] if value is not None else []
