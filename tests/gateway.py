@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -53,6 +55,17 @@ def run_gateway(
     url = f"http://127.0.0.1:{port}"
     with run_process(cmd, full_env, url + health if health else None, timeout) as running:
         yield Gateway(url, running, home)
+
+
+def cli(
+    gateway: Gateway, *args: str, stdin: str = "", timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``enclave --config FILE ARGS`` on the gateway's config and home (its database)."""
+    env = {**os.environ, "ENCLAVE_HOME": str(gateway.home)}
+    return subprocess.run(
+        [ENCLAVE, "--config", str(gateway.home / "enclave.yaml"), *args],
+        input=stdin, text=True, capture_output=True, env=env, timeout=timeout, check=False,
+    )  # fmt: skip
 
 
 def health_of(gateway: Gateway) -> tuple[int, dict[str, Any]]:

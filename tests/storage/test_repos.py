@@ -14,13 +14,16 @@ from sqlalchemy import Connection, inspect, text
 
 from enclave.errors import Conflict, InvalidRequest, NotFound
 from enclave.store.db import make_engine
-from enclave.store.migrate import current, head, upgrade
+from enclave.store.migrate import current, head, include_name, upgrade
 from enclave.store.models import ApiKey, Base
 from enclave.store.repos import KeyRepo, Store, UserRepo, open_store
 
 pytestmark = pytest.mark.anyio
 
 TABLES = {"users", "api_keys", "audit", "audit_head", "audit_checkpoints", "alembic_version"}
+TABLES |= {"kb", "kb_documents", "kb_chunks"}  # knowledge bases (dialect-specific ones left out)
+TABLES |= {"memory_recent", "memories", "memory_owners"}  # memory tiers
+TABLES |= {"assistant_profiles", "conversations", "conversation_messages"}  # assistants
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 BEIJING = timezone(timedelta(hours=8))
 
@@ -34,11 +37,17 @@ class Clock:
 
 
 def _tables(connection: Connection) -> set[str]:
-    return set(inspect(connection).get_table_names())
+    names = inspect(connection).get_table_names()
+    return {name for name in names if include_name(name, "table", {})}
 
 
 def _diff(connection: Connection) -> list[Any]:
-    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+    return list(
+        compare_metadata(
+            MigrationContext.configure(connection, opts={"include_name": include_name}),
+            Base.metadata,
+        )
+    )
 
 
 def _aware_utc(*values: datetime | None) -> None:
@@ -58,7 +67,7 @@ async def test_upgrade_creates_the_schema_and_is_idempotent(database_url: str) -
         await upgrade(engine)
         async with engine.connect() as connection:
             assert await connection.run_sync(_tables) == TABLES
-        assert await current(engine) == head() == "0001"
+        assert await current(engine) == head()
         await upgrade(engine)  # a second start: nothing to do
         assert await current(engine) == head()
         async with engine.connect() as connection:

@@ -23,6 +23,10 @@ GROUPS = (
     "enclave.cli.users",
     "enclave.cli.keys",
     "enclave.cli.audit",
+    "enclave.cli.kb",
+    "enclave.cli.memory",
+    "enclave.cli.bench",
+    "enclave.cli.verify",
 )
 
 

@@ -65,6 +65,11 @@ def actor(request: Request) -> Actor:
     )
 
 
+def is_admin(request: Request) -> bool:
+    principal = getattr(request.state, "principal", None)
+    return principal is not None and principal.role == "admin"
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

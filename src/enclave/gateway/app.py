@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
-from enclave.gateway import admin, errors
+from enclave.gateway import admin, assistants_api, errors, kb_api, memory_api
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import complete
@@ -70,6 +70,9 @@ def create_app(
     errors.install(app)
     _routes(app, ready, metrics)
     admin.install(app, ready)
+    memory_api.install(app, ready)
+    kb_api.install(app, ready)
+    assistants_api.install(app, ready)
     app.add_middleware(Edge, services=ready)  # inside the access log, which sees refusals
     app.add_middleware(AccessLog, enabled=settings.access_log, metrics=metrics)
     return app
@@ -103,7 +106,8 @@ def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
 
     @app.get("/v1/models")
     async def models(request: Request) -> ModelList:
-        cards = services.router.cards()
+        router = services.router
+        cards = router.cards() + await services.assistants.cards(router.context_length)
         return ModelList(data=[c for c in cards if may_use(request, c.id, raising=False)])
 
     @app.post("/v1/chat/completions")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -12,8 +13,11 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from enclave.assistants.profiles import PREFIX
+from enclave.assistants.service import CONVERSATION_HEADER, finish_stream
 from enclave.auth.apikeys import model_allowed
 from enclave.errors import ContextLengthExceeded, Forbidden, InvalidRequest
+from enclave.gateway.admin import actor
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import ClientGone, complete, open_stream, unless_disconnected
 from enclave.gateway.record import call_record
@@ -24,6 +28,7 @@ from enclave.router import CallRecord, Pool
 from enclave.router.affinity import affinity_key
 
 if TYPE_CHECKING:
+    from enclave.assistants.service import Turn
     from enclave.gateway.services import Services
 
 OCR_HEADER = "X-Enclave-OCR"
@@ -38,16 +43,23 @@ async def chat_completions(request: Request, services: Services) -> Response:
     limits = services.settings.limits
     body = await read_json(request, int(limits.max_body_bytes))
     chat = parse(ChatCompletionRequest, body)
-    pool = router.resolve(chat.model, "chat")
-    may_use(request, pool.public)
     record = call_record(request)
-    record.model, record.stream = pool.public, bool(chat.stream)
+    asked = body
+    turn = await assistant_turn(request, services, chat.model, body)
+    if turn is not None:  # a virtual model: memory, knowledge and prompt assembly first
+        body = turn.body
+        chat = parse(ChatCompletionRequest, body)
+    pool = router.resolve(chat.model, "chat")
+    public = pool.public if turn is None else turn.profile.public
+    if turn is None:
+        may_use(request, public)
+    record.model, record.stream = public, bool(chat.stream)
     check_context(chat, pool)
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = {} if turn is None else {CONVERSATION_HEADER: turn.conversation_id}
     images = decode_images(
         chat, max_images=limits.max_images, max_image_bytes=int(limits.max_image_bytes)
     )
-    keep_for_audit(record, services.settings.audit.content, body, images)
+    keep_for_audit(record, services.settings.audit.content, asked, images)
     if images and not pool.vision:
         if services.ocr is None:
             raise InvalidRequest(f"model {pool.public} cannot read images and OCR is off")
@@ -56,17 +68,20 @@ async def chat_completions(request: Request, services: Services) -> Response:
         headers[OCR_HEADER] = str(len(images))
     key = affinity_key(router.settings.affinity, body, request.headers)
     if chat.stream:
-        asked = chat.wants_usage()
-        opened, lease = await router.send(pool, body, open_stream(not asked), record, key=key)
+        wants_usage = chat.wants_usage()
+        opened, lease = await router.send(pool, body, open_stream(not wants_usage), record, key=key)
         headers |= STREAM_HEADERS | _routing_headers(record)
         started = request.state.started
         relayed = relay(
-            opened, lease, record, public=pool.public, started=started, strip_usage=not asked
+            opened, lease, record, public=public, started=started, strip_usage=not wants_usage
         )
+        events: AsyncIterator[bytes] = relayed
+        if turn is not None:
+            events = finish_stream(turn, relayed, services.assistants.remember)
         # If the client is gone before the relay starts, its cleanup never runs: this does.
         cleanup = BackgroundTask(close_stream, opened, lease)
         return StreamingResponse(
-            relayed, media_type="text/event-stream", headers=headers, background=cleanup
+            events, media_type="text/event-stream", headers=headers, background=cleanup
         )
     try:
         result, lease = await unless_disconnected(
@@ -78,8 +93,27 @@ async def chat_completions(request: Request, services: Services) -> Response:
     lease.done(True)
     record.usage(result.get("usage"))
     record.ttft_s = time.perf_counter() - request.state.started
-    result["model"] = pool.public
+    result["model"] = public
+    if turn is not None:
+        result = turn.finish_response(result)
+        await services.assistants.remember(turn)
     return JSONResponse(result, headers=headers | _routing_headers(record))
+
+
+async def assistant_turn(
+    request: Request, services: Services, model: str, body: dict[str, Any]
+) -> Turn | None:
+    """The virtual-model call on its way, or ``None`` for a model pool."""
+    if not model.startswith(PREFIX):
+        return None
+    may_use(request, model)
+    profile = await services.assistants.resolve(model)
+    assert profile is not None
+    principal = getattr(request.state, "principal", None)
+    return await services.assistants.prepare(
+        profile, body, owner=principal.user if principal else None,
+        headers=request.headers, actor=actor(request),
+    )  # fmt: skip
 
 
 def may_use(request: Request, model: str, *, raising: bool = True) -> bool:

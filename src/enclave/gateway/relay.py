@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from enclave import sse
@@ -29,7 +29,7 @@ async def relay(
     public: str,
     started: float,
     strip_usage: bool,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     member = lease.member
     rename = lease.upstream_model != public
     deadline = started + member.options.total_timeout_s

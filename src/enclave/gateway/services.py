@@ -18,6 +18,9 @@ from enclave.router import Member, Router, build_router, retired
 from enclave.upstream import HTTPUpstream
 
 if TYPE_CHECKING:
+    from enclave.assistants.knowledge import KnowledgeBases
+    from enclave.assistants.memory import MemoryService
+    from enclave.assistants.service import Assistants
     from enclave.audit.writer import AuditWriter
     from enclave.auth.ratelimit import Limiter
     from enclave.engine.local_embeddings import LocalEmbeddingsUpstream
@@ -47,6 +50,11 @@ class Services:
     identity: Identity = field(init=False)
     gatekeeper: Gatekeeper = field(init=False)
     limiter: Limiter = field(init=False)
+    assistants: Assistants = field(init=False)
+    # the assistants' parts, opened on first use (memory loads the embedder)
+    _memory: MemoryService | None = field(init=False, default=None)
+    _memory_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _knowledge: KnowledgeBases | None = field(init=False, default=None)
 
     async def start(self) -> None:
         await self._open_identity()
@@ -56,6 +64,7 @@ class Services:
             self.spawn(self.embedder.warm_up())
         self.spawn(self._health_checks())
         self.spawn(self.gatekeeper.run())
+        self.spawn(self._archive_memories())
 
     async def _open_identity(self) -> None:
         from enclave.audit.writer import AuditWriter
@@ -73,6 +82,49 @@ class Services:
         self.identity = Identity(self.store, self.audit)
         self.gatekeeper = Gatekeeper(settings, self.store, self.secret)
         self.limiter = _limiter(settings)
+        self.assistants = self._open_assistants()
+
+    def _open_assistants(self) -> Assistants:
+        from enclave.assistants.conversations import Conversations, ProfileRows
+        from enclave.assistants.service import Assistants
+
+        return Assistants(
+            lambda: self.settings.assistants, ProfileRows(self.store), Conversations(self.store),
+            knowledge=self.knowledge, memory=self.memory, chat=self.chat_text, spawn=self.spawn,
+        )  # fmt: skip
+
+    async def memory(self) -> MemoryService:
+        """The memory service of this process, opened on first use."""
+        async with self._memory_lock:
+            if self._memory is None:
+                from enclave.assistants.memory import MemoryService
+
+                settings = self.settings
+                self._memory = await MemoryService.open(
+                    self.store, _embedder(), settings.memory, settings.home, self.audit
+                )
+            return self._memory
+
+    def knowledge(self) -> KnowledgeBases:
+        """The knowledge bases of this process, made on first use."""
+        if self._knowledge is None:
+            from enclave.assistants.knowledge import KnowledgeBases
+
+            self._knowledge = KnowledgeBases(self.store, self.settings.knowledge)
+        return self._knowledge
+
+    async def chat_text(self, model: str, messages: list[dict[str, str]]) -> str:
+        """A call of the gateway's own (memory extraction): the answer's text."""
+        from enclave.gateway.calls import complete
+        from enclave.router import CallRecord
+
+        router = self.router
+        pool = router.resolve(model, "chat")
+        body = {"model": model, "messages": messages, "temperature": 0, "max_tokens": 1024}
+        result, lease = await router.send(pool, body, complete("chat"), CallRecord(model=model))
+        lease.done(True)
+        choices = result.get("choices") or [{}]
+        return str((choices[0].get("message") or {}).get("content") or "")
 
     def swap(self, settings: Settings) -> None:
         """Route new requests by ``settings``; old members close once their calls end."""
@@ -111,6 +163,24 @@ class Services:
                 log.exception("health checks failed")
             await asyncio.sleep(self.settings.router.health_interval_s)
 
+    async def _archive_memories(self) -> None:
+        """The memory archive policy (``memory.archive_*_days``), every
+        ``memory.archive_interval_s``; nothing to do when neither age is set."""
+        from enclave.identity import CLI
+
+        while True:
+            await asyncio.sleep(self.settings.memory.archive_interval_s)
+            policy = self.settings.memory
+            if not (policy.archive_after_days or policy.archive_unused_days):
+                continue
+            try:
+                moved = await (await self.memory()).archive_due(CLI)
+            except Exception:
+                log.exception("archiving memories failed")
+                continue
+            if moved:
+                log.info("archived %d memories", moved)
+
 
 async def _close_when_idle(member: Member) -> None:
     while member.outstanding:  # noqa: ASYNC110 (a count, checked twice a second)
@@ -118,6 +188,18 @@ async def _close_when_idle(member: Member) -> None:
     if isinstance(member.upstream, HTTPUpstream):
         await member.upstream.aclose()
     log.info("upstream %s removed", member.name)
+
+
+def _embedder() -> Any:
+    from enclave.errors import ServiceUnavailable
+
+    try:
+        from enclave.assistants.embedding import LocalEmbedder
+
+        return LocalEmbedder()
+    except ImportError as exc:
+        needs = "memory needs the embedder: pip install 'enclave[engine]'"
+        raise ServiceUnavailable(needs) from exc
 
 
 def _limiter(settings: Settings) -> Limiter:

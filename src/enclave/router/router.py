@@ -144,6 +144,11 @@ class Router:
             )
         return pool
 
+    def context_length(self, model: str) -> int | None:
+        """The context length of a chat model, when known (``None`` too if no such model)."""
+        pool = self.pools.get(("chat", model))
+        return pool.context_length() if pool is not None else None
+
     def cards(self) -> list[ModelCard]:
         cards: dict[str, ModelCard] = {}
         for pool in self.pools.values():

@@ -145,3 +145,8 @@ class AuditCheckpoint(Base):
     upto_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     last_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(64))
+
+
+# The assistants' tables live in their own modules; importing them here puts them on
+# ``Base.metadata`` wherever the models are loaded (migrations, tests, the app).
+from enclave.store import models_assistants, models_knowledge, models_memory  # noqa: E402, F401

@@ -15,6 +15,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from enclave.store.db import make_engine
+from enclave.store.migrate import include_name
 from enclave.store.models import Base
 
 target_metadata = Base.metadata
@@ -26,6 +27,7 @@ def configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER much
         compare_type=True,
+        include_name=include_name,  # dialect-specific tables and indexes made by hand
     )
 
 

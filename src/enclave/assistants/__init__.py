@@ -1,0 +1,1 @@
+"""Assistants: virtual models, conversations, memory tiers, knowledge bases (RAG)."""

@@ -1,0 +1,332 @@
+"""The assistants' memory in three tiers, one service for the API, the CLI and assistants.
+
+1. **recent**: each user's last ``memory.recent_size`` conversation turns (a ring buffer
+   in ``memory_recent``, trimmed on insert): :meth:`MemoryService.remember_turn`,
+   :meth:`MemoryService.recent`.
+2. **long-term**: facts and preferences, embedded and found by meaning
+   (:meth:`~MemoryService.search`); added by hand (:meth:`~MemoryService.add`) or by the
+   model from a conversation turn (:meth:`~MemoryService.extract_and_apply`, see
+   :mod:`enclave.assistants.extraction`).
+3. **archive**: memories older than ``memory.archive_after_days`` or unused for
+   ``memory.archive_unused_days`` move to the archive store
+   (:meth:`~MemoryService.archive_due`) and can be restored.
+
+Every change made by a person or a model is audited (``memory.*`` records, with ids and
+the user, never the text). One user's memories are never visible to another: every
+method takes the owner, and the repository checks it on every row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from enclave.assistants.archive import Archived, id_of, key_of, open_archive, owner_prefix
+from enclave.assistants.extraction import Operation, build_prompt, parse_operations
+from enclave.assistants.memory_repo import (
+    MemoryRepo,
+    MemoryVectors,
+    NewMemory,
+    open_vectors,
+    to_bytes,
+)
+from enclave.errors import InvalidRequest
+from enclave.store.models_memory import Memory, RecentTurn
+
+if TYPE_CHECKING:
+    from enclave.assistants.archive import ArchiveStore
+    from enclave.assistants.embedding import Embedder
+    from enclave.audit.writer import AuditWriter
+    from enclave.config import MemorySettings
+    from enclave.identity import Actor
+    from enclave.store.repos import Store
+
+Chat = Callable[[list[dict[str, str]]], Awaitable[str]]
+Clock = Callable[[], datetime]
+KINDS = ("fact", "preference")
+ROLES = ("user", "assistant", "system", "tool")
+MAX_TEXT = 2000
+ARCHIVE_BATCH = 500
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Hit:
+    memory: Memory
+    score: float  # cosine similarity to the query
+
+
+@dataclass(frozen=True)
+class Applied:
+    """An extraction operation after it was carried out (``id``: the memory touched)."""
+
+    op: str
+    id: int | None
+    text: str
+
+
+def memory_view(row: Memory, score: float | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": row.id, "user": row.owner, "kind": row.kind, "text": row.text,
+        "source": row.source, "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+    }  # fmt: skip
+    if score is not None:
+        view["score"] = round(score, 4)
+    return view
+
+
+def turn_view(turn: RecentTurn) -> dict[str, Any]:
+    return {
+        "id": turn.id, "role": turn.role, "content": turn.content,
+        "conversation": turn.conversation, "created_at": turn.created_at.isoformat(),
+    }  # fmt: skip
+
+
+class MemoryService:
+    def __init__(
+        self,
+        repo: MemoryRepo,
+        vectors: MemoryVectors,
+        embedder: Embedder,
+        settings: MemorySettings,
+        *,
+        archive: ArchiveStore,
+        audit: AuditWriter | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.repo = repo
+        self.vectors = vectors
+        self.embedder = embedder
+        self.settings = settings
+        self.archive = archive
+        self.audit = audit
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls,
+        store: Store,
+        embedder: Embedder,
+        settings: MemorySettings,
+        home: Path,
+        audit: AuditWriter | None = None,
+        *,
+        archive: ArchiveStore | None = None,
+        clock: Clock = utcnow,
+    ) -> MemoryService:
+        """The service on ``store``: pgvector where the database has it, else in process."""
+        repo = MemoryRepo(store)
+        vectors = await open_vectors(repo, settings.pg_ef_search)
+        chosen = archive or open_archive(settings, home)
+        return cls(repo, vectors, embedder, settings, archive=chosen, audit=audit, clock=clock)
+
+    # --- recent -------------------------------------------------------------------------
+
+    async def remember_turn(
+        self, user: str, role: str, content: str, conversation: str | None = None
+    ) -> RecentTurn:
+        """Keep one turn; the user's oldest turns beyond ``recent_size`` are dropped."""
+        if role not in ROLES:
+            raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        turn = RecentTurn(owner=user, role=role, content=content, conversation=conversation,
+                          created_at=self.clock())  # fmt: skip
+        return await self.repo.add_turn(turn, self.settings.recent_size)
+
+    async def recent(
+        self, user: str, limit: int = 20, conversation: str | None = None
+    ) -> list[RecentTurn]:
+        """The user's newest ``limit`` turns, oldest first (one conversation, or all)."""
+        return await self.repo.recent(user, max(1, limit), conversation)
+
+    # --- long-term ----------------------------------------------------------------------
+
+    async def add(
+        self, actor: Actor, user: str, text: str, *, kind: str = "fact", source: str = "api"
+    ) -> Memory:
+        text, kind = _checked(text, kind)
+        vector = await self.embedder.passages([text])
+        new = NewMemory(user, kind, text, source, to_bytes(vector[0]), self.embedder.name)
+        (row,), generation = await self.repo.insert([new], self.clock())
+        self.vectors.changed(user, generation, [row], [])
+        await self._audit(actor, "memory.add", {"user": user, "id": row.id, "source": source})
+        return row
+
+    async def edit(
+        self, actor: Actor, user: str, memory_id: int, text: str, *, kind: str | None = None
+    ) -> Memory:
+        current = await self.repo.get(user, memory_id)
+        text, kind = _checked(text, kind or current.kind)
+        vector = await self.embedder.passages([text])
+        values = {"text": text, "kind": kind, "embedding": to_bytes(vector[0]),
+                  "embedder": self.embedder.name, "updated_at": self.clock()}  # fmt: skip
+        row, generation = await self.repo.update(user, memory_id, values)
+        self.vectors.changed(user, generation, [row], [memory_id])
+        await self._audit(actor, "memory.edit", {"user": user, "id": memory_id})
+        return row
+
+    async def delete(self, actor: Actor, user: str, memory_id: int) -> None:
+        await self.repo.get(user, memory_id)  # NotFound for another user's id
+        gone, generation = await self.repo.delete(user, [memory_id])
+        self.vectors.changed(user, generation, [], gone)
+        await self._audit(actor, "memory.delete", {"user": user, "id": memory_id})
+
+    async def get(self, user: str, memory_id: int) -> Memory:
+        return await self.repo.get(user, memory_id)
+
+    async def list(self, user: str, limit: int = 100, offset: int = 0) -> builtins.list[Memory]:
+        """The user's memories, newest first."""
+        return await self.repo.list(user, max(1, limit), max(0, offset))
+
+    async def search(
+        self, user: str, query: str, k: int = 5, *, min_score: float = 0.0, touch: bool = True
+    ) -> builtins.list[Hit]:
+        """The user's ``k`` memories nearest in meaning to ``query``, best first."""
+        if not query.strip():
+            raise InvalidRequest("an empty search query")
+        vector = await self.embedder.query(query)
+        found = await self.vectors.search(user, vector, max(1, k))
+        rows = await self.repo.by_ids(user, [item for item, _ in found])
+        hits = [Hit(rows[i], s) for i, s in found if i in rows and s >= min_score]
+        if touch:
+            await self.repo.touch([hit.memory.id for hit in hits], self.clock())
+        return hits
+
+    async def erase(self, actor: Actor, user: str) -> dict[str, int]:
+        """Everything kept about ``user``: memories, recent turns and the archive."""
+        memories, turns, _generation = await self.repo.erase(user)
+        self.vectors.forget(user)
+        keys = await asyncio.to_thread(self.archive.keys, owner_prefix(user))
+        await asyncio.to_thread(self.archive.delete, keys)
+        counts = {"memories": memories, "recent": turns, "archived": len(keys)}
+        await self._audit(actor, "memory.erase", {"user": user, **counts})
+        return counts
+
+    # --- extraction ---------------------------------------------------------------------
+
+    async def extract_and_apply(
+        self,
+        actor: Actor,
+        user: str,
+        turn: Sequence[Mapping[str, str]],
+        chat: Chat,
+        *,
+        related: int = 10,
+    ) -> builtins.list[Applied]:
+        """Ask the model (``chat``) what this turn changes in the user's memory, and do it."""
+        said = " ".join(m.get("content", "") for m in turn if m.get("role") == "user").strip()
+        hits = await self.search(user, said, related, touch=False) if said else []
+        existing = [(hit.memory.id, hit.memory.text) for hit in hits]
+        prompt = build_prompt(turn, existing, today=self.clock().date().isoformat())
+        operations = parse_operations(await chat(prompt), existing)
+        return [await self._apply(actor, user, operation) for operation in operations]
+
+    async def _apply(self, actor: Actor, user: str, operation: Operation) -> Applied:
+        if operation.op == "ADD":
+            row = await self.add(actor, user, operation.text, kind=operation.kind,
+                                 source="extracted")  # fmt: skip
+            return Applied("ADD", row.id, row.text)
+        assert operation.id is not None
+        if operation.op == "UPDATE":
+            row = await self.edit(actor, user, operation.id, operation.text)
+            return Applied("UPDATE", row.id, row.text)
+        await self.delete(actor, user, operation.id)
+        return Applied("DELETE", operation.id, "")
+
+    # --- archive ------------------------------------------------------------------------
+
+    async def archive_due(self, actor: Actor) -> int:
+        """Move what the policy says is old or unused to the archive; returns how many."""
+        now = self.clock()
+        after, unused = self.settings.archive_after_days, self.settings.archive_unused_days
+        created_before = now - timedelta(days=after) if after else None
+        unused_since = now - timedelta(days=unused) if unused else None
+        moved = 0
+        while rows := await self.repo.due(created_before, unused_since, ARCHIVE_BATCH):
+            moved += await self._move(rows, now)
+        if moved:
+            await self._audit(actor, "memory.archive", {"moved": moved, "store": self.archive.name})
+        return moved
+
+    async def archive_ids(self, actor: Actor, user: str, ids: Sequence[int]) -> int:
+        """Move these memories of ``user`` to the archive now."""
+        rows = list((await self.repo.by_ids(user, ids)).values())
+        moved = await self._move(rows, self.clock()) if rows else 0
+        await self._audit(actor, "memory.archive", {"user": user, "ids": sorted(ids)})
+        return moved
+
+    async def archived(self, user: str) -> builtins.list[Archived]:
+        keys = await asyncio.to_thread(self.archive.keys, owner_prefix(user))
+        return [Archived.from_json(await asyncio.to_thread(self.archive.get, k)) for k in keys]
+
+    async def restore(
+        self, actor: Actor, user: str, ids: Sequence[int] | None = None
+    ) -> builtins.list[Memory]:
+        """Bring archived memories of ``user`` back (all of them when ``ids`` is None)."""
+        keys = await asyncio.to_thread(self.archive.keys, owner_prefix(user))
+        wanted = [k for k in keys if ids is None or id_of(k) in set(ids)]
+        items = [Archived.from_json(await asyncio.to_thread(self.archive.get, k)) for k in wanted]
+        live = await self.repo.by_ids(user, [item.id for item in items])
+        fresh = [await self._revived(item) for item in items if item.id not in live]
+        rows: builtins.list[Memory] = []
+        if fresh:
+            rows, generation = await self.repo.insert(fresh, self.clock())
+            self.vectors.changed(user, generation, rows, [])
+        await asyncio.to_thread(self.archive.delete, wanted)
+        await self._audit(actor, "memory.restore", {"user": user, "ids": [r.id for r in rows]})
+        return rows
+
+    async def _move(self, rows: Sequence[Memory], now: datetime) -> int:
+        """Archive first, then delete: a crash between leaves a copy, never a loss."""
+        owners: dict[str, builtins.list[int]] = {}
+        for row in rows:
+            data = Archived.of(row, now).to_json()
+            await asyncio.to_thread(self.archive.put, key_of(row.owner, row.id), data)
+            owners.setdefault(row.owner, []).append(row.id)
+        for owner, ids in owners.items():
+            gone, generation = await self.repo.delete(owner, ids)
+            self.vectors.changed(owner, generation, [], gone)
+        return len(rows)
+
+    async def _revived(self, item: Archived) -> NewMemory:
+        embedding = item.embedding
+        if item.embedder != self.embedder.name:  # the embedder changed since: embed again
+            embedding = to_bytes((await self.embedder.passages([item.text]))[0])
+        return NewMemory(item.owner, item.kind, item.text, "restored", embedding,
+                         self.embedder.name, id=item.id)  # fmt: skip
+
+    # --- audit --------------------------------------------------------------------------
+
+    async def _audit(self, actor: Actor, action: str, detail: dict[str, Any]) -> None:
+        if self.audit is None:
+            return
+        from enclave.audit.chain import AuditEntry
+
+        await self.audit.write(
+            AuditEntry(
+                ts=self.clock().isoformat(timespec="microseconds"), kind="admin",
+                action=action, request_id=actor.request_id, user=actor.name,
+                key_prefix=actor.key_prefix, client_ip=actor.client_ip, status=200,
+                detail=detail,
+            )
+        )  # fmt: skip
+
+
+def _checked(text: str, kind: str) -> tuple[str, str]:
+    text = " ".join(text.split())
+    if not text:
+        raise InvalidRequest("a memory needs some text")
+    if len(text) > MAX_TEXT:
+        raise InvalidRequest(f"a memory is at most {MAX_TEXT} characters")
+    if kind not in KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    return text, kind
