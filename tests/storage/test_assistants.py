@@ -23,7 +23,7 @@ from enclave.assistants.memory import MemoryService
 from enclave.assistants.profiles import AssistantProfile
 from enclave.assistants.service import Assistants, Turn
 from enclave.config import KnowledgeSettings, MemorySettings
-from enclave.errors import Conflict, InvalidRequest, ModelNotFound
+from enclave.errors import ConfigError, Conflict, InvalidRequest, ModelNotFound
 from enclave.identity import Actor
 from enclave.store.repos import Store
 from tests.faq import write_faq
@@ -195,6 +195,14 @@ async def test_unknown_assistants_and_bad_conversation_ids_are_refused(harness: 
             "metadata": {"conversation_id": "x" * 129}}  # fmt: skip
     with pytest.raises(InvalidRequest, match="1 to 128 characters"):
         await harness.assistants.prepare(PLAIN, body, owner="shop", headers={}, actor=SHOP)
+
+
+async def test_a_missing_knowledge_base_is_named_in_the_error(harness: Harness) -> None:
+    orphan = AssistantProfile(name="orphan", model="fake-model", knowledge=["faq", "gone"])
+    body = {"model": orphan.public, "messages": [{"role": "user", "content": "How long is the warranty?"}]}
+    with pytest.raises(ConfigError, match="assistant/orphan is misconfigured: .*'gone'") as err:
+        await harness.assistants.prepare(orphan, body, owner="shop", headers={}, actor=SHOP)
+    assert err.value.status == 500
 
 
 async def test_profiles_made_through_the_api(harness: Harness) -> None:

@@ -29,7 +29,7 @@ from enclave.assistants.prompt import (
     system_prompt,
     text_of,
 )
-from enclave.errors import Conflict, InvalidRequest, ModelNotFound
+from enclave.errors import ConfigError, Conflict, InvalidRequest, ModelNotFound, NotFound
 from enclave.protocol import ModelCard
 
 if TYPE_CHECKING:
@@ -218,9 +218,15 @@ class Assistants:
         if not profile.knowledge or not question.strip():
             return []
         settings = profile.retrieval
-        hits = await self._knowledge().search(
-            profile.knowledge, question, k=settings.top_k, mode=settings.mode
-        )
+        try:
+            hits = await self._knowledge().search(
+                profile.knowledge, question, k=settings.top_k, mode=settings.mode
+            )
+        except NotFound as exc:  # a knowledge base of the profile is gone: say which
+            raise ConfigError(
+                f"{profile.public} is misconfigured: {exc.message}; create it with "
+                "`enclave kb create` or take it out of the assistant's knowledge"
+            ) from None
         kept = [hit for hit in hits if hit.score >= settings.min_score]
         return [
             Source(i, h.kb, h.document, h.heading, h.source, h.text, h.score)
