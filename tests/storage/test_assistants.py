@@ -199,8 +199,9 @@ async def test_unknown_assistants_and_bad_conversation_ids_are_refused(harness: 
 
 async def test_a_missing_knowledge_base_is_named_in_the_error(harness: Harness) -> None:
     orphan = AssistantProfile(name="orphan", model="fake-model", knowledge=["faq", "gone"])
-    body = {"model": orphan.public, "messages": [{"role": "user", "content": "How long is the warranty?"}]}
-    with pytest.raises(ConfigError, match="assistant/orphan is misconfigured: .*'gone'") as err:
+    question = {"role": "user", "content": "How long is the warranty?"}
+    body = {"model": orphan.public, "messages": [question]}
+    with pytest.raises(ConfigError, match=r"assistant/orphan is misconfigured: .*'gone'") as err:
         await harness.assistants.prepare(orphan, body, owner="shop", headers={}, actor=SHOP)
     assert err.value.status == 500
 
