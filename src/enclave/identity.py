@@ -16,6 +16,7 @@ from enclave.errors import AuthenticationFailed, InvalidRequest
 from enclave.store.repos import KeyRepo, Store, UserRepo
 
 if TYPE_CHECKING:
+    from enclave.audit.chain import AuditEntry
     from enclave.audit.writer import AuditWriter
     from enclave.store.models import ApiKey, User
 
@@ -39,6 +40,18 @@ class Actor:
     @property
     def name(self) -> str:
         return self.user or "cli"
+
+    def record(
+        self, action: str, detail: dict[str, Any], *, at: datetime | None = None, status: int = 200
+    ) -> AuditEntry:
+        """The audit record of ``action``, done by this actor ``at`` (default: now)."""
+        from enclave.audit.chain import AuditEntry
+
+        return AuditEntry(
+            ts=(at or now()).isoformat(timespec="microseconds"), kind="admin", action=action,
+            request_id=self.request_id, user=self.name, key_prefix=self.key_prefix,
+            client_ip=self.client_ip, status=status, detail=detail,
+        )  # fmt: skip
 
 
 CLI = Actor()
@@ -188,20 +201,5 @@ class Identity:
     async def _audit(
         self, actor: Actor, action: str, detail: dict[str, Any], status: int = 200
     ) -> None:
-        if self.audit is None:
-            return
-        from enclave.audit.chain import AuditEntry
-
-        await self.audit.write(
-            AuditEntry(
-                ts=now().isoformat(timespec="microseconds"),
-                kind="admin",
-                action=action,
-                request_id=actor.request_id,
-                user=actor.name,
-                key_prefix=actor.key_prefix,
-                client_ip=actor.client_ip,
-                status=status,
-                detail=detail,
-            )
-        )
+        if self.audit is not None:
+            await self.audit.write(actor.record(action, detail, status=status))

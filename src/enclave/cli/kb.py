@@ -1,4 +1,5 @@
-"""``enclave kb create|add|search|list|rm``: knowledge bases, straight on the database."""
+"""``enclave kb create|add|search|list|rm``: knowledge bases, straight on the database;
+changes are audited (by ``cli``)."""
 
 from __future__ import annotations
 
@@ -58,13 +59,10 @@ def with_kbs(settings: Settings, work: Callable[[KnowledgeBases], Awaitable[T]])
 
     async def run() -> T:
         from enclave.assistants.knowledge import KnowledgeBases
-        from enclave.store.repos import open_store
+        from enclave.cli.accounts import opened
 
-        store = await open_store(settings.database)
-        try:
-            return await work(KnowledgeBases(store, settings.knowledge))
-        finally:
-            await store.aclose()
+        async with opened(settings) as (store, audit):
+            return await work(KnowledgeBases(store, settings.knowledge, audit=audit))
 
     return asyncio.run(run())
 

@@ -65,23 +65,13 @@ def with_memory(settings: Settings, work: Callable[[MemoryService], Awaitable[T]
     async def run() -> T:
         from enclave.assistants.embedding import LocalEmbedder
         from enclave.assistants.memory import MemoryService
-        from enclave.audit.writer import AuditWriter
-        from enclave.secretkey import load_or_create
-        from enclave.store.repos import open_store
+        from enclave.cli.accounts import opened
 
-        store = await open_store(settings.database)
-        audit = None
-        try:
-            if settings.audit.enabled:
-                audit = AuditWriter(store.sessions, load_or_create(settings.secret_file))
+        async with opened(settings) as (store, audit):
             memory = await MemoryService.open(
                 store, LocalEmbedder(), settings.memory, settings.home, audit
             )
             return await work(memory)
-        finally:
-            if audit:
-                await audit.aclose()
-            await store.aclose()
 
     return asyncio.run(run())
 

@@ -10,8 +10,9 @@
     POST   /api/kb/{name}/search                {query, k?, mode?} → {"data": [hits]}
 
 Searching is open to every caller the edge let in; changing knowledge bases is for
-administrators, and, like ``/api/admin``, closed when authentication is off. Uploads are
-ingested within the request (limited by ``limits.max_body_bytes``).
+administrators, and, like ``/api/admin``, closed when authentication is off; each change
+is audited (``kb.*`` records). Uploads are ingested within the request (limited by
+``limits.max_body_bytes``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
 from enclave.errors import Forbidden, PayloadTooLarge
-from enclave.gateway.admin import body_of
+from enclave.gateway.admin import actor, body_of, is_admin
 
 if TYPE_CHECKING:
     from enclave.assistants.knowledge import KnowledgeBases
@@ -48,8 +49,7 @@ class Search(BaseModel):
 def require_admin(request: Request, services: Services) -> None:
     if not services.gatekeeper.enabled:
         raise Forbidden("changing knowledge bases needs authentication: set auth.mode to on")
-    principal = getattr(request.state, "principal", None)
-    if principal is None or principal.role != "admin":
+    if not is_admin(request):
         raise Forbidden("changing knowledge bases is for administrators")
 
 
@@ -88,25 +88,27 @@ def _write_routes(app: FastAPI, services: Services, kbs: Callable[[], KnowledgeB
         given = await body_of(request, NewKb)
         kb = await kbs().create(given.name, embedder=given.embedder, model=given.model,
                                 description=given.description, chunk_size=given.chunk_size,
-                                chunk_overlap=given.chunk_overlap)  # fmt: skip
+                                chunk_overlap=given.chunk_overlap,
+                                actor=actor(request))  # fmt: skip
         return kb_view(kb)
 
     @app.delete("/api/kb/{name}")
     async def remove(name: str, request: Request) -> dict[str, Any]:
         require_admin(request, services)
-        await kbs().remove(name)
+        await kbs().remove(name, actor=actor(request))
         return {"name": name, "deleted": True}
 
     @app.put("/api/kb/{name}/documents/{filename:path}")
     async def upload(name: str, filename: str, request: Request) -> dict[str, Any]:
         require_admin(request, services)
         data = await _body(request, int(services.settings.limits.max_body_bytes))
-        return report_view(await kbs().add_bytes(name, filename, data))
+        report = await kbs().add_bytes(name, filename, data, actor=actor(request))
+        return report_view(report)
 
     @app.delete("/api/kb/{name}/documents/{source:path}")
     async def remove_document(name: str, source: str, request: Request) -> dict[str, Any]:
         require_admin(request, services)
-        await kbs().remove_document(name, source)
+        await kbs().remove_document(name, source, actor=actor(request))
         return {"name": name, "source": source, "deleted": True}
 
 

@@ -110,7 +110,7 @@ class Services:
         if self._knowledge is None:
             from enclave.assistants.knowledge import KnowledgeBases
 
-            self._knowledge = KnowledgeBases(self.store, self.settings.knowledge)
+            self._knowledge = KnowledgeBases(self.store, self.settings.knowledge, audit=self.audit)
         return self._knowledge
 
     async def chat_text(self, model: str, messages: list[dict[str, str]]) -> str:
