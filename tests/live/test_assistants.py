@@ -209,6 +209,25 @@ def test_a_stream_ends_with_sources_and_is_kept_server_side(site: Site) -> None:
     ]
 
 
+def test_a_stream_citing_by_marker_lists_only_those_sources(site: Site) -> None:
+    site.fake.configure(reply="Three years [1]. 三年。")
+    before = site.fake.stats()["completed"]
+    try:
+        stream = sdk(site).chat.completions.create(
+            model="assistant/customer-service", stream=True, user="erin",
+            messages=[{"role": "user", "content": WARRANTY}],
+        )  # fmt: skip
+        chunks = list(stream)
+        settle(site, before + 2)  # the answer, then the memory update
+    finally:
+        site.fake.configure(reply=None)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    last = next(c for c in chunks if c.choices and c.choices[0].finish_reason)
+    cited = (last.model_extra or {})["citations"]
+    assert len(cited) == 2  # what it was given
+    assert text == "Three years [1]. 三年。\n\nSources: [1] warranty.txt"  # what it cites
+
+
 def answered(site: Site) -> dict[str, Any]:
     """The last request that asked for an answer (memory updates, asked after it in the
     background, are told apart by their system prompt)."""

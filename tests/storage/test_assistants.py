@@ -126,7 +126,21 @@ async def test_the_prompt_is_the_profile_the_knowledge_and_the_question(harness:
     }
     assert [c["document"] for c in turn.citations()] == [h.document for h in hits]
     footer = "; ".join(f"[{i}] {label}" for i, label in enumerate(labels, 1))
-    assert turn.answer == [f"OK.\n\nSources: {footer}"]
+    assert "".join(turn.answer) == f"OK.\n\nSources: {footer}"  # no markers: every source
+
+
+async def test_an_answer_citing_by_marker_lists_only_those_sources(harness: Harness) -> None:
+    question = "How long is the warranty of the S2?"
+    turn = await harness.ask(SUPPORT, question, answer="Three years [2]. 三年【不是标记】.")
+    second = turn.sources[1]
+    assert (
+        "".join(turn.answer) == f"Three years [2]. 三年【不是标记】.\n\nSources: [2] {second.label}"
+    )
+    assert len(turn.citations()) == 2  # the field keeps all that were given
+    both = await harness.ask(SUPPORT, question, answer="Yes [1，2] and [7].")  # [7]: none
+    assert "".join(both.answer).endswith(
+        f"Sources: [1] {both.sources[0].label}; [2] {second.label}"
+    )
 
 
 async def test_the_client_decides_sampling_and_its_system_message_is_folded_in(

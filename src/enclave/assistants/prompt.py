@@ -24,6 +24,7 @@ to the answer, so a client that shows only the text still shows where it came fr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,7 @@ CITE_MARKERS = (
     "[1], [2], … right after the sentence it supports. If they do not hold the answer, "
     "say so rather than guess."
 )
+MARKER = re.compile(r"\[(\d+(?:\s*[,，]\s*\d+)*)\]")  # [1], [1, 3], [1，3]
 CITE_FIELD = (
     "Answer from the sources below when they are relevant. If they do not hold the answer, "
     "say so rather than guess."
@@ -116,8 +118,14 @@ def assemble(
     return [{"role": "system", "content": system}, *history, *own]
 
 
-def sources_footer(sources: Sequence[Source]) -> str:
-    """``\\n\\nSources: [1] faq.md § Returns; [2] …`` (the ``markers`` style)."""
-    if not sources:
+def sources_footer(sources: Sequence[Source], answer: str = "") -> str:
+    """``\\n\\nSources: [1] faq.md § Returns; [2] …`` (the ``markers`` style).
+
+    When the answer cites sources by marker (``[2]``, ``[1, 3]``), only those are listed;
+    when it cites none, every source it was given is, as it may have used any of them.
+    """
+    cited = {int(n) for group in MARKER.findall(answer) for n in re.findall(r"\d+", group)}
+    shown = [s for s in sources if s.index in cited] or list(sources)
+    if not shown:
         return ""
-    return "\n\nSources: " + "; ".join(f"[{s.index}] {s.label}" for s in sources)
+    return "\n\nSources: " + "; ".join(f"[{s.index}] {s.label}" for s in shown)

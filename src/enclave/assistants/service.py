@@ -71,15 +71,19 @@ class Turn:
         return [s.citation() for s in self.sources] if self.profile.citations != "none" else []
 
     def footer(self) -> str:
-        return sources_footer(self.sources) if self.profile.citations == "markers" else ""
+        """The ``Sources:`` line for the answer so far (``markers`` style only)."""
+        if self.profile.citations != "markers":
+            return ""
+        return sources_footer(self.sources, "".join(self.answer))
 
     def finish_response(self, result: dict[str, Any]) -> dict[str, Any]:
         """A non-streamed answer: the footer appended, citations and conversation added."""
         choices = result.get("choices") or []
         message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
         if isinstance(message, dict):
-            message["content"] = (message.get("content") or "") + self.footer()
-            self.answer = [message["content"]]
+            self.answer = [message.get("content") or ""]
+            self.answer.append(self.footer())
+            message["content"] = "".join(self.answer)
         result["model"] = self.profile.public
         result["conversation_id"] = self.conversation_id
         if self.profile.citations != "none":
