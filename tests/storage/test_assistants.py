@@ -60,6 +60,7 @@ class Harness:
         self.assistants = assistants
         self.model = model
         self.tasks = tasks
+        self.shown = ""  # the last answer as the client got it
 
     async def ask(
         self, profile: AssistantProfile, text: str, *, user: str | None = None,
@@ -73,7 +74,8 @@ class Harness:
         if user:
             body["user"] = user
         turn = await self.assistants.prepare(profile, body, owner="shop", headers={}, actor=SHOP)
-        turn.finish_response({"choices": [{"message": {"role": "assistant", "content": answer}}]})
+        shown = {"choices": [{"message": {"role": "assistant", "content": answer}}]}
+        self.shown = turn.finish_response(shown)["choices"][0]["message"]["content"]
         await self.assistants.remember(turn)
         await asyncio.gather(*self.tasks)  # the memory update, done in the background
         self.tasks.clear()
@@ -126,21 +128,18 @@ async def test_the_prompt_is_the_profile_the_knowledge_and_the_question(harness:
     }
     assert [c["document"] for c in turn.citations()] == [h.document for h in hits]
     footer = "; ".join(f"[{i}] {label}" for i, label in enumerate(labels, 1))
-    assert "".join(turn.answer) == f"OK.\n\nSources: {footer}"  # no markers: every source
+    assert harness.shown == f"OK.\n\nSources: {footer}"  # no markers: every source
+    assert turn.answer == ["OK."]  # what is stored and fed back to models
 
 
 async def test_an_answer_citing_by_marker_lists_only_those_sources(harness: Harness) -> None:
     question = "How long is the warranty of the S2?"
     turn = await harness.ask(SUPPORT, question, answer="Three years [2]. 三年【不是标记】.")
     second = turn.sources[1]
-    assert (
-        "".join(turn.answer) == f"Three years [2]. 三年【不是标记】.\n\nSources: [2] {second.label}"
-    )
+    assert harness.shown == f"Three years [2]. 三年【不是标记】.\n\nSources: [2] {second.label}"
     assert len(turn.citations()) == 2  # the field keeps all that were given
-    both = await harness.ask(SUPPORT, question, answer="Yes [1，2] and [7].")  # [7]: none
-    assert "".join(both.answer).endswith(
-        f"Sources: [1] {both.sources[0].label}; [2] {second.label}"
-    )
+    await harness.ask(SUPPORT, question, answer="Yes [1，2] and [7].")  # [7]: none
+    assert harness.shown.endswith(f"Sources: [1] {turn.sources[0].label}; [2] {second.label}")
 
 
 async def test_the_client_decides_sampling_and_its_system_message_is_folded_in(
@@ -194,7 +193,7 @@ async def test_a_fact_told_once_is_recalled_in_another_conversation_for_that_use
     assert f"## What you know about this user\n- {fact}" in system
     assert (
         "## Recent exchanges with this user in other conversations\n"
-        "User: Our S2 sits in the Shanghai office.\nAssistant: OK.\n\nSources: " in system
+        "User: Our S2 sits in the Shanghai office.\nAssistant: OK.\n\n## Knowledge" in system
     )
     for user in ("bob", None):  # another customer of the same key, and the key's own user
         other = await harness.ask(SUPPORT, "Where is my S2 again?", user=user, conversation="b")

@@ -61,6 +61,8 @@ class Turn:
     question: str
     sources: list[Source]
     actor: Actor
+    # the model's answer as it arrives; the Sources line is only in what the client gets, so
+    # that stored history, recent turns and memory extraction never feed it back to a model
     answer: list[str] = field(default_factory=list)
 
     @property
@@ -82,8 +84,7 @@ class Turn:
         message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
         if isinstance(message, dict):
             self.answer = [message.get("content") or ""]
-            self.answer.append(self.footer())
-            message["content"] = "".join(self.answer)
+            message["content"] = self.answer[0] + self.footer()
         result["model"] = self.profile.public
         result["conversation_id"] = self.conversation_id
         if self.profile.citations != "none":
@@ -365,7 +366,6 @@ def from_footer(turn: Turn, chunk: dict[str, Any]) -> bytes:
     footer = turn.footer()
     if not footer:
         return b""
-    turn.answer.append(footer)
     extra: dict[str, Any] = {
         k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk
     }
