@@ -170,6 +170,22 @@ async def test_a_fact_told_in_one_conversation_is_recalled_only_for_its_user(
     assert [(a.op, a.id) for a in applied] == [("UPDATE", hits[0].memory.id)]
     assert (await memory.get(ALICE, hits[0].memory.id)).text.endswith("he is 3")
 
+    # a model that adds what is known already changes nothing; a new fact is kept even
+    # when its vector is next to an old one ("email to calls" / "calls to email": 0.998)
+    await memory.add(ADMIN, ALICE, "The user prefers email to phone calls")
+
+    async def again(messages: list[dict[str, str]]) -> str:
+        return json.dumps({"operations": [
+            {"op": "ADD", "text": "the user has a  cat.", "kind": "fact"},
+            {"op": "ADD", "text": "The user prefers phone calls to email", "kind": "preference"},
+        ]})  # fmt: skip
+
+    before = {m.id for m in await memory.list(ALICE)}
+    applied = await memory.extract_and_apply(ADMIN, ALICE, turn, again)
+    assert [a.op for a in applied] == ["NONE", "ADD"]
+    added = {m.id: m.text for m in await memory.list(ALICE) if m.id not in before}
+    assert list(added.values()) == ["The user prefers phone calls to email"]
+
 
 async def test_recent_turns_are_a_ring_buffer_per_user(
     store: Store, embedder: LocalEmbedder, tmp_path: Path
