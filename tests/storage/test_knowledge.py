@@ -7,15 +7,22 @@ and docx, about 20 chunks, so one ingestion takes a few seconds on two cores.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import select
 
 from enclave.assistants.embedding import Embedder, LocalEmbedder
 from enclave.assistants.knowledge import Hit, IngestProgress, KnowledgeBases, fuse
+from enclave.audit import AuditWriter
 from enclave.config import KnowledgeSettings
-from enclave.errors import Conflict, InvalidRequest, NotFound
+from enclave.errors import Conflict, InvalidRequest, NotFound, UpstreamError
+from enclave.store.models import AuditRecord
 from enclave.store.repos import Store
 from tests.faq import write_faq
+
+if TYPE_CHECKING:
+    from enclave.assistants.embedding import Matrix
 
 pytestmark = pytest.mark.anyio
 
@@ -221,6 +228,47 @@ async def test_search_several_knowledge_bases(kbs: KnowledgeBases) -> None:
     await kbs.add_bytes("cars", "ev.txt", b"Electric cars charge at home overnight.")
     hits = await kbs.search(["pets", "cars"], "how long do cats sleep", k=2)
     assert [(h.kb, h.document) for h in hits] == [("pets", "cats.txt"), ("cars", "ev.txt")]
+
+
+class GoesDown:
+    """An embeddings server that answers once, then cannot be reached."""
+
+    name, dims = LocalEmbedder.name, LocalEmbedder.dims
+
+    def __init__(self, embedder: LocalEmbedder) -> None:
+        self.embedder = embedder
+        self.calls = 0
+
+    async def passages(self, texts: list[str]) -> Matrix:
+        self.calls += 1
+        if self.calls > 1:
+            raise UpstreamError("embeddings at http://gpu1:8080/v1 failed: connection refused")
+        return await self.embedder.passages(texts)
+
+    async def query(self, text: str) -> Matrix:
+        return await self.embedder.query(text)
+
+
+async def test_an_ingest_that_fails_half_way_is_audited_with_what_it_stored(
+    store: Store, embedder: LocalEmbedder, tmp_path: Path
+) -> None:
+    writer = AuditWriter(store.sessions, b"k" * 32, strict=True)
+    down = GoesDown(embedder)
+    kbs = KnowledgeBases(store, KnowledgeSettings(), embedders=lambda *_: down, audit=writer)
+    await kbs.create("faq")
+    write_faq(tmp_path / "a")
+    write_faq(tmp_path / "b")  # two copies: more chunks than one embedding batch
+    with pytest.raises(UpstreamError, match="connection refused"):
+        await kbs.add_paths("faq", [tmp_path])
+    stored = sorted(doc.source for doc in await kbs.documents("faq"))
+    await writer.aclose()
+    async with store.sessions() as session:
+        rows = (await session.scalars(select(AuditRecord).order_by(AuditRecord.seq))).all()
+    assert [(r.action, r.user) for r in rows] == [("kb.create", "cli"), ("kb.ingest", "cli")]
+    ingest = rows[-1].detail
+    assert stored
+    assert sorted(ingest["added"]) == stored  # what reached the database before it failed
+    assert ingest["error"] == "embeddings at http://gpu1:8080/v1 failed: connection refused"
 
 
 def test_reciprocal_rank_fusion() -> None:

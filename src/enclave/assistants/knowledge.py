@@ -31,7 +31,8 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -263,10 +264,11 @@ class KnowledgeBases:
         kb = await self.repo.get(name)
         files = await asyncio.to_thread(collect, paths)
         sources = [_Source(str(f), f.name, f.read_bytes) for f in files]
-        report = await self._ingest(kb, sources, progress)
-        if prune:
-            await self._prune(kb, paths, {s.source for s in sources}, report)
-        await self._audit(actor, "kb.ingest", {"name": name, **report.changes()})
+        report = IngestReport()
+        async with self._audited(actor, name, report):
+            await self._ingest(kb, sources, progress, report)
+            if prune:
+                await self._prune(kb, paths, {s.source for s in sources}, report)
         return report
 
     async def add_bytes(
@@ -278,17 +280,28 @@ class KnowledgeBases:
         clean = filename.strip().lstrip("/")
         if not clean or kind_of(clean) is None:
             raise InvalidRequest(f"{filename!r}: give a file name with a supported suffix")
-        report = await self._ingest(
-            kb, [_Source(clean, PurePath(clean).name, lambda: data)], progress
-        )
-        await self._audit(actor, "kb.ingest", {"name": name, **report.changes()})
+        report = IngestReport()
+        async with self._audited(actor, name, report):
+            source = _Source(clean, PurePath(clean).name, lambda: data)
+            await self._ingest(kb, [source], progress, report)
         return report
 
+    @asynccontextmanager
+    async def _audited(self, actor: Actor, name: str, report: IngestReport) -> AsyncIterator[None]:
+        """Audit an ingestion with what it changed, also when it fails half-way."""
+        try:
+            yield
+        except Exception as exc:
+            failed = {"error": str(exc)[:500]}
+            await self._audit(actor, "kb.ingest", {"name": name, **report.changes(), **failed})
+            raise
+        await self._audit(actor, "kb.ingest", {"name": name, **report.changes()})
+
     async def _ingest(
-        self, kb: KbInfo, sources: Sequence[_Source], progress: Progress | None
-    ) -> IngestReport:
+        self, kb: KbInfo, sources: Sequence[_Source], progress: Progress | None,
+        report: IngestReport,
+    ) -> None:  # fmt: skip
         started = time.perf_counter()
-        report = IngestReport()
         known = await self.repo.hashes(kb.id)
         pending: builtins.list[_Prepared] = []
         done = 0
@@ -313,7 +326,6 @@ class KnowledgeBases:
             await self._store(kb, pending, report)
             tick(pending[-1].doc.source, len(pending))
         report.seconds = time.perf_counter() - started
-        return report
 
     async def _prepare(
         self, kb: KbInfo, item: _Source, known: dict[str, str], report: IngestReport
