@@ -60,8 +60,10 @@ too, ``--ttft-ms`` for ``ttft_ms`` and so on):
     what successive chat requests do, cycled, as comma-separated steps: ``ok``;
     ``status:N`` (fail with HTTP N and an error envelope); ``error:K`` (an error event
     after K content tokens); ``drop:K`` (the connection is cut after K content tokens,
-    the stream left unfinished); ``ttft:MS`` (this request's time to first token is MS
-    instead of ``ttft_ms``). Setting it starts again at its first step. E.g.
+    the stream left unfinished); ``end:K`` (the response ends cleanly after K content
+    tokens, with no finishing chunk and no ``[DONE]``); ``ttft:MS`` (this request's time
+    to first token is MS instead of ``ttft_ms``). Setting it starts again at its first
+    step. E.g.
     ``ok,ok,status:503,drop:2`` — the benchmark's tests count errors by type with it.
 ``stamp`` (bool)
     every content chunk of a stream carries ``"stamp"``: the fake's ``time.monotonic()``
@@ -215,13 +217,13 @@ def updated(options: Options, changes: dict[str, Any]) -> Options:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of ``script``: ``ok``, ``status``, ``error``, ``drop`` or ``ttft``."""
+    """One step of ``script``: ``ok``, ``status``, ``error``, ``drop``, ``end`` or ``ttft``."""
 
     kind: str = "ok"
     value: int = 0
 
 
-SCRIPT_KINDS = frozenset({"status", "error", "drop", "ttft"})
+SCRIPT_KINDS = frozenset({"status", "error", "drop", "end", "ttft"})
 
 
 def parse_script(text: str) -> tuple[Step, ...]:
@@ -233,7 +235,7 @@ def parse_script(text: str) -> tuple[Step, ...]:
             steps.append(Step())
             continue
         if kind not in SCRIPT_KINDS or not value.isdigit():
-            message = f"bad script step {item!r}: ok, status:N, error:K, drop:K or ttft:MS"
+            message = f"bad script step {item!r}: ok, status:N, error:K, drop:K, end:K or ttft:MS"
             raise FakeError(400, message, "invalid_request_error")
         if kind == "status" and not 100 <= int(value) <= 599:
             raise FakeError(400, f"{item!r}: not an HTTP status", "invalid_request_error")
@@ -632,7 +634,10 @@ class FakeUpstream:
         await asyncio.sleep(self.ttft_s(step))
         error_after = step.value if step.kind == "error" else self.options.error_after
         drop_after = step.value if step.kind == "drop" else None
+        end_after = step.value if step.kind == "end" else None
         for index, piece in enumerate(reply.pieces):
+            if index == end_after:
+                return
             if index == error_after:
                 yield error_event()
                 return

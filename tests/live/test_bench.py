@@ -80,9 +80,9 @@ def test_percentiles_follow_a_scripted_slow_request(fake: FakeUpstream, tmp_path
 
 
 def test_errors_are_counted_by_type(fake: FakeUpstream, tmp_path: Path) -> None:
-    fake.configure(script="ok,status:503,drop:2,error:3,status:429")
+    fake.configure(script="ok,status:503,drop:2,error:3,status:429,end:2")
     data = bench(
-        fake, tmp_path, "--concurrency", "4", "--requests", "20", "--max-tokens", "6",
+        fake, tmp_path, "--concurrency", "4", "--requests", "24", "--max-tokens", "6",
         "--no-preflight",
     )  # fmt: skip
     summary = data["levels"][0]["summary"]
@@ -90,13 +90,16 @@ def test_errors_are_counted_by_type(fake: FakeUpstream, tmp_path: Path) -> None:
         "disconnected": 4,
         "http_429": 4,
         "http_503": 4,
+        "incomplete": 4,
         "stream_error": 4,
     }
     assert summary["completed"] == 4
-    assert summary["success_rate"] == pytest.approx(0.2)
+    assert summary["success_rate"] == pytest.approx(4 / 24)
     with (tmp_path / "requests.csv").open() as rows:
         kinds = [row["error"] for row in csv.DictReader(rows)]
-    assert sorted(set(kinds)) == ["", "disconnected", "http_429", "http_503", "stream_error"]
+    assert sorted(set(kinds)) == [
+        "", "disconnected", "http_429", "http_503", "incomplete", "stream_error"
+    ]  # fmt: skip
 
 
 def test_a_stalled_stream_times_out(fake: FakeUpstream, tmp_path: Path) -> None:
