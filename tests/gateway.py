@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -55,6 +56,39 @@ def run_gateway(
     url = f"http://127.0.0.1:{port}"
     with run_process(cmd, full_env, url + health if health else None, timeout) as running:
         yield Gateway(url, running, home)
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files in ``folder``), made by openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextmanager
+def run_tls_gateway(home: Path, config: Mapping[str, Any]) -> Iterator[tuple[str, Path]]:
+    """A gateway serving HTTPS with a self-signed certificate: its https URL and the
+    certificate, once it answers ``/health`` (200, or 503 while it has no model)."""
+    cert, key = self_signed(home.parent)
+    with run_gateway(home, config, args=("--tls-cert", str(cert), "--tls-key", str(key)),
+                     health=None) as gateway:  # fmt: skip
+        url = gateway.url.replace("http://", "https://")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = httpx.get(url + "/health", verify=trusted, trust_env=False)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the TLS gateway never answered"
+                time.sleep(0.1)
+        assert reply.status_code in (200, 503)
+        yield url, cert
 
 
 def cli(

@@ -22,6 +22,7 @@ from PIL import Image
 
 from enclave.cli.main import main
 from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream
+from tests.gateway import run_tls_gateway
 
 pytestmark = pytest.mark.live
 ENCLAVE = str(Path(sys.executable).parent / "enclave")
@@ -199,6 +200,23 @@ def test_rate_and_duration(fake: FakeUpstream, tmp_path: Path) -> None:
     assert 10 <= level["summary"]["requests"] <= 70
     assert len(level["timeseries"]) in (3, 4)  # the last answers end just after 1.5 s
     assert level["load"]["poisson"]
+
+
+def test_https_with_a_self_signed_certificate_needs_insecure(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream = {"name": "f", "base_url": fake.base_url, "models": ["fake-model"]}
+    config = {"engine": {"enabled": False, "embeddings": False, "ocr": False},
+              "upstreams": [upstream]}  # fmt: skip
+    with run_tls_gateway(tmp_path / "home", config) as (url, _cert):
+        argv = ["bench", "--url", url + "/v1", "--model", "fake-model", "--quiet",
+                "--requests", "3", "--no-preflight"]  # fmt: skip
+        assert main([*argv, "--out", str(tmp_path / "refused")]) == 1
+        refused = json.loads((tmp_path / "refused" / "bench.json").read_text())
+        assert refused["levels"][0]["summary"]["errors"] == {"connect_error": 3}
+        assert main([*argv, "--insecure", "--out", str(tmp_path / "ok")]) == 0
+        done = json.loads((tmp_path / "ok" / "bench.json").read_text())
+    assert done["levels"][0]["summary"]["completed"] == 3
 
 
 def test_an_unreachable_server_is_all_connect_errors(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import sqlite3
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import openai
 import pytest
 
 from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream, run_process
-from tests.gateway import ENCLAVE, Gateway, cli, run_gateway
+from tests.gateway import ENCLAVE, Gateway, cli, run_gateway, run_tls_gateway
 
 pytestmark = pytest.mark.live
 
@@ -375,29 +374,12 @@ def test_a_public_bind_without_auth_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_tls(tmp_path: Path, fake: FakeUpstream) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
     config = {"engine": {"enabled": False, "embeddings": False, "ocr": False}}
-    args = ("--tls-cert", str(cert), "--tls-key", str(key))
-    with run_gateway(tmp_path / "home", config, args=args, health=None) as gw:
-        url = gw.url.replace("http://", "https://")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                trusted = ssl.create_default_context(cafile=str(cert))
-                reply = httpx.get(url + "/health", verify=trusted, trust_env=False)
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        assert reply.status_code in (200, 503)
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(gw.url + "/health", trust_env=False, timeout=5)  # plain HTTP: no
+    with (
+        run_tls_gateway(tmp_path / "home", config) as (url, _cert),
+        pytest.raises(httpx.HTTPError),  # plain HTTP: no
+    ):
+        httpx.get(url.replace("https://", "http://") + "/health", trust_env=False, timeout=5)
 
 
 def test_last_used_time_and_image_hashes(gateway: Gateway, fake: FakeUpstream) -> None:
