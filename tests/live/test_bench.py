@@ -54,13 +54,17 @@ def test_ttft_itl_and_tpot_match_the_injected_delays(fake: FakeUpstream, tmp_pat
     assert summary["completed"] == 12
     assert summary["total_output_tokens"] == 120  # from usage: 10 each
     assert summary["usage_missing"] == 0
-    assert 80 <= summary["ttft_ms"]["median"] <= 95
+    # A delay only adds, so each lower bound is exact. The upper bounds leave room for a
+    # busy CI machine, yet catch a wrong definition (TTFT at the empty role chunk is ~0 ms,
+    # at the end ~215 ms). Accuracy itself (p99 error < 1 ms against the fake's own send
+    # times) is measured by bench/bench_accuracy.py, not asserted here.
+    assert 80 <= summary["ttft_ms"]["median"] <= 80 + 40
     assert summary["ttft_ms"]["min"] >= 80
     assert summary["itl_ms"]["count"] == 12 * 9
-    assert 15 <= summary["itl_ms"]["median"] <= 20
-    assert 15 <= summary["tpot_ms"]["median"] <= 20
+    assert 15 <= summary["itl_ms"]["median"] <= 15 + 10
+    assert 15 <= summary["tpot_ms"]["median"] <= 15 + 10
     expected_e2e = 80 + 9 * 15
-    assert expected_e2e <= summary["e2e_ms"]["median"] <= expected_e2e + 40
+    assert expected_e2e <= summary["e2e_ms"]["median"] <= expected_e2e + 80
 
 
 def test_percentiles_follow_a_scripted_slow_request(fake: FakeUpstream, tmp_path: Path) -> None:
@@ -72,10 +76,16 @@ def test_percentiles_follow_a_scripted_slow_request(fake: FakeUpstream, tmp_path
     )  # fmt: skip
     summary = data["levels"][0]["summary"]
     ttft = summary["ttft_ms"]
-    assert 40 <= ttft["median"] <= 50
-    assert 300 <= ttft["p95"] <= 320  # linear between the 19th and 20th of 20 sorted
-    assert 300 <= ttft["max"] <= 320
-    assert 40 + 0.1 * 260 <= ttft["p90"] <= 50 + 0.1 * 280  # between a fast and a slow one
+    with (tmp_path / "requests.csv").open() as rows:
+        each = sorted(float(row["ttft_ms"]) for row in csv.DictReader(rows))
+    # a delay only adds: the two scripted ones are the slowest, above 300 ms, the rest not
+    assert each[0] >= 40
+    assert each[17] < 300 <= each[18]
+    # the percentiles, linear between closest ranks of the 20 measured (as numpy)
+    assert ttft["median"] == pytest.approx((each[9] + each[10]) / 2, abs=0.01)
+    assert ttft["p90"] == pytest.approx(each[17] + 0.1 * (each[18] - each[17]), abs=0.01)
+    assert ttft["p95"] == pytest.approx(each[18] + 0.05 * (each[19] - each[18]), abs=0.01)
+    assert ttft["max"] == pytest.approx(each[19], abs=0.01)
     rate = summary["request_throughput"]
     assert summary["goodput"] == pytest.approx(rate * 18 / 20)
 
