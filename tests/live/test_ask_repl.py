@@ -58,11 +58,14 @@ PROMPT = re.compile(r"User( \([^)]*\))? >$")
 
 
 def send(terminal: Terminal, text: str) -> None:
-    """Type a line once the prompt waits for it (typed ahead, keys can reach the terminal
-    before prompt_toolkit reads them), then Enter."""
+    """Type a line once the prompt waits for it, then Enter, and wait until the line is
+    taken. Keys typed ahead can reach the terminal between two prompts, where the tty
+    (not prompt_toolkit) reads them and turns Enter into a newline."""
     terminal.wait_for(PROMPT.pattern)
     terminal.type(text)
+    terminal.wait_for(PROMPT.pattern[:-1] + " " + re.escape(text) + "$")
     terminal.keys("Enter")
+    terminal.wait_for(re.escape(text) + r"\n(?!\.)")  # taken: not a continuation line
 
 
 def last_line(screen: str) -> str:
