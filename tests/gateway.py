@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import subprocess
@@ -100,6 +101,13 @@ def cli(
         [ENCLAVE, "--config", str(gateway.home / "enclave.yaml"), *args],
         input=stdin, text=True, capture_output=True, env=env, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def audit_records(gateway: Gateway) -> list[dict[str, Any]]:
+    """The gateway's audit chain, as ``enclave audit export --format jsonl`` gives it."""
+    done = cli(gateway, "audit", "export", "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
 
 
 def health_of(gateway: Gateway) -> tuple[int, dict[str, Any]]:

@@ -40,8 +40,11 @@ def fresh(fake: FakeUpstream) -> None:
     fake.reset()
 
 
-def bench(fake: FakeUpstream, out: Path, *args: str, code: int = 0) -> dict[str, Any]:
-    argv = ["bench", "--url", fake.root + "/v1", "--model", "fake-model", "--quiet"]
+def bench(
+    fake: FakeUpstream, out: Path, *args: str, code: int = 0, url: str | None = None
+) -> dict[str, Any]:
+    """``enclave bench`` against the fake (or ``url``); the bench.json it wrote."""
+    argv = ["bench", "--url", url or fake.root + "/v1", "--model", "fake-model", "--quiet"]
     assert main([*argv, "--out", str(out), *args]) == code
     data: dict[str, Any] = json.loads((out / "bench.json").read_text())
     return data
@@ -219,13 +222,10 @@ def test_https_with_a_self_signed_certificate_needs_insecure(
     config = {"engine": {"enabled": False, "embeddings": False, "ocr": False},
               "upstreams": [upstream]}  # fmt: skip
     with run_tls_gateway(tmp_path / "home", config) as (url, _cert):
-        argv = ["bench", "--url", url + "/v1", "--model", "fake-model", "--quiet",
-                "--requests", "3", "--no-preflight"]  # fmt: skip
-        assert main([*argv, "--out", str(tmp_path / "refused")]) == 1
-        refused = json.loads((tmp_path / "refused" / "bench.json").read_text())
+        args = ("--requests", "3", "--no-preflight")
+        refused = bench(fake, tmp_path / "refused", *args, url=url + "/v1", code=1)
         assert refused["levels"][0]["summary"]["errors"] == {"connect_error": 3}
-        assert main([*argv, "--insecure", "--out", str(tmp_path / "ok")]) == 0
-        done = json.loads((tmp_path / "ok" / "bench.json").read_text())
+        done = bench(fake, tmp_path / "ok", *args, "--insecure", url=url + "/v1")
     assert done["levels"][0]["summary"]["completed"] == 3
 
 

@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream, run_process
-from tests.gateway import ENCLAVE, Gateway, cli, run_gateway, run_tls_gateway
+from tests.gateway import ENCLAVE, Gateway, audit_records, cli, run_gateway, run_tls_gateway
 
 pytestmark = pytest.mark.live
 
@@ -257,7 +257,7 @@ def test_guessed_passwords_lock_the_login_and_are_audited(gateway: Gateway) -> N
     locked = login(gateway, "carol", "carols-password")  # right, but too late
     assert "too many failed logins" in error_of(locked, 429)["message"]
     assert int(locked.headers["retry-after"]) >= 1
-    records = export(gateway)
+    records = audit_records(gateway)
     failed = [
         r for r in records if r["action"] == "login.failed" and r["detail"]["name"] == "carol"
     ]
@@ -267,17 +267,11 @@ def test_guessed_passwords_lock_the_login_and_are_audited(gateway: Gateway) -> N
 # --- the audit -------------------------------------------------------------------------
 
 
-def export(gateway: Gateway) -> list[dict[str, Any]]:
-    done = cli(gateway, "audit", "export", "--format", "jsonl")
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-
 def test_each_call_is_recorded_before_its_response_ends(gateway: Gateway, bob_key: str) -> None:
     reply = chat(gateway, bob_key)
     request_id = reply.headers["x-request-id"]
     # a separate process reading the database right after the response: already there
-    record = next(r for r in export(gateway) if r["request_id"] == request_id)
+    record = next(r for r in audit_records(gateway) if r["request_id"] == request_id)
     assert record["user"] == "bob"
     assert record["key_prefix"] == bob_key.split("-")[2]
     assert (record["model"], record["member"], record["status"]) == ("fake-model", "fake", 200)
@@ -285,7 +279,7 @@ def test_each_call_is_recorded_before_its_response_ends(gateway: Gateway, bob_ke
     assert record["tokens_out"] > 0
     assert record["client_ip"] == "127.0.0.1"
     assert re.fullmatch(r"[0-9a-f]{64}", record["content"])  # audit.content: hash
-    admin_actions = {r["action"] for r in export(gateway) if r["kind"] == "admin"}
+    admin_actions = {r["action"] for r in audit_records(gateway) if r["kind"] == "admin"}
     assert {"users.add", "keys.create"} <= admin_actions
     verified = cli(gateway, "audit", "verify")
     assert verified.returncode == 0, verified.stdout
@@ -392,7 +386,9 @@ def test_last_used_time_and_image_hashes(gateway: Gateway, fake: FakeUpstream) -
     reply = httpx.post(gateway.v1 + "/chat/completions", json=body, headers=auth(key),
                        trust_env=False, timeout=10)  # fmt: skip
     assert reply.status_code == 200, reply.text
-    record = next(r for r in export(gateway) if r["request_id"] == reply.headers["x-request-id"])
+    record = next(
+        r for r in audit_records(gateway) if r["request_id"] == reply.headers["x-request-id"]
+    )
     assert record["images"] == [hashlib.sha256(png).hexdigest()]
     deadline = time.monotonic() + 15  # last-used times are written every 5 s
     while True:
@@ -406,7 +402,7 @@ def test_last_used_time_and_image_hashes(gateway: Gateway, fake: FakeUpstream) -
 def test_a_config_reload_is_audited(gateway: Gateway) -> None:
     gateway.running.process.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
-    while not any(r["action"] == "config.reload.applied" for r in export(gateway)):
+    while not any(r["action"] == "config.reload.applied" for r in audit_records(gateway)):
         assert time.monotonic() < deadline, "the reload was not audited"
         time.sleep(0.2)
 

