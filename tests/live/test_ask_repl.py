@@ -161,8 +161,7 @@ def test_commands_completion_and_multi_line_input(
     terminal.wait_for(r"ask: 404: .*nosuch")
     assert last_line(terminal.wait_for(r"User > hello$")) == "User > hello"  # kept to retry
     terminal.keys("C-c")  # clears the line
-    terminal.type(":exit")
-    terminal.keys("Enter")
+    send(terminal, ":exit")
     terminal.wait_for(r"\[exit 0\]")
 
     again = Terminal([str(ASK)], ask_env(fake, tmp_path), tmp_path)  # input history persists
@@ -174,6 +173,23 @@ def test_commands_completion_and_multi_line_input(
         again.wait_for(r"User > hello$")
     finally:
         again.close()
+
+
+def test_a_question_typed_while_an_answer_streams_is_sent_after_it(
+    fake: FakeUpstream, terminal: Terminal
+) -> None:
+    fake.configure(itl_ms=50)
+    send(terminal, "first")
+    terminal.wait_for(r"echo: first .*t5")
+    # typed ahead: the tty, not the prompt, reads these keys, and turns Enter into "\n"
+    terminal.type("second")
+    terminal.keys("Enter")
+    screen = terminal.wait_for(r"(?s)echo: second images=0 texts=3 .*t60\nUser >$")
+    assert re.search(r"(?s)echo: first .*t60", screen)  # the first answer ran to its end
+    assert "\n......" not in screen  # never a continuation line
+    fake.configure(itl_ms=0)
+    terminal.keys("C-d")
+    terminal.wait_for(r"\[exit 0\]")
 
 
 def test_the_context_is_trimmed_to_the_models_window(tmp_path: Path) -> None:

@@ -216,8 +216,10 @@ class Repl:
 
         keys = KeyBindings()
 
+        # Only Alt-Enter adds a line. Ctrl-J keeps prompt_toolkit's meaning (Enter): a line
+        # typed ahead while an answer streams reaches us through the cooked tty, which
+        # turns its Enter into "\n", and it must still be sent.
         @keys.add("escape", "enter")
-        @keys.add("c-j")
         def _newline(event: Any) -> None:
             event.current_buffer.insert_text("\n")
 
