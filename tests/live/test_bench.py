@@ -59,15 +59,15 @@ def test_ttft_itl_and_tpot_match_the_injected_delays(fake: FakeUpstream, tmp_pat
     assert summary["usage_missing"] == 0
     # A delay only adds, so each lower bound is exact. The upper bounds leave room for a
     # busy CI machine, yet catch a wrong definition (TTFT at the empty role chunk is ~0 ms,
-    # at the end ~215 ms). Accuracy itself (p99 error < 1 ms against the fake's own send
-    # times) is measured by bench/bench_accuracy.py, not asserted here.
-    assert 80 <= summary["ttft_ms"]["median"] <= 80 + 40
+    # at the last token ~215 ms). Accuracy itself (p99 error < 1 ms against the fake's own
+    # send times) is measured by bench/bench_accuracy.py, not asserted here.
+    assert 80 <= summary["ttft_ms"]["median"] <= 80 + 90
     assert summary["ttft_ms"]["min"] >= 80
     assert summary["itl_ms"]["count"] == 12 * 9
-    assert 15 <= summary["itl_ms"]["median"] <= 15 + 10
-    assert 15 <= summary["tpot_ms"]["median"] <= 15 + 10
+    assert 15 <= summary["itl_ms"]["median"] <= 15 + 25
+    assert 15 <= summary["tpot_ms"]["median"] <= 15 + 25
     expected_e2e = 80 + 9 * 15
-    assert expected_e2e <= summary["e2e_ms"]["median"] <= expected_e2e + 80
+    assert expected_e2e <= summary["e2e_ms"]["median"] <= expected_e2e + 150
 
 
 def test_percentiles_follow_a_scripted_slow_request(fake: FakeUpstream, tmp_path: Path) -> None:
