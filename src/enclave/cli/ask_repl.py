@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -100,6 +101,30 @@ def estimate_tokens(message: dict[str, Any]) -> int:
             ascii_chars = sum(1 for char in text if ord(char) < 128)
             total += ascii_chars // 4 + (len(text) - ascii_chars) + 1
     return total
+
+
+@contextmanager
+def typed_ahead_unechoed() -> Iterator[None]:
+    """While an answer streams, keys typed ahead are not echoed into it: the tty keeps
+    them (``TCSANOW`` flushes nothing) and the next prompt shows and takes them."""
+    try:
+        import termios
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):  # not a tty
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO  # lflag
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def fit(
@@ -280,10 +305,11 @@ class Repl:
         painter = self.renderer()
         interrupted = False
         try:
-            for delta in self.client().stream(body):
-                if delta.content:
-                    answer.append(delta.content)
-                    painter.feed(delta.content)
+            with typed_ahead_unechoed():
+                for delta in self.client().stream(body):
+                    if delta.content:
+                        answer.append(delta.content)
+                        painter.feed(delta.content)
         except KeyboardInterrupt:
             interrupted = True
         finally:
