@@ -40,7 +40,10 @@ def fake() -> Iterator[FakeUpstream]:
 @pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     upstream = {"name": "fake", "base_url": fake.base_url, "models": ["fake-model"]}
-    config = {"auth": {"mode": "on"}, "engine": NO_ENGINE, "upstreams": [upstream]}
+    config = {
+        "auth": {"mode": "on"}, "engine": NO_ENGINE, "upstreams": [upstream],
+        "limits": {"max_body_bytes": "1MiB"},
+    }  # fmt: skip
     with run_gateway(tmp_path_factory.mktemp("kb"), config) as gw:
         for name, role in (("alice", "admin"), ("bob", "user")):
             ok(cli(gw, "users", "add", name, "--role", role, "--password-stdin"))
@@ -120,6 +123,24 @@ def test_api_create_upload_search_and_delete(
     assert ingests[0]["added"] == ["faq.md"]
     assert ingests[0]["chunks"] > 0
     assert ingests[-1] == {"name": "faq", "chunks": 0}  # the unchanged upload
+
+
+def test_an_upload_over_the_body_limit_is_refused_by_name(
+    gateway: Gateway, keys: dict[str, dict[str, str]]
+) -> None:
+    alice = keys["alice"]
+    assert call(gateway, "POST", "/api/kb", alice, json={"name": "big"}).status_code == 201
+    big = b"x" * (2 * 2**20)
+    declared = call(gateway, "PUT", "/api/kb/big/documents/big.txt", alice, content=big)
+    streamed = call(gateway, "PUT", "/api/kb/big/documents/big.txt", alice,
+                    content=iter([big[: 2**20], big[2**20 :]]))  # fmt: skip
+    for refused in (declared, streamed):  # refused by Content-Length, or while read
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["error"]["message"] == (
+            "upload is larger than 1.0 MiB (limits.max_body_bytes)"
+        )
+    assert call(gateway, "GET", "/api/kb/big", alice).json()["documents"] == 0
+    assert call(gateway, "DELETE", "/api/kb/big", alice).status_code == 200
 
 
 @pytest.fixture(scope="module")

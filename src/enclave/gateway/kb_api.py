@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
-from enclave.errors import Forbidden, PayloadTooLarge
+from enclave.errors import Forbidden
 from enclave.gateway.admin import actor, body_of, is_admin
+from enclave.gateway.body import read_body
 
 if TYPE_CHECKING:
     from enclave.assistants.knowledge import KnowledgeBases
@@ -101,7 +102,7 @@ def _write_routes(app: FastAPI, services: Services, kbs: Callable[[], KnowledgeB
     @app.put("/api/kb/{name}/documents/{filename:path}")
     async def upload(name: str, filename: str, request: Request) -> dict[str, Any]:
         require_admin(request, services)
-        data = await _body(request, int(services.settings.limits.max_body_bytes))
+        data = await read_body(request, int(services.settings.limits.max_body_bytes), what="upload")
         report = await kbs().add_bytes(name, filename, data, actor=actor(request))
         return report_view(report)
 
@@ -110,16 +111,3 @@ def _write_routes(app: FastAPI, services: Services, kbs: Callable[[], KnowledgeB
         require_admin(request, services)
         await kbs().remove_document(name, source, actor=actor(request))
         return {"name": name, "source": source, "deleted": True}
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"upload is larger than {limit / 2**20:.1f} MiB (limits.max_body_bytes)"
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
