@@ -178,20 +178,15 @@ class Verifier:
     # --- plain HTTP ----------------------------------------------------------------------
 
     async def _get(self, path: str) -> tuple[int, Any]:
-        import httpx
-
-        verify = self.endpoint.tls is not None and self.endpoint.tls.check_hostname
-        async with httpx.AsyncClient(
-            trust_env=False, timeout=self.t.timeout_s, verify=verify or False,
-            headers=self.endpoint.headers(),
-        ) as http:  # fmt: skip
-            response = await http.get(self.endpoint.root + path)
-        try:
-            return response.status_code, response.json()
-        except ValueError:
-            return response.status_code, None
+        return await self._call("GET", path)
 
     async def _post(self, body: dict[str, Any]) -> tuple[int, Any]:
+        return await self._call("POST", CHAT_PATH, body)
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> tuple[int, Any]:
+        """One plain request; its status and JSON body (``None`` when not JSON)."""
         import httpx
 
         verify = self.endpoint.tls is not None and self.endpoint.tls.check_hostname
@@ -199,7 +194,7 @@ class Verifier:
             trust_env=False, timeout=self.t.timeout_s, verify=verify or False,
             headers=self.endpoint.headers(),
         ) as http:  # fmt: skip
-            response = await http.post(self.endpoint.root + CHAT_PATH, json=body)
+            response = await http.request(method, self.endpoint.root + path, json=body)
         try:
             return response.status_code, response.json()
         except ValueError:
