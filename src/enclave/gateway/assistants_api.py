@@ -120,9 +120,9 @@ def _conversation_routes(app: FastAPI, services: Services) -> None:
         request: Request, conversation_id: str, format: str = "json", subject: str | None = None
     ) -> Response:
         row = await find(request, conversation_id, subject)
-        messages = await conversations().messages(row)
         if format not in ("json", "md"):
             raise InvalidRequest("format must be json or md", param="format")
+        messages = await conversations().messages(row)
         disposition = {
             "Content-Disposition": f'attachment; filename="conversation-{row.id}.{format}"'
         }
