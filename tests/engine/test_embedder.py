@@ -148,3 +148,13 @@ def test_too_many_inputs_are_refused() -> None:
 
     assert caught.value.message == "too many inputs: 3; the limit is 2 per request"
     assert caught.value.param == "input"
+
+
+def test_memory_and_knowledge_bases_share_one_loaded_engine() -> None:
+    from enclave.assistants.embedding import LocalEmbedder as Adapter
+    from enclave.engine.embedder import shared
+
+    memory, knowledge = Adapter(), Adapter()
+    assert memory._engine is knowledge._engine is shared()  # one copy of the weights
+    asyncio.run(memory.query("warm"))
+    assert knowledge._engine._model is not None  # loaded once, for both

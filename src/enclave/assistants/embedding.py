@@ -57,9 +57,9 @@ class LocalEmbedder:
     dims = 384
 
     def __init__(self) -> None:
-        from enclave.engine.embedder import LocalEmbedder as Engine
+        from enclave.engine.embedder import shared
 
-        self._engine = Engine(self.name)
+        self._engine = shared(self.name)
 
     async def passages(self, texts: list[str]) -> Matrix:
         return await self._embed(texts, "passage")

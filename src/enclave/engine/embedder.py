@@ -115,3 +115,17 @@ class LocalEmbedder:
 
                     self._model = E5()
         return self._model
+
+
+_SHARED: dict[str, LocalEmbedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(model_name: str = "multilingual-e5-small") -> LocalEmbedder:
+    """The process's one embedder of ``model_name``. ``/v1/embeddings``, memory and the
+    knowledge bases all use it: one copy of the weights, and one run lock, so that their
+    batches take turns on the cores instead of fighting over them."""
+    with _SHARED_LOCK:
+        if model_name not in _SHARED:
+            _SHARED[model_name] = LocalEmbedder(model_name)
+        return _SHARED[model_name]

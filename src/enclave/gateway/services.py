@@ -229,10 +229,10 @@ def _embedded(
 
         engine = Engine(cfg, engine_model, log_path=settings.logs_dir / "engine.log")
     if cfg.embeddings:
-        from enclave.engine.embedder import LocalEmbedder
+        from enclave.engine.embedder import shared
         from enclave.engine.local_embeddings import LocalEmbeddingsUpstream
 
-        embedder = LocalEmbeddingsUpstream(LocalEmbedder(cfg.embedding_model_name))
+        embedder = LocalEmbeddingsUpstream(shared(cfg.embedding_model_name))
     if cfg.ocr:
         from enclave.engine.ocr import OCR
 
