@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import (
 __all__ = ["AsyncSession", "make_engine", "sessions"]
 
 SQLITE_PRAGMAS = (
-    "PRAGMA busy_timeout=5000",  # first: switching to WAL may wait for another process
+    # first: switching to WAL, or migrating, may wait for another process; four gateways
+    # starting together on a slow host waited more than 5 s for the upgrades before theirs
+    "PRAGMA busy_timeout=30000",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",  # WAL: a process crash loses nothing committed
     "PRAGMA foreign_keys=ON",
