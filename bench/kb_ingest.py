@@ -36,13 +36,13 @@ if str(REPO_ROOT) not in sys.path:
 
 from bench.common import warn_if_busy  # noqa: E402
 from bench.kb_corpus import write_corpus  # noqa: E402
-from enclave.assistants.chunking import chunk_sections  # noqa: E402
-from enclave.assistants.embedding import LocalEmbedder  # noqa: E402
-from enclave.assistants.extract import extract  # noqa: E402
-from enclave.assistants.knowledge import KnowledgeBases  # noqa: E402
-from enclave.assistants.segment import index_text  # noqa: E402
 from enclave.config import KnowledgeSettings  # noqa: E402
+from enclave.knowledge.chunking import chunk_sections  # noqa: E402
+from enclave.knowledge.documents import extract  # noqa: E402
+from enclave.knowledge.segment import index_text  # noqa: E402
+from enclave.knowledge.service import KnowledgeBases  # noqa: E402
 from enclave.store.repos import open_store  # noqa: E402
+from enclave.vectors.embedding import LocalEmbedder  # noqa: E402
 
 TARGET = 50.0
 HIDDEN, FFN, LAYERS = 384, 1536, 12  # multilingual-e5-small

@@ -31,8 +31,8 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.kb_corpus import questions, write_corpus  # noqa: E402
-from enclave.assistants.knowledge import MODES, KnowledgeBases  # noqa: E402
 from enclave.config import KnowledgeSettings  # noqa: E402
+from enclave.knowledge.service import MODES, KnowledgeBases  # noqa: E402
 from enclave.store.repos import open_store  # noqa: E402
 
 DEPTH = 10

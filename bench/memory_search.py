@@ -5,18 +5,18 @@ p95 ≤ 30 ms, with recall@10 ≥ 0.95 against exact search, on the embedded def
 same measured on pgvector.
 
 For each size N (default 100k and 1M), one user owning all N memories (the worst case:
-search cost grows with the user's own memories, see ``enclave.assistants.memory_repo``):
+search cost grows with the user's own memories, see ``enclave.memory.repository``):
 
 - data: N unit vectors of 384 dims, ``random`` (uniform on the sphere: the hardest case
   for any approximate index) or ``clustered`` (a mixture of 2,000 topics, closer to real
   embeddings); queries are fresh vectors from the same distribution;
-- embedded: :class:`enclave.assistants.vectors.VectorIndex` built from the rows (build time
+- embedded: :class:`enclave.vectors.index.VectorIndex` built from the rows (build time
   reported), then one query at a time: p50 / p95 latency and recall@10 against exact
   numpy search;
 - pgvector: the test suite's bundled PostgreSQL 16 + pgvector (``tests/fakes/postgres.py``),
   migrated as ``enclave serve`` does, rows bulk-loaded into ``memory_vectors`` with the
   HNSW index of migration 0003 built after the load (build time reported), then the
-  queries through :class:`enclave.assistants.memory_repo.PgVectors` (the gateway's code
+  queries through :class:`enclave.memory.repository.PgVectors` (the gateway's code
   path, over asyncpg): p50 / p95 and recall@10.
 
 Run from the repository root::
@@ -98,7 +98,7 @@ def summary(
 
 
 def embedded(rows: Any, queries: Any, truth: list[set[int]]) -> dict[str, float]:
-    from enclave.assistants.vectors import VectorIndex
+    from enclave.vectors.index import VectorIndex
 
     started = time.perf_counter()
     index = VectorIndex(DIMS)
@@ -118,7 +118,7 @@ def embedded(rows: Any, queries: Any, truth: list[set[int]]) -> dict[str, float]
 async def pgvector(
     rows: Any, queries: Any, truth: list[set[int]], url: str, ef_search: int
 ) -> dict[str, float]:
-    from enclave.assistants.memory_repo import MemoryRepo, PgVectors
+    from enclave.memory.repository import MemoryRepo, PgVectors
     from enclave.store.repos import open_store
 
     store = await open_store(url)

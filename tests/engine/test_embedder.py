@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from enclave.engine.embedder import LocalEmbedder
+from enclave.engine.embedder import E5Model
 from enclave.errors import InvalidRequest
 from enclave.protocol.embeddings import EmbeddingRequest
 
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    model = LocalEmbedder()
+def embedder() -> E5Model:
+    model = E5Model()
     model.load()
     return model
 
 
-def create(embedder: LocalEmbedder, **body: Any) -> dict[str, Any]:
+def create(embedder: E5Model, **body: Any) -> dict[str, Any]:
     request = EmbeddingRequest.model_validate({"model": "multilingual-e5-small", **body})
     return asyncio.run(embedder.create(request))
 
@@ -33,7 +33,7 @@ def cosine(a: list[float], b: list[float]) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_response_has_the_openai_shape(embedder: LocalEmbedder) -> None:
+def test_response_has_the_openai_shape(embedder: E5Model) -> None:
     body = create(embedder, input=["hello", "world"])
 
     assert body["object"] == "list"
@@ -50,7 +50,7 @@ def test_response_has_the_openai_shape(embedder: LocalEmbedder) -> None:
     assert usage["prompt_tokens"] == usage["total_tokens"] > 0
 
 
-def test_similar_meaning_scores_higher_across_languages(embedder: LocalEmbedder) -> None:
+def test_similar_meaning_scores_higher_across_languages(embedder: E5Model) -> None:
     texts = ["如何查看磁盘空间", "how to check disk usage", "红烧肉的做法", "braised pork recipe"]
     disk_zh, disk_en, pork_zh, pork_en = (
         d["embedding"] for d in create(embedder, input=texts)["data"]
@@ -61,7 +61,7 @@ def test_similar_meaning_scores_higher_across_languages(embedder: LocalEmbedder)
     assert cosine(pork_zh, pork_en) > cosine(pork_zh, disk_en)
 
 
-def test_passages_are_found_by_queries(embedder: LocalEmbedder) -> None:
+def test_passages_are_found_by_queries(embedder: E5Model) -> None:
     query = create(embedder, input="磁盘满了怎么办", input_type="query")["data"][0]["embedding"]
     passages = create(
         embedder,
@@ -75,7 +75,7 @@ def test_passages_are_found_by_queries(embedder: LocalEmbedder) -> None:
     assert cosine(query, passages[0]["embedding"]) > cosine(query, passages[1]["embedding"])
 
 
-def test_query_is_the_default_input_type(embedder: LocalEmbedder) -> None:
+def test_query_is_the_default_input_type(embedder: E5Model) -> None:
     default = create(embedder, input="disk usage")["data"][0]["embedding"]
     query = create(embedder, input="disk usage", input_type="query")["data"][0]["embedding"]
     passage = create(embedder, input="disk usage", input_type="passage")["data"][0]["embedding"]
@@ -84,7 +84,7 @@ def test_query_is_the_default_input_type(embedder: LocalEmbedder) -> None:
     assert default != passage
 
 
-def test_base64_decodes_to_the_same_float32_vectors(embedder: LocalEmbedder) -> None:
+def test_base64_decodes_to_the_same_float32_vectors(embedder: E5Model) -> None:
     texts = ["how to check disk usage", "如何查看磁盘空间"]
     floats = create(embedder, input=texts)
     encoded = create(embedder, input=texts, encoding_format="base64")
@@ -95,7 +95,7 @@ def test_base64_decodes_to_the_same_float32_vectors(embedder: LocalEmbedder) -> 
     assert encoded["usage"] == floats["usage"]
 
 
-def test_dimensions_truncates_and_renormalizes(embedder: LocalEmbedder) -> None:
+def test_dimensions_truncates_and_renormalizes(embedder: E5Model) -> None:
     full = create(embedder, input="how to check disk usage")["data"][0]["embedding"]
     short = create(embedder, input="how to check disk usage", dimensions=64)["data"][0]["embedding"]
 
@@ -105,7 +105,7 @@ def test_dimensions_truncates_and_renormalizes(embedder: LocalEmbedder) -> None:
     assert len(create(embedder, input="x", dimensions=384)["data"][0]["embedding"]) == 384
 
 
-def test_embed_returns_vectors_and_token_count(embedder: LocalEmbedder) -> None:
+def test_embed_returns_vectors_and_token_count(embedder: E5Model) -> None:
     vectors, tokens = embedder.embed(["hello world"], None)
 
     assert len(vectors) == 1
@@ -113,7 +113,7 @@ def test_embed_returns_vectors_and_token_count(embedder: LocalEmbedder) -> None:
     assert tokens == 8  # <s> query: hello world </s>, as the engine counts
 
 
-def test_too_many_dimensions_names_the_limit(embedder: LocalEmbedder) -> None:
+def test_too_many_dimensions_names_the_limit(embedder: E5Model) -> None:
     with pytest.raises(InvalidRequest) as caught:
         create(embedder, input="x", dimensions=1024)
 
@@ -121,7 +121,7 @@ def test_too_many_dimensions_names_the_limit(embedder: LocalEmbedder) -> None:
     assert "at most 384" in caught.value.message
 
 
-def test_token_ids_are_refused(embedder: LocalEmbedder) -> None:
+def test_token_ids_are_refused(embedder: E5Model) -> None:
     for tokens in ([1, 2, 3], [[1, 2], [3]]):
         with pytest.raises(InvalidRequest) as caught:
             create(embedder, input=tokens)
@@ -129,7 +129,7 @@ def test_token_ids_are_refused(embedder: LocalEmbedder) -> None:
         assert "token-id input is not supported" in caught.value.message
 
 
-def test_an_empty_string_is_refused(embedder: LocalEmbedder) -> None:
+def test_an_empty_string_is_refused(embedder: E5Model) -> None:
     with pytest.raises(InvalidRequest) as caught:
         create(embedder, input="")
     assert caught.value.param == "input"
@@ -141,7 +141,7 @@ def test_an_empty_string_is_refused(embedder: LocalEmbedder) -> None:
 
 
 def test_too_many_inputs_are_refused() -> None:
-    small = LocalEmbedder(max_inputs=2)
+    small = E5Model(max_inputs=2)
 
     with pytest.raises(InvalidRequest) as caught:
         create(small, input=["a", "b", "c"])
@@ -151,8 +151,8 @@ def test_too_many_inputs_are_refused() -> None:
 
 
 def test_memory_and_knowledge_bases_share_one_loaded_engine() -> None:
-    from enclave.assistants.embedding import LocalEmbedder as Adapter
     from enclave.engine.embedder import shared
+    from enclave.vectors.embedding import LocalEmbedder as Adapter
 
     memory, knowledge = Adapter(), Adapter()
     assert memory._engine is knowledge._engine is shared()  # one copy of the weights

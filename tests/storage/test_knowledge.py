@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
-from enclave.assistants.embedding import Embedder, LocalEmbedder
-from enclave.assistants.knowledge import Hit, IngestProgress, KnowledgeBases, fuse
 from enclave.audit import AuditWriter
 from enclave.config import KnowledgeSettings
 from enclave.errors import Conflict, InvalidRequest, NotFound, UpstreamError
+from enclave.knowledge.service import Hit, IngestProgress, KnowledgeBases, fuse
 from enclave.store.models import AuditRecord
 from enclave.store.repos import Store
+from enclave.vectors.embedding import Embedder, LocalEmbedder
 from tests.faq import write_faq
 
 if TYPE_CHECKING:
-    from enclave.assistants.embedding import Matrix
+    from enclave.vectors.embedding import Matrix
 
 pytestmark = pytest.mark.anyio
 

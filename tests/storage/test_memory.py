@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from enclave.assistants.archive import LocalDirArchive, S3Archive
-from enclave.assistants.embedding import LocalEmbedder
-from enclave.assistants.memory import MemoryService
-from enclave.assistants.memory_repo import InProcessVectors, PgVectors
 from enclave.audit import AuditWriter
 from enclave.config import MemorySettings
 from enclave.errors import InvalidRequest, NotFound
 from enclave.identity import Actor
+from enclave.memory.archive import LocalDirArchive, S3Archive
+from enclave.memory.repository import InProcessVectors, PgVectors
+from enclave.memory.service import MemoryService
 from enclave.store.models import AuditRecord
 from enclave.store.repos import Store
+from enclave.vectors.embedding import LocalEmbedder
 from tests.fakes.procs import HOST, free_port, run_process
 
 pytestmark = pytest.mark.anyio

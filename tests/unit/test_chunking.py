@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from enclave.assistants.chunking import Chunk, Section, chunk_sections, chunk_text, sentences
-from enclave.assistants.segment import fold, index_text, query_terms
+from enclave.knowledge.chunking import Chunk, Section, chunk_sections, chunk_text, sentences
+from enclave.knowledge.segment import fold, index_text, query_terms
 
 
 def test_sentences_cut_at_chinese_and_latin_ends_and_give_the_text_back() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from enclave.assistants.vectors import VectorIndex
 from enclave.errors import InvalidRequest
+from enclave.vectors.index import VectorIndex
 
 DIMS = 384
 

@@ -1,1 +1,1 @@
-"""Assistants: virtual models, conversations, memory tiers, knowledge bases (RAG)."""
+"""Assistants: virtual models, profiles, prompt assembly and conversations."""

@@ -9,8 +9,6 @@ through ``/api/conversations``; administrators may act on anyone's.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
@@ -22,16 +20,12 @@ from enclave.store.models_assistants import (
     Conversation,
     ConversationMessage,
 )
+from enclave.store.repos import Clock, utcnow
 
 if TYPE_CHECKING:
     from enclave.store.repos import Store
 
-Clock = Callable[[], datetime]
 TITLE_CHARS = 80
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def conversation_view(row: Conversation, messages: int | None = None) -> dict[str, Any]:

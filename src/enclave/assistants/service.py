@@ -34,9 +34,9 @@ from enclave.protocol import ModelCard
 
 if TYPE_CHECKING:
     from enclave.assistants.conversations import Conversations, ProfileRows
-    from enclave.assistants.knowledge import KnowledgeBases
-    from enclave.assistants.memory import MemoryService
     from enclave.identity import Actor
+    from enclave.knowledge.service import KnowledgeBases
+    from enclave.memory.service import MemoryService
     from enclave.store.models_assistants import Conversation
 
 log = logging.getLogger("enclave.assistants")

@@ -15,7 +15,7 @@ from enclave.cli.progress import ProgressBar
 from enclave.config import Settings
 
 if TYPE_CHECKING:
-    from enclave.assistants.knowledge import IngestProgress, KnowledgeBases
+    from enclave.knowledge.service import IngestProgress, KnowledgeBases
 
 T = TypeVar("T")
 
@@ -58,8 +58,8 @@ def with_kbs(settings: Settings, work: Callable[[KnowledgeBases], Awaitable[T]])
     """Open the store (migrating it), run ``work`` on the knowledge bases, close it."""
 
     async def run() -> T:
-        from enclave.assistants.knowledge import KnowledgeBases
         from enclave.cli.accounts import opened
+        from enclave.knowledge.service import KnowledgeBases
 
         async with opened(settings) as (store, audit):
             return await work(KnowledgeBases(store, settings.knowledge, audit=audit))
@@ -96,7 +96,7 @@ class IngestBar(ProgressBar):
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.assistants.knowledge import IngestReport
+    from enclave.knowledge.service import IngestReport
 
     async def work(kbs: KnowledgeBases) -> IngestReport:
         bar = IngestBar(f"{args.name}:")
@@ -112,7 +112,7 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.assistants.knowledge import Hit, hit_view
+    from enclave.knowledge.service import Hit, hit_view
 
     names = [n for n in args.name.split(",") if n]
 
@@ -132,8 +132,8 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.assistants.knowledge import doc_view, kb_view
     from enclave.cli.accounts import show
+    from enclave.knowledge.service import doc_view, kb_view
 
     async def work(kbs: KnowledgeBases) -> list[dict[str, Any]]:
         if args.name:

@@ -14,7 +14,7 @@ from enclave.errors import InvalidRequest
 from enclave.identity import CLI
 
 if TYPE_CHECKING:
-    from enclave.assistants.memory import MemoryService
+    from enclave.memory.service import MemoryService
 
 T = TypeVar("T")
 COLUMNS = ["id", "kind", "text", "source", "updated_at"]
@@ -63,9 +63,9 @@ def with_memory(settings: Settings, work: Callable[[MemoryService], Awaitable[T]
     """Open the store and the service (the bundled embedder), run ``work``, close."""
 
     async def run() -> T:
-        from enclave.assistants.embedding import LocalEmbedder
-        from enclave.assistants.memory import MemoryService
         from enclave.cli.accounts import opened
+        from enclave.memory.service import MemoryService
+        from enclave.vectors.embedding import LocalEmbedder
 
         async with opened(settings) as (store, audit):
             memory = await MemoryService.open(
@@ -77,7 +77,7 @@ def with_memory(settings: Settings, work: Callable[[MemoryService], Awaitable[T]
 
 
 def _views(rows: list[Any]) -> list[dict[str, Any]]:
-    from enclave.assistants.memory import memory_view
+    from enclave.memory.service import memory_view
 
     return [memory_view(row) for row in rows]
 
@@ -91,7 +91,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.assistants.memory import memory_view
+    from enclave.memory.service import memory_view
 
     async def work(memory: MemoryService) -> list[dict[str, Any]]:
         hits = await memory.search(args.user, args.query, args.k, touch=False)

@@ -24,7 +24,7 @@ DIMENSIONS = 384
 MAX_INPUTS = 2048  # per request, as OpenAI
 
 
-class LocalEmbedder:
+class E5Model:
     """multilingual-e5-small in-process; thread-safe, loads on first use (~0.1 s)."""
 
     def __init__(self, model_name: str = "multilingual-e5-small", *, max_inputs: int = MAX_INPUTS):
@@ -44,13 +44,13 @@ class LocalEmbedder:
 
         ``input_type`` is ``"query"`` (the default, also for None) or ``"passage"``.
         """
-        vectors, tokens = self._embed(texts, input_type)
+        vectors, tokens = self.encode(texts, input_type)
         return vectors.tolist(), tokens
 
     async def create(self, request: EmbeddingRequest) -> dict[str, Any]:
         """The OpenAI embeddings response body for ``request``."""
         texts = self._check(request)
-        vectors, tokens = await asyncio.to_thread(self._embed, texts, request.input_type)
+        vectors, tokens = await asyncio.to_thread(self.encode, texts, request.input_type)
         if request.dimensions is not None and request.dimensions < DIMENSIONS:
             import numpy as np
 
@@ -94,7 +94,8 @@ class LocalEmbedder:
             )
         return texts
 
-    def _embed(self, texts: list[str], input_type: str | None) -> tuple[Any, int]:
+    def encode(self, texts: list[str], input_type: str | None) -> tuple[Any, int]:
+        """Unit-norm vectors of ``texts`` as a float32 array, and the prompt tokens they took."""
         if input_type not in (None, "query", "passage"):
             raise InvalidRequest(
                 f"input_type must be 'query' or 'passage', not {input_type!r}",
@@ -117,15 +118,15 @@ class LocalEmbedder:
         return self._model
 
 
-_SHARED: dict[str, LocalEmbedder] = {}
+_SHARED: dict[str, E5Model] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared(model_name: str = "multilingual-e5-small") -> LocalEmbedder:
+def shared(model_name: str = "multilingual-e5-small") -> E5Model:
     """The process's one embedder of ``model_name``. ``/v1/embeddings``, memory and the
     knowledge bases all use it: one copy of the weights, and one run lock, so that their
     batches take turns on the cores instead of fighting over them."""
     with _SHARED_LOCK:
         if model_name not in _SHARED:
-            _SHARED[model_name] = LocalEmbedder(model_name)
+            _SHARED[model_name] = E5Model(model_name)
         return _SHARED[model_name]

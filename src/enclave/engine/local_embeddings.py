@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from enclave.engine.embedder import LocalEmbedder
+from enclave.engine.embedder import E5Model
 from enclave.errors import InvalidRequest
 from enclave.protocol import EmbeddingRequest
 from enclave.upstream.base import ALWAYS_READY, ChatStream, UpstreamState
@@ -15,7 +15,7 @@ class LocalEmbeddingsUpstream:
     name = "embedder"
     vision = False
 
-    def __init__(self, embedder: LocalEmbedder) -> None:
+    def __init__(self, embedder: E5Model) -> None:
         self.embedder = embedder
 
     def state(self) -> UpstreamState:

@@ -15,8 +15,9 @@ from pydantic import BaseModel, Field
 
 from enclave.auth.tokens import decode, issue
 from enclave.errors import TooManyRequests
+from enclave.gateway.access import actor
 from enclave.gateway.body import parse, read_json
-from enclave.identity import Actor, KeySpec, key_view, user_view
+from enclave.identity import KeySpec, key_view, user_view
 
 if TYPE_CHECKING:
     from enclave.gateway.services import Services
@@ -53,16 +54,6 @@ class NewKey(BaseModel):
     tpm: int | None = Field(None, ge=1)
     max_concurrency: int | None = Field(None, ge=1)
     allow: list[str] = Field(default_factory=list)
-
-
-def actor(request: Request) -> Actor:
-    principal = getattr(request.state, "principal", None)
-    return Actor(
-        user=principal.user if principal else None,
-        key_prefix=principal.key_prefix if principal else None,
-        client_ip=getattr(request.state, "client_ip", None),
-        request_id=getattr(request.state, "request_id", None),
-    )
 
 
 def is_admin(request: Request) -> bool:

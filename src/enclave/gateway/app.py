@@ -14,10 +14,11 @@ from starlette.responses import Response
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
 from enclave.gateway import admin, assistants_api, errors, kb_api, memory_api
+from enclave.gateway.access import may_use
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import complete
-from enclave.gateway.chat import chat_completions, may_use
+from enclave.gateway.chat import chat_completions
 from enclave.gateway.edge import Edge
 from enclave.gateway.metrics import CONTENT_TYPE, Metrics
 from enclave.gateway.record import call_record

@@ -24,8 +24,8 @@ from starlette.responses import Response
 from enclave.assistants.conversations import conversation_view, message_view
 from enclave.assistants.profiles import AssistantProfile
 from enclave.errors import Forbidden, InvalidRequest
-from enclave.gateway.admin import actor, body_of, is_admin
-from enclave.gateway.chat import may_use
+from enclave.gateway.access import actor, may_use
+from enclave.gateway.admin import body_of, is_admin
 
 if TYPE_CHECKING:
     from enclave.assistants.conversations import Conversations

@@ -15,9 +15,8 @@ from starlette.responses import Response
 
 from enclave.assistants.profiles import PREFIX
 from enclave.assistants.service import CONVERSATION_HEADER, finish_stream
-from enclave.auth.apikeys import model_allowed
-from enclave.errors import ContextLengthExceeded, Forbidden, InvalidRequest
-from enclave.gateway.admin import actor
+from enclave.errors import ContextLengthExceeded, InvalidRequest
+from enclave.gateway.access import actor, may_use, principal_of
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import ClientGone, complete, open_stream, unless_disconnected
 from enclave.gateway.record import call_record
@@ -109,21 +108,11 @@ async def assistant_turn(
     may_use(request, model)
     profile = await services.assistants.resolve(model)
     assert profile is not None
-    principal = getattr(request.state, "principal", None)
+    principal = principal_of(request)
     return await services.assistants.prepare(
         profile, body, owner=principal.user if principal else None,
         headers=request.headers, actor=actor(request),
     )  # fmt: skip
-
-
-def may_use(request: Request, model: str, *, raising: bool = True) -> bool:
-    """Whether the caller's key may use ``model`` (its ``--models`` patterns); 403 if not."""
-    principal = getattr(request.state, "principal", None)
-    if principal is None or model_allowed(list(principal.models), model):
-        return True
-    if raising:
-        raise Forbidden(f"this API key may not use the model {model}")
-    return False
 
 
 def keep_for_audit(

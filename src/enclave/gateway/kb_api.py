@@ -24,12 +24,13 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
 from enclave.errors import Forbidden
-from enclave.gateway.admin import actor, body_of, is_admin
+from enclave.gateway.access import actor
+from enclave.gateway.admin import body_of, is_admin
 from enclave.gateway.body import read_body
 
 if TYPE_CHECKING:
-    from enclave.assistants.knowledge import KnowledgeBases
     from enclave.gateway.services import Services
+    from enclave.knowledge.service import KnowledgeBases
 
 
 class NewKb(BaseModel):
@@ -61,7 +62,7 @@ def install(app: FastAPI, services: Services) -> None:
 
 
 def _read_routes(app: FastAPI, kbs: Callable[[], KnowledgeBases]) -> None:
-    from enclave.assistants.knowledge import doc_view, hit_view, kb_view
+    from enclave.knowledge.service import doc_view, hit_view, kb_view
 
     @app.get("/api/kb")
     async def list_kbs() -> dict[str, Any]:
@@ -81,7 +82,7 @@ def _read_routes(app: FastAPI, kbs: Callable[[], KnowledgeBases]) -> None:
 
 
 def _write_routes(app: FastAPI, services: Services, kbs: Callable[[], KnowledgeBases]) -> None:
-    from enclave.assistants.knowledge import kb_view, report_view
+    from enclave.knowledge.service import kb_view, report_view
 
     @app.post("/api/kb", status_code=201)
     async def create(request: Request) -> dict[str, Any]:

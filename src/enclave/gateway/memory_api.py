@@ -3,7 +3,7 @@
 A caller sees and changes only their own memories; an administrator may name any user
 (``?user=`` or ``"user"`` in the body). Without authentication (a loopback gateway with
 ``auth.mode`` off or auto) everything belongs to the one user ``local``. Every change is
-audited by :class:`~enclave.assistants.memory.MemoryService` (``memory.*`` records),
+audited by :class:`~enclave.memory.service.MemoryService` (``memory.*`` records),
 besides the call's own record.
 
     GET    /api/memories              list (newest first), or search with ?q=
@@ -26,7 +26,8 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
 from enclave.errors import Forbidden
-from enclave.gateway.admin import actor, body_of, is_admin
+from enclave.gateway.access import actor
+from enclave.gateway.admin import body_of, is_admin
 
 if TYPE_CHECKING:
     from enclave.gateway.services import Services
@@ -69,7 +70,7 @@ def install(app: FastAPI, services: Services) -> None:
 
 
 def _read_routes(app: FastAPI, memory: Any) -> None:
-    from enclave.assistants.memory import memory_view, turn_view
+    from enclave.memory.service import memory_view, turn_view
 
     @app.get("/api/memories")
     async def listing(
@@ -103,7 +104,7 @@ def _read_routes(app: FastAPI, memory: Any) -> None:
 
 
 def _write_routes(app: FastAPI, memory: Any) -> None:
-    from enclave.assistants.memory import memory_view
+    from enclave.memory.service import memory_view
 
     @app.post("/api/memories", status_code=201)
     async def add(request: Request) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def _write_routes(app: FastAPI, memory: Any) -> None:
 
 
 def _archive_routes(app: FastAPI, memory: Any) -> None:
-    from enclave.assistants.memory import memory_view
+    from enclave.memory.service import memory_view
 
     @app.post("/api/memories/archive")
     async def archive(request: Request) -> dict[str, Any]:

@@ -18,8 +18,6 @@ from enclave.router import Member, Router, build_router, retired
 from enclave.upstream import HTTPUpstream
 
 if TYPE_CHECKING:
-    from enclave.assistants.knowledge import KnowledgeBases
-    from enclave.assistants.memory import MemoryService
     from enclave.assistants.service import Assistants
     from enclave.audit.writer import AuditWriter
     from enclave.auth.ratelimit import Limiter
@@ -28,6 +26,8 @@ if TYPE_CHECKING:
     from enclave.engine.runtime import Engine
     from enclave.gateway.gatekeeper import Gatekeeper
     from enclave.identity import Identity
+    from enclave.knowledge.service import KnowledgeBases
+    from enclave.memory.service import MemoryService
     from enclave.store.repos import Store
 
 log = logging.getLogger("enclave.gateway")
@@ -97,7 +97,7 @@ class Services:
         """The memory service of this process, opened on first use."""
         async with self._memory_lock:
             if self._memory is None:
-                from enclave.assistants.memory import MemoryService
+                from enclave.memory.service import MemoryService
 
                 settings = self.settings
                 self._memory = await MemoryService.open(
@@ -108,7 +108,7 @@ class Services:
     def knowledge(self) -> KnowledgeBases:
         """The knowledge bases of this process, made on first use."""
         if self._knowledge is None:
-            from enclave.assistants.knowledge import KnowledgeBases
+            from enclave.knowledge.service import KnowledgeBases
 
             self._knowledge = KnowledgeBases(self.store, self.settings.knowledge, audit=self.audit)
         return self._knowledge
@@ -194,7 +194,7 @@ def _embedder() -> Any:
     from enclave.errors import ServiceUnavailable
 
     try:
-        from enclave.assistants.embedding import LocalEmbedder
+        from enclave.vectors.embedding import LocalEmbedder
 
         return LocalEmbedder()
     except ImportError as exc:

@@ -1,13 +1,13 @@
 """Tables of the knowledge bases (imported by :mod:`enclave.store.models`).
 
 ``kb_chunks`` is the source of truth on every database: text, heading path, the words for
-keyword search (``terms``, pre-segmented, see :mod:`enclave.assistants.segment`) and the
+keyword search (``terms``, pre-segmented, see :mod:`enclave.knowledge.segment`) and the
 embedding as little-endian float32 bytes. The search indexes are dialect-specific and made
 by migration 0002 with raw SQL, outside these models (:data:`UNMANAGED` keeps them out of
 autogenerate's comparison):
 
 - SQLite: ``kb_fts``, an FTS5 table over ``kb_chunks.terms`` (external content, kept in
-  step by triggers); vectors are searched in process (:mod:`enclave.assistants.vectors`).
+  step by triggers); vectors are searched in process (:mod:`enclave.vectors.index`).
 - PostgreSQL: ``kb_chunks.terms_tsv``, a generated ``tsvector`` with a GIN index; with
   pgvector, ``kb_vectors`` (chunk id → ``vector``) with one HNSW index per knowledge base.
 """

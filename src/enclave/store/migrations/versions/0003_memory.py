@@ -7,7 +7,7 @@ Create Date: 2026-11-23
 On PostgreSQL with pgvector (see 0002, which creates the extension when it may),
 ``memory_vectors`` holds each memory's embedding as a ``vector`` with an HNSW index for
 384 dimensions (the bundled e5); other dimensions get theirs when first used
-(``enclave.assistants.memory_repo``). Elsewhere memories are searched in process.
+(``enclave.memory.repository``). Elsewhere memories are searched in process.
 """
 
 from __future__ import annotations

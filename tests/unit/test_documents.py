@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from enclave.assistants.chunking import Section
-from enclave.assistants.extract import decode, extract, kind_of
 from enclave.errors import InvalidRequest
+from enclave.knowledge.chunking import Section
+from enclave.knowledge.documents import decode, extract, kind_of
 from tests.faq import SECURITY, docx, pdf
 
 

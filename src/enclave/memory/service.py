@@ -6,7 +6,7 @@
 2. **long-term**: facts and preferences, embedded and found by meaning
    (:meth:`~MemoryService.search`); added by hand (:meth:`~MemoryService.add`) or by the
    model from a conversation turn (:meth:`~MemoryService.extract_and_apply`, see
-   :mod:`enclave.assistants.extraction`).
+   :mod:`enclave.memory.facts`).
 3. **archive**: memories older than ``memory.archive_after_days`` or unused for
    ``memory.archive_unused_days`` move to the archive store
    (:meth:`~MemoryService.archive_due`) and can be restored.
@@ -22,40 +22,36 @@ import asyncio
 import builtins
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from enclave.assistants.archive import Archived, id_of, key_of, open_archive, owner_prefix
-from enclave.assistants.extraction import Operation, build_prompt, parse_operations
-from enclave.assistants.memory_repo import (
+from enclave.errors import InvalidRequest
+from enclave.memory.archive import Archived, id_of, key_of, open_archive, owner_prefix
+from enclave.memory.facts import Operation, build_prompt, parse_operations
+from enclave.memory.repository import (
     MemoryRepo,
     MemoryVectors,
     NewMemory,
     open_vectors,
     to_bytes,
 )
-from enclave.errors import InvalidRequest
 from enclave.store.models_memory import Memory, RecentTurn
+from enclave.store.repos import Clock, utcnow
 
 if TYPE_CHECKING:
-    from enclave.assistants.archive import ArchiveStore
-    from enclave.assistants.embedding import Embedder, Matrix
     from enclave.audit.writer import AuditWriter
     from enclave.config import MemorySettings
     from enclave.identity import Actor
+    from enclave.memory.archive import ArchiveStore
     from enclave.store.repos import Store
+    from enclave.vectors.embedding import Embedder, Matrix
 
 Chat = Callable[[list[dict[str, str]]], Awaitable[str]]
-Clock = Callable[[], datetime]
 KINDS = ("fact", "preference")
 ROLES = ("user", "assistant", "system", "tool")
 MAX_TEXT = 2000
 ARCHIVE_BATCH = 500
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

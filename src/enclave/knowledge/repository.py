@@ -30,7 +30,7 @@ from enclave.store.models_knowledge import KbChunk, KbDocument, KnowledgeBase
 from enclave.store.repos import Clock, Sessions, Store, as_utc, utcnow
 
 if TYPE_CHECKING:
-    from enclave.assistants.embedding import Matrix
+    from enclave.vectors.embedding import Matrix
 
 EF_SEARCH = 100  # pgvector HNSW: candidates kept per search (its default is 40)
 ID_BATCH = 500  # ids per IN (...) list

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from enclave.assistants.vectors import VectorIndex
     from enclave.store.repos import Store
+    from enclave.vectors.index import VectorIndex
 
     Matrix = npt.NDArray[np.float32]
 
@@ -319,7 +319,7 @@ class InProcessVectors:
     async def _build(self, owner: str) -> VectorIndex:
         import asyncio
 
-        from enclave.assistants.vectors import VectorIndex
+        from enclave.vectors.index import VectorIndex
 
         ids, blobs = await self.repo.vectors(owner)
         index = VectorIndex()

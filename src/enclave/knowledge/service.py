@@ -16,7 +16,7 @@ chunks in batches across files, and replaces the document's old chunks in one
 transaction.
 
 Search is ``vector`` (cosine over embeddings: pgvector's HNSW on PostgreSQL, else an
-in-process :class:`~enclave.assistants.vectors.VectorIndex` rebuilt from the stored
+in-process :class:`~enclave.vectors.index.VectorIndex` rebuilt from the stored
 vectors and kept in step by the knowledge base's ``generation``), ``keyword`` (FTS5 /
 ``tsvector`` over segmented words) or ``hybrid``: both lists fused by reciprocal rank,
 ``score = Σ 1 / (60 + rank)``. Several knowledge bases can be searched at once; their
@@ -38,9 +38,11 @@ from datetime import datetime
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Literal
 
-from enclave.assistants.chunking import chunk_sections
-from enclave.assistants.extract import extract, kind_of
-from enclave.assistants.kb_repo import (
+from enclave.errors import InvalidRequest, NotFound, UpstreamError
+from enclave.identity import CLI, Actor
+from enclave.knowledge.chunking import chunk_sections
+from enclave.knowledge.documents import extract, kind_of
+from enclave.knowledge.repository import (
     DocInfo,
     KbInfo,
     KbRepo,
@@ -50,16 +52,14 @@ from enclave.assistants.kb_repo import (
     Scored,
     kb_repo,
 )
-from enclave.assistants.segment import index_text, query_terms
-from enclave.errors import InvalidRequest, NotFound, UpstreamError
-from enclave.identity import CLI, Actor
+from enclave.knowledge.segment import index_text, query_terms
 
 if TYPE_CHECKING:
-    from enclave.assistants.embedding import Embedder, Matrix
-    from enclave.assistants.vectors import VectorIndex
     from enclave.audit.writer import AuditWriter
     from enclave.config import KnowledgeSettings
     from enclave.store.repos import Store
+    from enclave.vectors.embedding import Embedder, Matrix
+    from enclave.vectors.index import VectorIndex
 
 Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
@@ -215,7 +215,7 @@ class KnowledgeBases:
 
     async def _probe(self, source: str, model: str | None) -> tuple[str, int]:
         if source == LOCAL:
-            from enclave.assistants.embedding import LocalEmbedder
+            from enclave.vectors.embedding import LocalEmbedder
 
             return LocalEmbedder.name, LocalEmbedder.dims
         if not source.startswith(("http://", "https://")):
@@ -446,7 +446,7 @@ class KnowledgeBases:
 
     async def _index(self, kb: KbInfo) -> _Cached:
         """This process's vector index of ``kb``, caught up with the database."""
-        from enclave.assistants.vectors import VectorIndex
+        from enclave.vectors.index import VectorIndex
 
         key = (kb.id, kb.created_at)
         cached = self._indexes.get(kb.id)
@@ -479,7 +479,7 @@ class KnowledgeBases:
         return self._embedders[key]
 
     def _default_embedder(self, source: str, model: str, dims: int) -> Embedder:
-        from enclave.assistants.embedding import LocalEmbedder, RemoteEmbedder
+        from enclave.vectors.embedding import LocalEmbedder, RemoteEmbedder
 
         if source == LOCAL:
             return LocalEmbedder()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from enclave.assistants.extraction import Operation, build_prompt, parse_operations
+from enclave.memory.facts import Operation, build_prompt, parse_operations
 
 EXISTING = [(41, "The user lives in Beijing"), (57, "The user likes tea")]
 

@@ -72,7 +72,7 @@ class LocalEmbedder:
 
         if not texts:
             return np.zeros((0, self.dims), dtype=np.float32)
-        vectors, _tokens = await asyncio.to_thread(self._engine._embed, texts, input_type)
+        vectors, _tokens = await asyncio.to_thread(self._engine.encode, texts, input_type)
         return unit_rows(vectors)
 
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import PurePath
 
-from enclave.assistants.chunking import Section
 from enclave.errors import InvalidRequest
+from enclave.knowledge.chunking import Section
 
 KINDS = {
     ".txt": "txt", ".text": "txt", ".log": "txt",

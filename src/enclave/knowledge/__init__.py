@@ -1,0 +1,1 @@
+"""Knowledge bases: document text, chunking, keyword segmentation, hybrid retrieval."""

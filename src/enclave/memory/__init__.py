@@ -1,0 +1,1 @@
+"""Memory in three tiers (recent, long-term semantic, archive) and fact extraction."""
