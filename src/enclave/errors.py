@@ -23,10 +23,23 @@ Code raises these; the gateway maps them to HTTP in one place
     │   ├── UpstreamTimeout            504 upstream_timeout
     │   └── UpstreamStatusError        the upstream's own 4xx (5xx become 502), passed on
     ├── ConfigError                    bad settings file or values (CLI only)
+    │   └── AskConfigError             ask.toml, a role or api_key_command unusable (also AskError)
     ├── ModelFileError                 model files: missing chunks, checksum mismatch
-    └── ClientError                    what ``ask`` and other clients meet (enclave.client.chat):
-                                       Unreachable, StatusError/AuthRefused, StreamError,
-                                       ProtocolError, ImageError
+    └── AskError                       what ``ask`` tells its user: one line, exit ``exit_code`` (2)
+        ├── AttachmentError            a file or stdin cannot be attached (not text, unreadable)
+        │   └── ClipboardError         --clip / :clip: no tool, no display, empty clipboard
+        ├── HistoryError               the conversation history file cannot be used
+        └── ClientError                a call to the server failed (enclave.client.chat; exit 1)
+            ├── Unreachable            nothing answers at the URL (exit 2)
+            ├── StatusError            the server answered 4xx/5xx: status and error.message
+            │   └── AuthRefused        401: the API key was refused
+            ├── StreamError            an error event arrived in the middle of a stream
+            ├── ProtocolError          the answer is not what the OpenAI protocol says
+            └── ImageError             an image cannot be read or is not an image (exit 2)
+
+The ``ask`` errors are never sent over HTTP (``status`` stays 500); ``ask`` catches
+``AskError`` in one place and prints ``ask: <one line>``. Its REPL leaves on a private
+control-flow exception (``enclave.client.repl.Leave``), not an error of this tree.
 """
 
 from __future__ import annotations
@@ -196,3 +209,75 @@ class ConfigError(EnclaveError):
 
 class ModelFileError(EnclaveError):
     type = "model_file_error"
+
+
+# --- the ask client -------------------------------------------------------------------
+
+
+class AskError(EnclaveError):
+    """What ``ask`` reports to its user: ``str()`` is one readable line; the process
+    exits with ``exit_code`` (2: usage, settings, attachments, history, unreachable)."""
+
+    type = "ask_error"
+    exit_code = 2
+
+
+class AskConfigError(ConfigError, AskError):
+    """``ask.toml``, a role or ``api_key_command`` is unusable (enclave.client.askconfig)."""
+
+
+class AttachmentError(AskError):
+    """A file or stdin cannot be attached (unreadable, binary)."""
+
+
+class ClipboardError(AttachmentError):
+    """The clipboard cannot be read or is empty (``--clip``, ``:clip``)."""
+
+
+class HistoryError(AskError):
+    """The history file cannot be used (enclave.client.sessions)."""
+
+
+class ClientError(AskError):
+    """A call to an OpenAI-compatible server failed (enclave.client.chat; ask, bench)."""
+
+    type = "client_error"
+    exit_code = 1
+
+
+class Unreachable(ClientError):
+    """Nothing answers at the URL (connection refused, DNS, connect timeout)."""
+
+    exit_code = 2
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class StatusError(ClientError):
+    """The server answered 4xx/5xx; ``status`` and its ``error.message``."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class AuthRefused(StatusError):
+    """401: the API key was refused."""
+
+
+class StreamError(ClientError):
+    """An error event arrived in the middle of a stream."""
+
+
+class ProtocolError(ClientError):
+    """The answer is not what the OpenAI protocol says."""
+
+
+class ImageError(ClientError):
+    """An image file cannot be read or is not an image (caught before sending)."""
+
+    exit_code = 2

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from enclave.cli.ask_exec import extract_command
-from enclave.cli.ask_repl import (
+from enclave.client.conversation import (
     IMAGE_TOKENS,
     Attachment,
     estimate_tokens,
@@ -17,6 +16,7 @@ from enclave.cli.ask_repl import (
     prompt_text,
     transcript_markdown,
 )
+from enclave.client.execute import extract_command
 from enclave.client.render import (
     BOLD,
     CODE_SPAN,

@@ -10,7 +10,6 @@ import pytest
 from enclave.client import askconfig
 from enclave.client.askconfig import (
     BUILTIN_ROLES,
-    ConfigError,
     config_path,
     describe,
     load,
@@ -19,6 +18,7 @@ from enclave.client.askconfig import (
     merge,
     resolve_api_key,
 )
+from enclave.errors import AskConfigError
 
 NO_FLAGS: dict[str, object] = {}
 KEY = "sk-enc-abcdefgh-0123456789abcdefghijABCDEFGHIJkl"
@@ -83,11 +83,11 @@ def test_api_key_command_failures(tmp_path: Path) -> None:
         config = merge(NO_FLAGS, {}, {"api_key_command": command}, path=tmp_path)
         return resolve_api_key(config, timeout=timeout)
 
-    with pytest.raises(ConfigError, match=r"^api_key_command failed \(exit 3\): no vault$"):
+    with pytest.raises(AskConfigError, match=r"^api_key_command failed \(exit 3\): no vault$"):
         key("echo no vault >&2; exit 3")
-    with pytest.raises(ConfigError, match="printed nothing"):
+    with pytest.raises(AskConfigError, match="printed nothing"):
         key("true")
-    with pytest.raises(ConfigError, match=r"timed out after 0\.2 s"):
+    with pytest.raises(AskConfigError, match=r"timed out after 0\.2 s"):
         key(f"{sys.executable} -c 'import time; time.sleep(5)'", timeout=0.2)
 
 
@@ -107,7 +107,7 @@ def test_api_key_command_failures(tmp_path: Path) -> None:
 )
 def test_malformed_file(tmp_path: Path, text: str, problem: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(AskConfigError) as caught:
         load_file(path)
     message = str(caught.value)
     assert message.startswith(f"config file {path}: ")
@@ -118,7 +118,7 @@ def test_malformed_file(tmp_path: Path, text: str, problem: str) -> None:
 def test_not_utf8_file(tmp_path: Path) -> None:
     path = tmp_path / "ask.toml"
     path.write_bytes(b"url = '\xff'")
-    with pytest.raises(ConfigError, match="cannot read it"):
+    with pytest.raises(AskConfigError, match="cannot read it"):
         load_file(path)
 
 
@@ -128,7 +128,7 @@ def test_roles_from_file_add_and_override(tmp_path: Path) -> None:
     assert config.role_prompt("sql") == "SQL only"
     assert config.role_prompt("shell") == "fish commands"
     assert config.role_prompt("review") == BUILTIN_ROLES["review"]
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(AskConfigError) as caught:
         config.role_prompt("poet")
     assert str(caught.value) == "unknown role 'poet' (known roles: explain, review, shell, sql)"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from enclave.client.chat import ImageError
 from enclave.client.imageprep import DEFAULT_MAX_SIDE, human_bytes, prepare, prepare_file
+from enclave.errors import ImageError
 
 
 def photo(width: int, height: int, mode: str = "RGB") -> Image.Image:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from enclave.client import sessions
-from enclave.client.sessions import HistoryError, Store, Turn, trim
+from enclave.client.sessions import Store, Turn, trim
+from enclave.errors import HistoryError
 
 
 @pytest.fixture

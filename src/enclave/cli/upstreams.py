@@ -58,8 +58,7 @@ def fetch_health(url: str) -> dict[str, Any]:
     """The JSON body of ``url``/health, whatever its HTTP status."""
     import httpx
 
-    from enclave.client.chat import ClientError
-    from enclave.errors import InvalidRequest
+    from enclave.errors import ClientError, InvalidRequest
 
     try:
         with httpx.Client(trust_env=False, timeout=TIMEOUT_S) as client:

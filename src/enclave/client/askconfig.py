@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from enclave.errors import AskConfigError
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_MODEL = "default"
 DEFAULT_THEME = "monokai"
@@ -70,10 +72,6 @@ _SCALARS: dict[str, tuple[str | None, object]] = {
 _FILE_KEYS = {*_SCALARS, "api_key_command", "roles"}
 
 
-class ConfigError(Exception):
-    """The config file (or a value in it) is unusable; ``str()`` is the one-line reason."""
-
-
 @dataclass(frozen=True, slots=True)
 class Setting:
     value: Any
@@ -93,12 +91,12 @@ class AskConfig:
         return self.settings[name].value
 
     def role_prompt(self, name: str) -> str:
-        """The system prompt of a role; :class:`ConfigError` listing the known ones."""
+        """The system prompt of a role; :class:`AskConfigError` listing the known ones."""
         try:
             return self.roles[name]
         except KeyError:
             known = ", ".join(sorted(self.roles))
-            raise ConfigError(f"unknown role {name!r} (known roles: {known})") from None
+            raise AskConfigError(f"unknown role {name!r} (known roles: {known})") from None
 
 
 def config_path(env: Mapping[str, str]) -> Path:
@@ -117,14 +115,14 @@ def load_file(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path}: cannot read it: {_reason(exc)}") from None
+        raise AskConfigError(f"config file {path}: cannot read it: {_reason(exc)}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: {exc}") from None
+        raise AskConfigError(f"config file {path}: {exc}") from None
     problem = check_file(data)
     if problem:
-        raise ConfigError(f"config file {path}: {problem}")
+        raise AskConfigError(f"config file {path}: {problem}")
     return data
 
 
@@ -214,16 +212,16 @@ def resolve_api_key(config: AskConfig, *, timeout: float = API_KEY_COMMAND_TIMEO
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise ConfigError(f"api_key_command timed out after {timeout:g} s: {command}") from None
+        raise AskConfigError(f"api_key_command timed out after {timeout:g} s: {command}") from None
     except OSError as exc:
-        raise ConfigError(f"api_key_command cannot run: {_reason(exc)}") from None
+        raise AskConfigError(f"api_key_command cannot run: {_reason(exc)}") from None
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         detail = f": {lines[-1]}" if lines else ""
-        raise ConfigError(f"api_key_command failed (exit {done.returncode}){detail}")
+        raise AskConfigError(f"api_key_command failed (exit {done.returncode}){detail}")
     key = done.stdout.strip()
     if not key:
-        raise ConfigError(f"api_key_command printed nothing: {command}")
+        raise AskConfigError(f"api_key_command printed nothing: {command}")
     return key
 
 

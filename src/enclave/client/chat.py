@@ -1,15 +1,9 @@
 """A small typed client of the OpenAI chat API, over httpx (used by ``ask`` and bench).
 
 Requests are plain dicts built by :func:`chat_request` and :func:`user_message`, so this
-module needs no pydantic. Failures become :class:`ClientError` subclasses::
-
-    ClientError
-    ├── Unreachable        nothing answers at the URL (connection refused, DNS, connect timeout)
-    ├── StatusError        the server answered 4xx/5xx; carries status and error.message
-    │   └── AuthRefused    401
-    ├── StreamError        an error event arrived in the middle of a stream
-    ├── ProtocolError      the answer is not what the OpenAI protocol says
-    └── ImageError         an image file cannot be read or is not an image
+module needs no pydantic. Failures are the :class:`ClientError` family of
+:mod:`enclave.errors` (Unreachable, StatusError/AuthRefused, StreamError, ProtocolError,
+ImageError).
 """
 
 from __future__ import annotations
@@ -23,47 +17,15 @@ from typing import Any
 
 import httpx
 
-from enclave.errors import EnclaveError
+from enclave.errors import (
+    AuthRefused,
+    ClientError,
+    ProtocolError,
+    StatusError,
+    StreamError,
+    Unreachable,
+)
 from enclave.sse import Event, decode
-
-# --- errors ----------------------------------------------------------------------------
-
-
-class ClientError(EnclaveError):
-    """A call to an OpenAI-compatible server failed."""
-
-    type = "client_error"
-
-
-class Unreachable(ClientError):
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"cannot reach {url}: {reason}")
-        self.url = url
-        self.reason = reason
-
-
-class StatusError(ClientError):
-    def __init__(self, status: int, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class AuthRefused(StatusError):
-    pass
-
-
-class StreamError(ClientError):
-    pass
-
-
-class ProtocolError(ClientError):
-    pass
-
-
-class ImageError(ClientError):
-    pass
-
 
 # --- building requests -----------------------------------------------------------------
 

@@ -9,7 +9,8 @@ Which clipboard is read:
 - macOS and Windows: ``PIL.ImageGrab.grabclipboard()`` for an image, ``pbpaste`` /
   PowerShell ``Get-Clipboard`` for text.
 
-Every failure is a :class:`ClipboardError` whose ``str()`` is the one line ``ask`` prints.
+Every failure is a :class:`~enclave.errors.ClipboardError` whose ``str()`` is the one
+line ``ask`` prints.
 Standard library only at import; Pillow loads only on macOS and Windows.
 """
 
@@ -22,15 +23,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from enclave.errors import ClipboardError
+
 TIMEOUT_S = 5.0
 NO_TOOL = "--clip needs xclip (apt install xclip) or wl-clipboard (apt install wl-clipboard)"
 NO_DISPLAY = "--clip needs a display: neither DISPLAY nor WAYLAND_DISPLAY is set"
 EMPTY = "the clipboard holds no image or text"
 _TEXT_TYPES = ("UTF8_STRING", "text/plain;charset=utf-8", "text/plain", "STRING", "TEXT")
-
-
-class ClipboardError(Exception):
-    """The clipboard cannot be read or is empty; ``str()`` is the one-line reason."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ sent:
   is not smaller than the original and no shrinking was needed, the original is sent.
 
 Every image is decoded, even one sent as is, so a corrupt file is refused here with one
-line (:class:`~enclave.client.chat.ImageError`) rather than by the server.
+line (:class:`~enclave.errors.ImageError`) rather than by the server.
 
 Pillow is imported when this module is, and ``ask`` imports this module only when it has
 an image to send.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from enclave.client.chat import ImageError
+from enclave.errors import ImageError
 from enclave.imagetypes import sniff_mime
 
 DEFAULT_MAX_SIDE = 1568

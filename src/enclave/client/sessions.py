@@ -7,7 +7,7 @@ file has, so the layout can grow.
 
 A conversation is a row of ``conversations`` (optionally with a unique name) and its
 ``messages``: user and assistant turns, each with its time and model. Errors are
-:class:`HistoryError`, whose ``str()`` is a one-line reason.
+:class:`~enclave.errors.HistoryError`, whose ``str()`` is a one-line reason.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from enclave.errors import HistoryError
 
 SCHEMA_VERSION = 1
 DEFAULT_CONTEXT_CHARS = 24_000
@@ -41,10 +43,6 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, id);
 """
-
-
-class HistoryError(Exception):
-    """The history file cannot be used; ``str()`` is the one-line reason."""
 
 
 @dataclass(frozen=True, slots=True)

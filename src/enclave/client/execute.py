@@ -12,9 +12,46 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from typing import TextIO
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from enclave.client.askconfig import AskConfig
+    from enclave.client.options import AskOptions
 
 FENCED = re.compile(r"```[\w+-]*\n(.*?)\n?```", re.DOTALL)
+
+
+def propose_and_run(
+    options: AskOptions,
+    config: AskConfig,
+    question: str,
+    system: str | None,
+    api_key: str | None,
+) -> int:
+    """``-x``: the proposed command, run only after the user confirms on the terminal."""
+    from enclave.client.attachments import build_messages
+    from enclave.client.chat import ChatClient, chat_request
+
+    messages = build_messages(
+        question, options.images, system, max_side=int(config.value("max_image_side"))
+    )
+    body = chat_request(str(config.value("model")), messages, max_tokens=options.max_tokens)
+    with ChatClient(str(config.value("url")), api_key=api_key) as client:
+        command = extract_command(client.complete(body).content)
+    if not command:
+        print("ask: the model proposed no command", file=sys.stderr)
+        return 1
+    tty = open_tty()
+    if tty is None:
+        print(command)
+        print("ask: not run: no terminal to confirm on", file=sys.stderr)
+        return 2
+    chosen = confirm(command, tty)
+    if chosen is None:
+        print("ask: not run", file=sys.stderr)
+        return 0
+    return run(chosen)
 
 
 def extract_command(answer: str) -> str:

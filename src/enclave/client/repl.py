@@ -22,12 +22,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
+
+from enclave.client.conversation import (
+    Attachment,
+    Conversation,
+    fit,
+    prompt_text,
+    transcript_markdown,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -36,23 +44,11 @@ if TYPE_CHECKING:
     from enclave.client.render import Renderer
     from enclave.client.sessions import Store
 
-IMAGE_TOKENS = 1200  # a rough cost of one downscaled image in a vision model's context
-MESSAGE_TOKENS = 4  # role and separators
-
-
-# --- what a turn carries --------------------------------------------------------------
-
 
 @dataclass
-class Attachment:
-    label: str  # the path or "clipboard"
-    text: str | None = None  # a text file (fenced into the question)
-    image_url: str | None = None  # a data: URL
-
-
-@dataclass
-class Settings:
-    """What the REPL needs from ``ask``'s flags and settings."""
+class ReplSettings:
+    """What the REPL runs with, from ``ask``'s flags and settings; ``:model``,
+    ``:system`` and ``:clear`` change it as the conversation goes."""
 
     url: str
     api_key: str | None
@@ -66,41 +62,6 @@ class Settings:
     max_tokens: int | None = None
     temperature: float | None = None
     session: str | None = None
-
-
-@dataclass
-class Conversation:
-    messages: list[dict[str, Any]] = field(default_factory=list)  # user/assistant turns
-    staged: list[Attachment] = field(default_factory=list)
-    id: int | None = None  # in the history store
-    window: int | None = None  # the model's context length in tokens, once known
-    models: list[str] | None = None  # the server's models, once asked
-
-
-def prompt_text(staged: list[Attachment]) -> str:
-    """``User > ``, or ``User (1 image, 2 files) > `` while something is staged."""
-    images = sum(1 for item in staged if item.image_url is not None)
-    files = len(staged) - images
-    parts = [
-        f"{n} {word}{'s' if n > 1 else ''}" for n, word in ((images, "image"), (files, "file")) if n
-    ]
-    return f"User ({', '.join(parts)}) > " if parts else "User > "
-
-
-def estimate_tokens(message: dict[str, Any]) -> int:
-    """A cautious guess without a tokenizer: ~4 ASCII characters a token, one token per
-    other character (CJK), :data:`IMAGE_TOKENS` an image."""
-    content = message.get("content")
-    parts = content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
-    total = MESSAGE_TOKENS
-    for part in parts:
-        if part.get("type") == "image_url":
-            total += IMAGE_TOKENS
-        else:
-            text = str(part.get("text") or "")
-            ascii_chars = sum(1 for char in text if ord(char) < 128)
-            total += ascii_chars // 4 + (len(text) - ascii_chars) + 1
-    return total
 
 
 @contextmanager
@@ -127,36 +88,6 @@ def typed_ahead_unechoed() -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
-def fit(
-    history: list[dict[str, Any]], question: dict[str, Any], budget: int
-) -> tuple[list[dict[str, Any]], int]:
-    """The newest earlier turns that fit in ``budget`` tokens with the question, and how
-    many were left out. Kept turns start with a user turn."""
-    used = estimate_tokens(question)
-    start = len(history)
-    while start > 0 and used + estimate_tokens(history[start - 1]) <= budget:
-        start -= 1
-        used += estimate_tokens(history[start])
-    while start < len(history) and history[start]["role"] != "user":
-        start += 1
-    return history[start:], start
-
-
-def transcript_markdown(messages: list[dict[str, Any]], model: str) -> str:
-    """The conversation as a Markdown document (``:save``)."""
-    lines = [f"# ask — {model}, {time.strftime('%Y-%m-%d %H:%M')}", ""]
-    for message in messages:
-        content = message["content"]
-        text, images = content, 0
-        if isinstance(content, list):
-            text = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
-            images = sum(1 for p in content if p.get("type") == "image_url")
-        who = "User" if message["role"] == "user" else "Assistant"
-        note = f" ({images} image{'s' if images > 1 else ''})" if images else ""
-        lines += [f"## {who}{note}", "", str(text).rstrip("\n"), ""]
-    return "\n".join(lines)
-
-
 # --- commands ---------------------------------------------------------------------------
 
 
@@ -169,12 +100,15 @@ class Command:
 
 
 class Leave(Exception):
-    """``:exit``."""
+    """``:exit``: unwinds from a command to the loop, which leaves with exit code 0.
+
+    Control flow, not an error: the user sees nothing, so it stays out of the tree of
+    :mod:`enclave.errors` (an ``except AskError`` must never catch it)."""
 
 
 class Repl:
     def __init__(
-        self, settings: Settings, store: Store | None, out: TextIO = sys.stdout,
+        self, settings: ReplSettings, store: Store | None, out: TextIO = sys.stdout,
         err: TextIO = sys.stderr,
     ) -> None:  # fmt: skip
         self.settings = settings
@@ -269,8 +203,10 @@ class Repl:
         return self._client
 
     def ask(self, question: str) -> None:
-        from enclave.cli.ask import explain, fenced
-        from enclave.client.chat import ClientError, chat_request, system_message, user_message
+        from enclave.client.attachments import fenced
+        from enclave.client.chat import chat_request, system_message, user_message
+        from enclave.client.failures import explain
+        from enclave.errors import ClientError
 
         texts = [fenced(f"file {a.label}", a.text) for a in self.chat.staged if a.text is not None]
         urls = [a.image_url for a in self.chat.staged if a.image_url is not None]
@@ -288,7 +224,7 @@ class Repl:
         try:
             interrupted = self.stream(body, answer)
         except ClientError as exc:
-            self.say(f"ask: {explain(exc, self.settings.url)[0]}")
+            self.say(f"ask: {explain(exc, self.settings.url)}")
             if not answer:  # nothing lost: the question and its attachments stay
                 self.prefill = question
                 return
@@ -352,7 +288,7 @@ class Repl:
 
     def model_cards(self) -> list[dict[str, Any]]:
         """The server's model cards; none when it cannot say (the question will tell)."""
-        from enclave.client.chat import ClientError
+        from enclave.errors import ClientError
 
         try:
             return self.client().models()
@@ -360,7 +296,7 @@ class Repl:
             return []
 
     def record(self, message: dict[str, Any], answer: str, asked_at: float) -> None:
-        from enclave.client.sessions import HistoryError
+        from enclave.errors import HistoryError
 
         if self.store is None:
             return
@@ -379,7 +315,7 @@ class Repl:
 
     def stage_image(self, data: bytes | None, path: Path | None) -> None:
         from enclave.client import imageprep
-        from enclave.client.chat import ClientError
+        from enclave.errors import ClientError
 
         try:
             if path is not None:
@@ -394,7 +330,8 @@ class Repl:
         self.say(f"staged {image.report()}")
 
     def stage_file(self, path: Path) -> None:
-        from enclave.cli.ask import AttachmentError, read_text_file
+        from enclave.client.attachments import read_text_file
+        from enclave.errors import AttachmentError
 
         try:
             text = read_text_file(path, self.settings.max_file_bytes, self.err)
@@ -424,10 +361,11 @@ def cmd_file(repl: Repl, arg: str) -> None:
 
 def cmd_clip(repl: Repl, arg: str) -> None:
     from enclave.client import clipboard
+    from enclave.errors import ClipboardError
 
     try:
         clip = clipboard.read()
-    except clipboard.ClipboardError as exc:
+    except ClipboardError as exc:
         repl.say(f"ask: {exc}")
         return
     if clip.image is not None:
