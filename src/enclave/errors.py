@@ -37,8 +37,9 @@ Code raises these; the gateway maps them to HTTP in one place
             ├── ProtocolError          the answer is not what the OpenAI protocol says
             └── ImageError             an image cannot be read or is not an image (exit 2)
 
-The ``ask`` errors are never sent over HTTP (``status`` stays 500); ``ask`` catches
-``AskError`` in one place and prints ``ask: <one line>``. Its REPL leaves on a private
+The ``AskError`` family is raised on the client side and never becomes an HTTP response
+(``status`` stays 500); ``ask`` catches ``AskError`` in one place
+(``enclave.client.app.run``) and prints ``ask: <one line>``. Its REPL leaves on a private
 control-flow exception (``enclave.client.repl.Leave``), not an error of this tree.
 """
 

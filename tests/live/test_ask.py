@@ -173,3 +173,42 @@ def test_version() -> None:
 
     result = subprocess.run([str(ASK), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout == f"ask {__version__}\n"
+
+
+BAD_INPUT = {
+    "missing file": ["-f", "{tmp}/nope.txt", "hi"],
+    "directory as file": ["-f", "{tmp}", "hi"],
+    "binary file": ["-f", "{tmp}/binary.dat", "hi"],
+    "text as image": ["-i", "{tmp}/notes.png", "hi"],
+    "clipboard without display": ["--clip", "hi"],
+    "unknown role": ["--role", "nope", "hi"],
+    "bad config file": ["hi"],
+    "unknown session": ["history", "--show", "nope"],
+    "unreachable server": ["hi"],
+    "-x unreachable": ["-x", "hi"],
+    "-c with --session": ["-c", "--session", "s", "hi"],
+    "unknown flag": ["--bogus", "hi"],
+    "bad int": ["--max-tokens", "many", "hi"],
+    "no question": [],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_ends_in_one_readable_line(case: str, tmp_path: Path) -> None:
+    """Every bad or missing input: a non-zero exit and ``ask: ...`` as the last line of
+    stderr, after argparse's usage for a usage error, else alone; never a traceback."""
+    (tmp_path / "binary.dat").write_bytes(b"a\x00b")
+    (tmp_path / "notes.png").write_text("plain text")
+    config = tmp_path / "ask.toml"
+    config.write_text("url = 3\n" if case == "bad config file" else "")
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in BAD_INPUT[case]]
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {"ASK_CONFIG": str(config), "XDG_DATA_HOME": str(tmp_path / "data")}
+    result = run_ask(*args, url=url, DISPLAY="", WAYLAND_DISPLAY="", **env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[-1].startswith("ask: "), result.stderr
+    if len(lines) > 1:
+        assert lines[0].startswith("usage: ask "), result.stderr
+        assert lines[-1].startswith("ask: error: "), result.stderr

@@ -19,17 +19,17 @@ if TYPE_CHECKING:
     from enclave.client.askconfig import AskConfig
     from enclave.client.options import AskOptions
 
-UsageError = Callable[[str], NoReturn]  # argparse's parser.error: usage, the message, exit 2
+ReportUsage = Callable[[str], NoReturn]  # argparse's parser.error: usage, the message, exit 2
 
 
-def run(options: AskOptions, usage_error: UsageError) -> int:
-    """The exit code of one ``ask``; usage mistakes found late go to ``usage_error``."""
+def run(options: AskOptions, report_usage: ReportUsage) -> int:
+    """The exit code of one ``ask``; usage mistakes found late go to ``report_usage``."""
     config: AskConfig | None = None
     try:
         from enclave.client import askconfig
 
         config = askconfig.load(options.setting_flags())
-        return dispatch(options, config, usage_error)
+        return dispatch(options, config, report_usage)
     except AskError as exc:
         from enclave.client.failures import explain
 
@@ -38,7 +38,7 @@ def run(options: AskOptions, usage_error: UsageError) -> int:
         return exc.exit_code
 
 
-def dispatch(options: AskOptions, config: AskConfig, usage_error: UsageError) -> int:
+def dispatch(options: AskOptions, config: AskConfig, report_usage: ReportUsage) -> int:
     from enclave.client import askconfig
     from enclave.client.attachments import compose_question
 
@@ -49,7 +49,7 @@ def dispatch(options: AskOptions, config: AskConfig, usage_error: UsageError) ->
         search = options.question[1] if len(options.question) == 2 else None
         return show_history(options.show, search)
     if options.show is not None:
-        usage_error("--show goes with `ask history`")
+        report_usage("--show goes with `ask history`")
     system = options.system
     role = config.value("role")
     if role is not None:
@@ -60,7 +60,7 @@ def dispatch(options: AskOptions, config: AskConfig, usage_error: UsageError) ->
     if not question:
         if not options.question and interactive(sys.stdin):
             return start_repl(options, config, system)
-        usage_error("no question: give it as arguments or on stdin")
+        report_usage("no question: give it as arguments or on stdin")
     return answer_one(options, config, question, system)
 
 
