@@ -27,10 +27,13 @@ class Origin:
     def parse(cls, url: str, *, insecure: bool = False) -> Origin:
         """An ``http://`` or ``https://`` URL; ``insecure`` skips certificate checks.
         Raises ``ValueError`` for anything else."""
-        parts = urlsplit(url.strip())
-        port = parts.port  # a bad port raises ValueError
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {url!r} ({exc})") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an http:// or https:// URL")
+            raise ValueError(f"not an http:// or https:// URL: {url!r}")
         tls = None
         if parts.scheme == "https":
             tls = ssl.create_default_context()
