@@ -58,98 +58,35 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 
 from bench import loadgen  # noqa: E402
+from bench.auth_report import (  # noqa: E402
+    BASELINE,
+    MODES,
+    POSTGRES,
+    SQLITE,
+    report,
+    verdicts,
+)
 from bench.common import console_script, warn_if_busy  # noqa: E402
-from bench.gateway_overhead import (  # noqa: E402
-    HOST,
-    MODEL,
-    PROMPT,
-    Bench,
-    CpuProbe,
-    Server,
+from bench.machine import (  # noqa: E402
+    TreeProbe,
     choose_cpus,
-    cpu_jiffies,
-    cpu_seconds,
+    memory_kib,
+    pin_tree,
+    scheduling_gaps,
+    steal_ticks,
+)
+from bench.measure import (  # noqa: E402
+    Bench,
     latency_summary,
     line_latency,
     line_throughput,
-    memory_kib,
-    own_env,
-    pin_threads,
-    run_fake,
     say,
-    scheduling_gaps,
-    serve,
-    steal_ticks,
     throughput_summary,
 )
+from bench.servers import HOST, MODEL, PROMPT, Server, own_env, run_fake, serve  # noqa: E402
 from tests.fakes.procs import ProcessFailed, free_port  # noqa: E402
 
-TARGET_ADDED_P50_MS = 2.0
-BASELINE, SQLITE, POSTGRES = "baseline", "sqlite", "postgres"
-AUDITED = (SQLITE, POSTGRES)
-MODES = ("plain", "stream")
-MODE_NAMES = {"plain": "non-streamed", "stream": "streamed"}
 RPM = 1_000_000  # high enough never to refuse, so the limiter is exercised, not felt
-WIDTH = 14
-
-
-# --- CPU time of a process tree (PostgreSQL: the postmaster and its backends) ------------
-
-
-def process_tree(pid: int) -> dict[int, list[str]]:
-    """``pid`` and its live descendants, each with the fields of its /proc/PID/stat
-    after the command name (Linux)."""
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        stats[int(entry.name)] = fields
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree: dict[int, list[str]] = {}
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        if current in stats:
-            tree[current] = stats[current]
-            todo.extend(children.get(current, []))
-    return tree
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid``, its live descendants and its waited-for dead children."""
-    ticks = 0
-    for member, fields in process_tree(pid).items():
-        ticks += int(fields[11]) + int(fields[12])  # utime + stime
-        if member == pid:
-            ticks += int(fields[13]) + int(fields[14])  # cutime + cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def pin_tree(pid: int, cpus: set[int]) -> None:
-    """``pid`` and its descendants, every thread, on ``cpus`` (later children inherit)."""
-    for member in process_tree(pid):
-        pin_threads(member, cpus)
-
-
-class TreeProbe(CpuProbe):
-    """:class:`CpuProbe` where the processes named in ``trees`` count with descendants."""
-
-    def __init__(self, pids: dict[str, int], trees: frozenset[str]) -> None:
-        super().__init__(pids)
-        self.trees = trees
-
-    def __call__(self, mark: str) -> None:
-        seconds = {
-            k: tree_cpu_seconds(p) if k in self.trees else cpu_seconds(p)
-            for k, p in self.pids.items()
-        }
-        self.marks[mark] = (time.perf_counter(), seconds)
-        self.jiffies[mark] = cpu_jiffies()
 
 
 class AuthBench(Bench):
@@ -448,142 +385,6 @@ def measure(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         "postgres": pg_cpu if bundled else None,
     }
     return results
-
-
-def added(results: dict[str, Any], name: str, mode: str, q: str) -> float | None:
-    configs = results["configs"]
-    if name not in configs:
-        return None
-    base = configs[BASELINE][mode]["latency"]["latency_ms"]
-    ours = configs[name][mode]["latency"]["latency_ms"]
-    if q not in base or q not in ours:
-        return None
-    return float(ours[q] - base[q])
-
-
-def verdicts(results: dict[str, Any]) -> dict[str, bool | None]:
-    """PASS (True) / FAIL (False) / not measured (None).
-
-    ``added_p50_*``: p50 at the fixed rate minus the baseline's, all answers correct in
-    both. ``audit_*``: the chain verifies and holds a record per call answered.
-    ``answers``: no wrong answer anywhere (every phase, every configuration).
-    """
-    configs = results["configs"]
-    out: dict[str, bool | None] = {}
-    for name in AUDITED:
-        for mode in MODES:
-            extra = added(results, name, mode, "p50")
-            if extra is None:
-                out[f"added_p50_{name}_{mode}"] = None
-                continue
-            clean = all(
-                configs[n][mode]["latency"]["errors"] == 0 for n in (BASELINE, name)
-            )  # fmt: skip
-            out[f"added_p50_{name}_{mode}"] = clean and extra <= TARGET_ADDED_P50_MS
-        out[f"audit_{name}"] = configs[name]["audit"]["pass"] if name in configs else None
-    out["answers"] = all(
-        config[mode][phase]["errors"] == 0
-        for config in configs.values()
-        for mode in MODES
-        for phase in ("latency", "throughput")
-    )
-    return out
-
-
-# --- the report ----------------------------------------------------------------------------
-
-
-def word(ok: bool | None) -> str:
-    return {True: "PASS", False: "FAIL", None: "n/a"}[ok]
-
-
-def cell(value: float | None, fmt: str = "{:.2f}") -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-def row(label: str, values: list[str]) -> None:
-    print(f"{label:34}" + "".join(f"{v:>{WIDTH}}" for v in values))
-
-
-def report(
-    results: dict[str, Any], config: dict[str, Any], verdict: dict[str, bool | None]
-) -> None:
-    c = results["configs"]
-    names = [n for n in (BASELINE, SQLITE, POSTGRES) if n in c]
-    machine = results["machine"]
-    print()
-    print(
-        f"auth + strict audit overhead — {config['machine']}, Python {config['python']}, "
-        f"gateway on CPU {config['proxy_cpu']}, fake + load on CPU {config['load_cpu']}"
-        + (
-            f", postgres on CPU {config['postgres_cpu']}"
-            if config["postgres_cpu"] is not None
-            else ""
-        )
-    )
-    gaps = ", ".join(
-        f"CPU {cpu}: longest {g['max_ms']:.1f} ms, {g['over_1ms']} over 1 ms"
-        for cpu, g in machine.get("gaps", {}).items()
-    )
-    print(f"machine: scheduling gaps in {machine['seconds']:g} s ({gaps or 'not measured'}); "
-          f"steal over the run {machine.get('steal', 0):.1%}")  # fmt: skip
-    print(f"postgres: {config['postgres']}")
-    print()
-    row("", names)
-    row("gateway CPU when idle", [cell(c[n]["idle_cpu"], "{:.1%}") for n in names])
-    for mode in MODES:
-        what = "non-streamed" if mode == "plain" else "streamed (timed to [DONE])"
-        print(f"-- {what}: open loop, {config['rate']:g} req/s for {config['latency_seconds']:g} s")
-        lat = {n: c[n][mode]["latency"] for n in names}
-        row("latency p50 ms", [cell(lat[n]["latency_ms"].get("p50")) for n in names])
-        row("latency p99 ms", [cell(lat[n]["latency_ms"].get("p99")) for n in names])
-        if mode == "stream":
-            row("TTFT p50 ms", [cell(lat[n].get("ttft_ms", {}).get("p50")) for n in names])
-        row(
-            f"added p50 ms (target ≤ {TARGET_ADDED_P50_MS:g})",
-            ["-"] + [cell(added(results, n, mode, "p50"), "{:+.2f}") for n in names[1:]],
-        )
-        row("added p99 ms", ["-"] + [cell(added(results, n, mode, "p99"), "{:+.2f}")
-                                     for n in names[1:]])  # fmt: skip
-        row("gateway CPU µs / request",
-            [cell(lat[n].get("proxy_cpu_us_per_request"), "{:.0f}") for n in names])  # fmt: skip
-        row("requests / errors", [f"{lat[n]['requests']} / {lat[n]['errors']}" for n in names])
-    print(f"-- maximum: closed loop, {config['concurrency']} connections for "
-          f"{config['throughput_seconds']:g} s")  # fmt: skip
-    for mode in MODES:
-        tp = {n: c[n][mode]["throughput"] for n in names}
-        row(f"{MODE_NAMES[mode]} req/s", [cell(tp[n]["rps"], "{:.0f}") for n in names])
-        row("  gateway CPU", [cell(tp[n]["cpu"].get("proxy"), "{:.0%}") for n in names])
-        row("  gateway CPU µs / request",
-            [cell(tp[n].get("proxy_cpu_us_per_request"), "{:.0f}") for n in names])  # fmt: skip
-        row("  postgres CPU", [cell(tp[n]["cpu"].get("postgres"), "{:.0%}") for n in names])
-        row("  fake + loadgen CPU", [
-            cell(tp[n]["cpu"].get("fake", 0) + tp[n]["cpu"].get("loadgen", 0), "{:.0%}")
-            for n in names
-        ])  # fmt: skip
-        row("  latency p50 ms", [cell(tp[n]["latency_ms"].get("p50")) for n in names])
-        row("  errors", [str(tp[n]["errors"]) for n in names])
-    print("-- audit chain (`enclave audit verify` after the gateway stopped)")
-    row("records verified", ["-"] + [str(c[n]["audit"]["records"]) for n in names[1:]])
-    row("chat calls answered (/metrics)", [str(c[n]["calls_answered"]) for n in names])
-    row("verify took s", ["-"] + [cell(c[n]["audit"].get("seconds"), "{:.1f}")
-                                  for n in names[1:]])  # fmt: skip
-    row("gateway peak RSS MiB", [cell(c[n]["rss_mib"], "{:.0f}") for n in names])
-    print()
-    for name in AUDITED:
-        for mode in MODES:
-            ok = verdict[f"added_p50_{name}_{mode}"]
-            extra = added(results, name, mode, "p50")
-            print(f"{word(ok)}  {name:8} {MODE_NAMES[mode]:12} added p50 "
-                  f"{cell(extra, '{:+.2f}')} ms ≤ {TARGET_ADDED_P50_MS:g} ms")  # fmt: skip
-    for name in AUDITED:
-        audit = c.get(name, {}).get("audit")
-        detail = f"{audit['records']} records verified ≥ {audit['calls']} calls" if audit else ""
-        print(f"{word(verdict[f'audit_{name}'])}  {name:8} audit chain: {detail}")
-    print(f"{word(verdict['answers'])}  every answer 200 with the fake's content")
-    met = not any(v is False for v in verdict.values())
-    print(f"verdict: {'PASS' if met else 'FAIL'} (strict audit + key checks add ≤ "
-          f"{TARGET_ADDED_P50_MS:g} ms p50 per call on SQLite and PostgreSQL)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

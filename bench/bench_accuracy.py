@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import percentile, warn_if_busy
-from bench.gateway_overhead import scheduling_gaps
+from bench.machine import scheduling_gaps
 from enclave.bench.client import BenchClient, Endpoint
 from enclave.bench.metrics import Sample, summarize
 from enclave.bench.runner import Load, Request, run_level

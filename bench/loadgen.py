@@ -1,15 +1,17 @@
-"""A small HTTP/1.1 load generator on raw asyncio streams, cheap enough not to be the bottleneck.
+"""A small HTTP/1.1 load generator, cheap enough not to be the bottleneck.
 
 httpx costs a few hundred microseconds of CPU per request, which at thousands of requests
 per second would make the client, not the server under test, the limit. This module
-sends pre-built request bytes over kept-alive connections and reads just enough of the
-response to time it and check it:
+sends pre-built request bytes over kept-alive connections of :mod:`enclave.http1` (the
+one connection layer: asyncio protocol, httptools parser, pool) and reads just enough of
+the response, in the parser's callbacks, to time it and check it:
 
-- the status line and headers, then a ``Content-Length`` body, a chunked body or (with
-  ``Connection: close``) everything until the server closes;
-- for ``text/event-stream`` bodies, the SSE events as they arrive: the time of the first
-  event with non-empty ``content`` (time to first token), how many such events came,
-  whether ``data: [DONE]`` ended the stream and whether an error event came instead.
+- the status, then a ``Content-Length`` body, a chunked body or (with ``Connection:
+  close`` and no length) everything until the server closes;
+- for ``text/event-stream`` bodies, the SSE events as they arrive
+  (:class:`enclave.sse.Decoder`): the time of the first event with non-empty
+  ``content`` (time to first token), how many such events came, whether
+  ``data: [DONE]`` ended the stream and whether an error event came instead.
 
 Three ways to drive a server:
 
@@ -19,8 +21,9 @@ Three ways to drive a server:
   one ended (maximum throughput);
 - :func:`burst`: N connections opened first, then N requests sent at once (held streams).
 
-Latency is measured from the moment the request bytes are handed to the socket to the end
-of the response, with ``time.perf_counter``. Only 127.0.0.1 is ever contacted.
+Latency is measured from the moment the request bytes are handed to the socket to the
+arrival of the response's last bytes, with ``time.perf_counter``. Only 127.0.0.1 is ever
+contacted.
 """
 
 from __future__ import annotations
@@ -29,18 +32,17 @@ import asyncio
 import json
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-CONTENT = re.compile(rb'"content"\s*:\s*"[^"]')  # a delta with non-empty text
-ERROR_EVENT = re.compile(rb'^data:\s*\{\s*"error"')
-READ_LIMIT = 1 << 20
+import httptools
 
+from enclave import http1
+from enclave.sse import DONE_DATA, Decoder
 
-class ProtocolError(Exception):
-    """The server's reply could not be read as HTTP/1.1."""
+CONTENT = re.compile(r'"content"\s*:\s*"[^"]')  # a delta with non-empty text
+ERROR_EVENT = re.compile(r'^\{\s*"error"')
 
 
 @dataclass(frozen=True)
@@ -65,16 +67,9 @@ class Request:
         headers: dict[str, str] | None = None,
     ) -> Request:
         raw = json.dumps(body, separators=(",", ":")).encode()
-        lines = [
-            f"POST {path} HTTP/1.1",
-            f"Host: {host}:{port}",
-            "Content-Type: application/json",
-            "Accept: */*",
-            f"Content-Length: {len(raw)}",
-            *(f"{name}: {value}" for name, value in (headers or {}).items()),
-        ]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
-        return cls(host, port, head + raw, bool(body.get("stream")), expect_tokens)
+        head = http1.Origin.plain(host, port).head(user_agent="enclave-loadgen", headers=headers)
+        payload = http1.message("POST", path, head, raw)
+        return cls(host, port, payload, bool(body.get("stream")), expect_tokens)
 
 
 @dataclass
@@ -102,132 +97,130 @@ class Result:
         return None if self.first is None else self.first - self.sent
 
 
-@dataclass
 class SseScan:
     """Counts SSE events with content as bytes arrive; notes ``[DONE]`` and error events."""
 
-    result: Result
-    buffer: bytes = b""
+    def __init__(self, result: Result) -> None:
+        self.result = result
+        self.decoder = Decoder()
 
     def feed(self, data: bytes, now: float) -> None:
-        self.buffer += data.replace(b"\r\n", b"\n")
-        while (cut := self.buffer.find(b"\n\n")) >= 0:
-            event, self.buffer = self.buffer[:cut], self.buffer[cut + 2 :]
-            self.event(event, now)
+        for event in self.decoder.feed(data):
+            self.event(event.data, now)
 
-    def event(self, event: bytes, now: float) -> None:
+    def event(self, data: str, now: float) -> None:
         if self.result.done:
             self.result.error = "event after [DONE]"
-        elif event.startswith(b"data: [DONE]") or event.startswith(b"data:[DONE]"):
+        elif data == DONE_DATA:
             self.result.done = True
-        elif ERROR_EVENT.match(event):
-            self.result.error = "error event: " + event[:200].decode(errors="replace")
-        elif CONTENT.search(event):
+        elif ERROR_EVENT.match(data):
+            self.result.error = "error event: " + data[:200]
+        elif CONTENT.search(data):
             self.result.tokens += 1
             if self.result.first is None:
                 self.result.first = now
 
 
-class Connection:
-    """One kept-alive HTTP/1.1 connection; one request at a time."""
+class Connection(http1.Connection):
+    """One kept-alive connection; times and checks one response at a time in callbacks."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.used = 0
-        self.reusable = True
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.get_running_loop()
+        self.result = Result(sent=0.0)
+        self.waiter: asyncio.Future[None] | None = None
+        self.now = 0.0  # when the bytes being parsed arrived
+        self.scan: SseScan | None = None
+        self.body = bytearray()
+        self.framed = False  # Content-Length or chunked: the end is not the close
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
-        reader, writer = await asyncio.open_connection(host, port, limit=READ_LIMIT)
-        return cls(reader, writer)
+        return await http1.Origin.plain(host, port).connect(cls)
 
-    def close(self) -> None:
-        self.reusable = False
-        self.writer.close()
+    @property
+    def answered(self) -> bool:
+        return self.result.status != 0
 
     async def exchange(self, request: Request) -> Result:
         """Send ``request`` and read its whole answer; never raises for a bad answer."""
-        self.used += 1
-        result = Result(sent=time.perf_counter())
-        self.writer.write(request.payload)
+        result = self.result = Result(sent=time.perf_counter())
+        self.scan, self.body, self.framed, self.keep_alive = None, bytearray(), False, False
+        self.waiter = self.loop.create_future()
+        self.send(request.payload)
         try:
-            await self._read(request, result)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            result.error = f"{type(exc).__name__}: {exc}"
-            self.close()
-        except ProtocolError as exc:
-            result.error = str(exc)
-            self.close()
+            await self.waiter
         except asyncio.CancelledError:
             self.close()
             raise
+        finally:
+            self.waiter = None
         result.end = result.end or time.perf_counter()
         if result.error is None:
             check(request, result)
         return result
 
-    async def _read(self, request: Request, result: Result) -> None:
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status, headers = parse_head(head)
-        result.status = status
-        if headers.get("connection", "").lower() == "close":
-            self.reusable = False
-        scan = SseScan(result) if "event-stream" in headers.get("content-type", "") else None
-        body = bytearray()
+    # --- asyncio.Protocol ------------------------------------------------------------
 
-        def sink(data: bytes) -> None:
-            now = time.perf_counter()
-            if scan is not None:
-                scan.feed(data, now)
-            else:
-                if result.first is None and data:
-                    result.first = now
-                body.extend(data)
+    def data_received(self, data: bytes) -> None:
+        self.now = time.perf_counter()
+        self.parse(data)
 
-        await self._read_body(headers, sink)
-        result.end = time.perf_counter()
-        if status != 200:
-            result.error = f"HTTP {status}: {bytes(body[:200]).decode(errors='replace')}"
-        elif scan is None:
-            result.tokens = content_words(bytes(body))
+    def invalid(self, exc: httptools.HttpParserError) -> None:
+        self.finish(f"not valid HTTP: {exc}")
 
-    async def _read_body(self, headers: dict[str, str], sink: Callable[[bytes], None]) -> None:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            await self._read_chunked(sink)
-        elif "content-length" in headers:
-            sink(await self.reader.readexactly(int(headers["content-length"])))
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.keep_alive = False
+        if self.waiter is None:
+            return
+        self.now = time.perf_counter()
+        if self.answered and not self.framed:  # its body ends where the connection does
+            self.on_message_complete()
         else:
-            self.reusable = False
-            while data := await self.reader.read(65536):
-                sink(data)
+            reason = f"{type(exc).__name__}: {exc}" if exc else "closed by the server"
+            self.finish(f"the connection closed before the response ended ({reason})")
 
-    async def _read_chunked(self, sink: Callable[[bytes], None]) -> None:
-        reader = self.reader
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                raise ProtocolError(f"bad chunk size line {line[:40]!r}") from None
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, if any
-                    pass
-                return
-            data = await reader.readexactly(size + 2)
-            sink(data[:-2])
+    # --- httptools callbacks ---------------------------------------------------------
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-type" and b"event-stream" in value:
+            self.scan = SseScan(self.result)
+        elif name in (b"content-length", b"transfer-encoding"):
+            self.framed = True
 
-def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
+    def on_headers_complete(self) -> None:
+        self.result.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        if self.scan is not None:
+            self.scan.feed(body, self.now)
+            return
+        if self.result.first is None:
+            self.result.first = self.now
+        self.body.extend(body)
+
+    def on_message_complete(self) -> None:
+        self.message_done()
+        result = self.result
+        result.end = self.now
+        if result.status != 200:
+            result.error = f"HTTP {result.status}: {self.body[:200].decode(errors='replace')}"
+        elif self.scan is None:
+            result.tokens = content_words(bytes(self.body))
+        self.finish(None)
+
+    def finish(self, error: str | None) -> None:
+        """The answer ended; ``error`` says why it broke off (the connection closes)."""
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        if error is not None:
+            self.result.error = error
+            self.result.end = self.now
+            self.close()
+        waiter.set_result(None)
 
 
 def content_words(body: bytes) -> int:
@@ -277,30 +270,28 @@ class Pool:
     """Idle connections to one server, used first-in first-out so none sits idle long."""
 
     def __init__(self, host: str, port: int, run: Run) -> None:
-        self.host, self.port, self.run = host, port, run
-        self.idle: deque[Connection] = deque()
+        self.run = run
+        origin = http1.Origin.plain(host, port)
+        self.pool: http1.Pool[Connection] = http1.Pool(origin, Connection, fifo=True)
 
     async def take(self) -> Connection:
-        if self.idle:
-            return self.idle.popleft()
+        conn = self.pool.idle()
+        if conn is not None:
+            return conn
         self.run.connections += 1
-        return await Connection.open(self.host, self.port)
+        return await self.pool.connect()
 
     def give(self, conn: Connection) -> None:
-        if conn.reusable:
-            self.idle.append(conn)
-        else:
-            conn.close()
+        self.pool.release(conn)
 
     def close(self) -> None:
-        while self.idle:
-            self.idle.popleft().close()
+        self.pool.close()
 
     async def exchange(self, request: Request) -> Result:
         """One request; a kept-alive connection the server had closed is retried fresh."""
         conn = await self.take()
         result = await conn.exchange(request)
-        if result.status == 0 and conn.used > 1:  # closed before any answer: not the server's
+        if conn.reused and not conn.answered:  # closed before any answer: not the server's
             self.run.reconnects += 1
             conn = await self.take()
             result = await conn.exchange(request)

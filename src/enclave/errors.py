@@ -21,6 +21,7 @@ Code raises these; the gateway maps them to HTTP in one place
     │       └── NoHealthyUpstream      503 no_healthy_upstream
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamTimeout            504 upstream_timeout
+    │   ├── ConnectionClosed           502 upstream_error: the server closed the connection
     │   └── UpstreamStatusError        the upstream's own 4xx (5xx become 502), passed on
     ├── ConfigError                    bad settings file or values (CLI only)
     │   └── AskConfigError             ask.toml, a role or api_key_command unusable (also AskError)
@@ -184,6 +185,14 @@ class UpstreamError(EnclaveError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     type = "upstream_timeout"
+
+
+class ConnectionClosed(UpstreamError):
+    """The server closed the connection; ``answered`` says whether a response had begun."""
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class UpstreamStatusError(UpstreamError):

@@ -1,8 +1,9 @@
 """The measuring HTTP/1.1 client of ``enclave bench`` and ``enclave verify``.
 
-An asyncio protocol with the httptools parser (as :mod:`enclave.upstream.wire`) and
-:class:`enclave.sse.Decoder` (the one SSE decoder). It is its own small client rather
-than httpx or the gateway's ``WirePool`` for two reasons:
+A :class:`enclave.http1.Connection` (the one connection layer: socket, httptools parser,
+kept-alive pool) with :class:`enclave.sse.Decoder` (the one SSE decoder). It parses in
+the protocol's callbacks rather than reading through the upstream's
+:class:`enclave.http1.Client`, for two reasons:
 
 - **timestamps on arrival**: each chunk is timed in ``data_received``, when its bytes come
   off the socket, not when a coroutine is next scheduled to read them. At 100 concurrent
@@ -25,13 +26,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
 import httptools
 
 from enclave.bench.metrics import Sample
 from enclave.errors import InvalidRequest
+from enclave.http1 import Connection, Origin, Pool, message
 from enclave.sse import DONE_DATA, Decoder, Event
 
 CHAT_PATH = "/v1/chat/completions"
@@ -53,50 +54,43 @@ ChunkHook = Callable[[Sample, dict[str, Any], float], None]
 class Endpoint:
     """Where to send: the server's root (a trailing ``/v1`` is accepted and dropped)."""
 
-    host: str
-    port: int
-    prefix: str
-    tls: ssl.SSLContext | None
+    origin: Origin
     api_key: str | None
 
     @classmethod
     def parse(cls, url: str, *, api_key: str | None = None, insecure: bool = False) -> Endpoint:
         try:
-            parts = urlsplit(url.strip())
-            port = parts.port
+            origin = Origin.parse(url, insecure=insecure)
         except ValueError as exc:
-            raise InvalidRequest(f"not a URL: {url!r} ({exc})") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequest(f"not an http:// or https:// URL: {url!r}")
-        tls = None
-        if parts.scheme == "https":
-            tls = ssl.create_default_context()
-            if insecure:
-                tls.check_hostname = False
-                tls.verify_mode = ssl.CERT_NONE
-        prefix = parts.path.rstrip("/").removesuffix("/v1").rstrip("/")
-        default = 443 if tls else 80
-        return cls(parts.hostname, port or default, prefix, tls, api_key)
+            raise InvalidRequest(str(exc)) from None
+        prefix = origin.prefix.removesuffix("/v1").rstrip("/")
+        return cls(Origin(origin.host, origin.port, origin.tls, prefix, origin.authority), api_key)
+
+    @property
+    def host(self) -> str:
+        return self.origin.host
+
+    @property
+    def port(self) -> int:
+        return self.origin.port
+
+    @property
+    def tls(self) -> ssl.SSLContext | None:
+        return self.origin.tls
 
     @property
     def root(self) -> str:
         scheme = "https" if self.tls else "http"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}{self.prefix}"
+        return f"{scheme}://{host}:{self.port}{self.origin.prefix}"
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def post(self, path: str, body: bytes) -> bytes:
         """The bytes of a JSON POST to ``path`` (relative to the root)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        auth = f"Authorization: Bearer {self.api_key}\r\n" if self.api_key else ""
-        head = (
-            f"POST {self.prefix}{path} HTTP/1.1\r\nHost: {host}:{self.port}\r\n"
-            f"User-Agent: enclave-bench\r\nAccept: */*\r\n{auth}"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        return head.encode("latin-1") + body
+        head = self.origin.head(user_agent="enclave-bench", headers=self.headers())
+        return message("POST", self.origin.prefix + path, head, body)
 
 
 def _error_detail(body: bytes) -> str:
@@ -110,15 +104,12 @@ def _error_detail(body: bytes) -> str:
     return str(message if message is not None else error)[:DETAIL_CHARS]
 
 
-class _Conn(asyncio.Protocol):
+class _Conn(Connection):
     """One kept-alive connection; parses and times one response at a time in callbacks."""
 
     def __init__(self, on_chunk: ChunkHook | None) -> None:
+        super().__init__()
         self.on_chunk = on_chunk
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.reusable = False
         self.sample = Sample()
         self.waiter: asyncio.Future[None] | None = None
         self.now = 0.0
@@ -132,10 +123,11 @@ class _Conn(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.inbox: list[tuple[float, bytes]] = []
 
-    # --- asyncio.Protocol ------------------------------------------------------------
+    @property
+    def answered(self) -> bool:
+        return self.received
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
+    # --- asyncio.Protocol ------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
         if not self.inbox:
@@ -147,19 +139,19 @@ class _Conn(asyncio.Protocol):
         """Parse what arrived, each piece with its own arrival time."""
         inbox, self.inbox = self.inbox, []
         for now, data in inbox:
-            self.now = now
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                self.fail("protocol_error", f"not valid HTTP: {exc}")
-                self.close()
-                self.finish()
+            if self.closed:  # not valid HTTP: the rest is not read
                 return
+            self.now = now
+            self.parse(data)
+
+    def invalid(self, exc: httptools.HttpParserError) -> None:
+        self.fail("protocol_error", f"not valid HTTP: {exc}")
+        self.finish()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.drain()
         self.closed = True
-        self.reusable = False
+        self.keep_alive = False
         if self.waiter is not None:
             self.now = time.perf_counter()
             self.fail("disconnected", "the connection closed before the response ended")
@@ -183,7 +175,7 @@ class _Conn(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
-        self.reusable = self.parser.should_keep_alive()
+        self.message_done()
         if self.sse:
             for event in self.decoder.flush():
                 self.event(event)
@@ -194,13 +186,12 @@ class _Conn(asyncio.Protocol):
 
     def start(self, sample: Sample, payload: bytes) -> asyncio.Future[None]:
         self.sample = sample
-        self.received = self.sse = self.done = self.reusable = False
+        self.received = self.sse = self.done = self.keep_alive = False
         self.content_type = b""
         self.body = []
         self.decoder = Decoder()
-        self.waiter = asyncio.get_running_loop().create_future()
-        assert self.transport is not None
-        self.transport.write(payload)
+        self.waiter = self.loop.create_future()
+        self.send(payload)
         return self.waiter
 
     def event(self, event: Event) -> None:
@@ -280,12 +271,6 @@ class _Conn(asyncio.Protocol):
             self.sample.e2e = self.now - self.sample.sent
             waiter.set_result(None)
 
-    def close(self) -> None:
-        self.closed = True
-        self.reusable = False
-        if self.transport is not None:
-            self.transport.close()
-
 
 class BenchClient:
     """Chat completions against one endpoint, each measured into a :class:`Sample`.
@@ -306,20 +291,22 @@ class BenchClient:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.on_chunk = on_chunk
-        self._idle: list[_Conn] = []
+        self._pool = Pool(
+            endpoint.origin, lambda: _Conn(on_chunk), connect_timeout=connect_timeout_s
+        )
 
     async def chat(self, body: bytes) -> Sample:
         """POST ``body`` (JSON bytes) to the chat route; never raises for a bad answer."""
         payload = self.endpoint.post(CHAT_PATH, body)
         sample = Sample(sent=time.perf_counter())
-        conn = self._reuse()
+        conn = self._pool.idle()
         if conn is not None:
             await self._exchange(conn, sample, payload)
-            if sample.error != "disconnected" or conn.received:
+            if sample.error != "disconnected" or conn.answered:
                 return sample
             sample = Sample(sent=sample.sent)  # closed while idle: nothing was answered
         try:
-            conn = await self._connect()
+            conn = await self._pool.connect()
         except OSError as exc:
             sample.error, sample.detail = "connect_error", str(exc.strerror or exc)
         except TimeoutError:
@@ -344,28 +331,7 @@ class BenchClient:
             conn.waiter = None
             conn.close()
             raise
-        if conn.reusable and not conn.closed:
-            self._idle.append(conn)
-        else:
-            conn.close()
-
-    def _reuse(self) -> _Conn | None:
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed:
-                return conn
-        return None
-
-    async def _connect(self) -> _Conn:
-        loop = asyncio.get_running_loop()
-        endpoint = self.endpoint
-        async with asyncio.timeout(self.connect_timeout_s):
-            _, conn = await loop.create_connection(
-                lambda: _Conn(self.on_chunk), endpoint.host, endpoint.port, ssl=endpoint.tls,
-                server_hostname=endpoint.host if endpoint.tls else None,
-            )  # fmt: skip
-        return conn
+        self._pool.release(conn)
 
     async def aclose(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        self._pool.close()

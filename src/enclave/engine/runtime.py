@@ -14,7 +14,7 @@ from pathlib import Path
 from enclave.config import EngineSettings
 from enclave.engine.supervisor import EngineSupervisor, SupervisorOptions
 from enclave.errors import EnclaveError
-from enclave.upstream.http import HTTPUpstream, make_client
+from enclave.upstream.openai import HTTPUpstream, make_client
 
 log = logging.getLogger("enclave.engine")
 

@@ -13,7 +13,7 @@ from enclave.config import Settings, UpstreamSettings
 from enclave.router.breaker import Breaker
 from enclave.router.member import Member, MemberOptions
 from enclave.router.router import Router, Spec
-from enclave.upstream.http import HTTPUpstream, make_client
+from enclave.upstream.openai import HTTPUpstream, make_client
 
 if TYPE_CHECKING:
     from enclave.engine.local_embeddings import LocalEmbeddingsUpstream

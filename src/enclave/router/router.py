@@ -20,7 +20,7 @@ from enclave.protocol import ModelCard
 from enclave.router.member import Lease, Member
 from enclave.router.pool import Kind, Pool
 from enclave.router.record import CallRecord
-from enclave.upstream.http import HTTPUpstream
+from enclave.upstream.openai import HTTPUpstream
 
 log = logging.getLogger("enclave.router")
 

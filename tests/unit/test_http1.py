@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client against tiny real servers on loopback sockets."""
+"""The HTTP/1.1 client (enclave.http1) against tiny real servers on loopback sockets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from enclave.errors import UpstreamError
-from enclave.upstream.wire import WirePool
+from enclave.http1 import Client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -47,8 +47,8 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
-def pool(url: str) -> WirePool:
-    return WirePool(url, api_key="k", connect_timeout=2, keepalive_s=60)
+def pool(url: str) -> Client:
+    return Client(url, api_key="k", connect_timeout=2, keepalive_s=60)
 
 
 @pytest.mark.anyio

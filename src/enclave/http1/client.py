@@ -1,10 +1,7 @@
-"""A lean HTTP/1.1 client for the upstream hot path: asyncio protocol + httptools parser.
+"""JSON requests over kept-alive connections, each response read whole or chunk by chunk.
 
-httpx costs about 650 µs of CPU per proxied call here (measured against the fake
-upstream; a bare socket exchange costs 54 µs), which was most of the gateway's own cost.
-This client does only what an OpenAI upstream needs: JSON requests over kept-alive
-connections (TLS when the URL says https), responses with Content-Length or chunked
-bodies, read whole or chunk by chunk, and idle connections dropped after
+What an OpenAI upstream needs (:mod:`enclave.upstream.openai`): TLS when the URL says
+https, responses with Content-Length or chunked bodies, idle connections dropped after
 ``keepalive_s``. Timeouts other than connecting are the caller's (asyncio), see
 :mod:`enclave.gateway.calls`.
 """
@@ -13,36 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
-import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
 import httptools
 
-from enclave.errors import UpstreamError, UpstreamTimeout
+from enclave.errors import ConnectionClosed, UpstreamError, UpstreamTimeout
+from enclave.http1.connection import Connection, Pool
+from enclave.http1.origin import Origin, message
 
 MAX_BUFFER = 1 << 20  # stop reading from the socket while this much is unread
 
 
-class ConnectionClosed(UpstreamError):
-    """The server closed the connection; ``answered`` says whether a response had begun."""
-
-    def __init__(self, message: str, *, answered: bool) -> None:
-        super().__init__(message)
-        self.answered = answered
-
-
-class _Connection(asyncio.Protocol):
-    """One kept-alive connection, parsing one response at a time."""
+class _Streaming(Connection):
+    """Keeps the body's chunks until the reader takes them; wakes it at every arrival."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.idle_since = time.monotonic()
+        super().__init__()
         self._reset()
 
     def _reset(self) -> None:
@@ -56,17 +41,12 @@ class _Connection(asyncio.Protocol):
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
 
-    # --- asyncio.Protocol ------------------------------------------------------------
+    @property
+    def answered(self) -> bool:
+        return self.head_done
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"the upstream's response is not valid HTTP: {exc}"))
-            self.close()
+    def invalid(self, exc: httptools.HttpParserError) -> None:
+        self._fail(UpstreamError(f"the upstream's response is not valid HTTP: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -96,17 +76,15 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
-        # Asked now: once the message is over, llhttp has reset and always says no.
-        self.keep_alive = self.parser.should_keep_alive()
+        self.message_done()
         self.complete = True
         self._wake()
 
-    # --- for the client --------------------------------------------------------------
+    # --- for the reader --------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
         self._reset()
-        assert self.transport is not None
-        self.transport.write(data)
+        super().send(data)
 
     async def wait(self) -> None:
         """Until something new arrived (headers, a chunk, the end or an error)."""
@@ -129,12 +107,7 @@ class _Connection(asyncio.Protocol):
         return data
 
     def reusable(self) -> bool:
-        return self.complete and not self.closed and self.keep_alive
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport:
-            self.transport.close()
+        return self.complete and super().reusable()
 
     def _fail(self, error: Exception) -> None:
         if self.error is None:
@@ -145,10 +118,10 @@ class _Connection(asyncio.Protocol):
             self.waiter.set_result(None)
 
 
-class WireResponse:
+class Response:
     """A response whose head has arrived; read the body whole or as it comes."""
 
-    def __init__(self, pool: WirePool, conn: _Connection) -> None:
+    def __init__(self, pool: Pool[_Streaming], conn: _Streaming) -> None:
         self._pool = pool
         self._conn = conn
         self.status_code = conn.status
@@ -181,7 +154,7 @@ class WireResponse:
         self._pool.release(self._conn)
 
 
-class WirePool:
+class Client:
     """Kept-alive connections to one server, plus its base path and fixed headers."""
 
     def __init__(
@@ -192,78 +165,58 @@ class WirePool:
         connect_timeout: float,
         keepalive_s: float,
     ) -> None:
-        url = urlsplit(base_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise UpstreamError(f"upstream URL {base_url!r} must be http:// or https://host...")
+        try:
+            origin = Origin.parse(base_url)
+        except ValueError:
+            raise UpstreamError(
+                f"upstream URL {base_url!r} must be http:// or https://host..."
+            ) from None
         self.base_url = base_url.rstrip("/")
-        self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.tls = ssl.create_default_context() if url.scheme == "https" else None
-        self.prefix = url.path.rstrip("/")
+        self.prefix = origin.prefix
         self.connect_timeout = connect_timeout
-        self.keepalive_s = keepalive_s
-        host = url.netloc.rsplit("@", 1)[-1]
-        auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
-        self._head = f"Host: {host}\r\nUser-Agent: enclave\r\nAccept: */*\r\n{auth}"
-        self._idle: list[_Connection] = []
-        self._closed = False
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._head = origin.head(user_agent="enclave", headers=auth)
+        self._pool = Pool(
+            origin, _Streaming, connect_timeout=connect_timeout, keepalive_s=keepalive_s
+        )
 
     @property
     def root(self) -> str:
         """The server's root URL path prefix removed (``/v1``)."""
         return self.prefix.removesuffix("/v1")
 
-    async def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> WireResponse:
+    async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Response:
         """Send and wait for the response head. ``path`` is relative to the base URL,
         or absolute when it starts with ``/``."""
         target = path if path.startswith("/") else f"{self.prefix}/{path}"
-        data = b""
+        data = None
         if body is not None:
             data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        head = f"{method} {target} HTTP/1.1\r\n{self._head}"
-        if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-        message = (head + "\r\n").encode("latin-1") + data
-        conn = self._reuse()
+        request = message(method, target, self._head, data)
+        conn = self._pool.idle()
         if conn is not None:
             try:
-                return await self._exchange(conn, message)
+                return await self._exchange(conn, request)
             except ConnectionClosed as exc:
                 if exc.answered:
                     raise
                 # Closed by the server as we reused it: nothing was answered, so send
                 # again on a fresh connection.
-        return await self._exchange(await self._connect(), message)
+        return await self._exchange(await self._connect(), request)
 
-    async def _exchange(self, conn: _Connection, message: bytes) -> WireResponse:
-        conn.send(message)
+    async def _exchange(self, conn: _Streaming, request: bytes) -> Response:
+        conn.send(request)
         try:
             while not conn.head_done:
                 await conn.wait()
         except BaseException:
             conn.close()
             raise
-        return WireResponse(self, conn)
+        return Response(self._pool, conn)
 
-    def _reuse(self) -> _Connection | None:
-        now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive_s:
-                return conn
-            conn.close()
-        return None
-
-    async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _connect(self) -> _Streaming:
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=self.tls,
-                    server_hostname=self.host if self.tls else None,
-                )  # fmt: skip
+            return await self._pool.connect()
         except TimeoutError:
             raise UpstreamTimeout(
                 f"connecting to {self.base_url} took longer than {self.connect_timeout:g} s"
@@ -272,17 +225,6 @@ class WirePool:
             raise UpstreamError(
                 f"cannot connect to {self.base_url}: {exc.strerror or exc}"
             ) from exc
-        return conn
-
-    def release(self, conn: _Connection) -> None:
-        if conn.reusable() and not self._closed:
-            conn.idle_since = time.monotonic()
-            self._idle.append(conn)
-        else:
-            conn.close()
 
     async def aclose(self) -> None:
-        self._closed = True
-        for conn in self._idle:
-            conn.close()
-        self._idle.clear()
+        self._pool.close()

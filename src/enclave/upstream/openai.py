@@ -1,7 +1,8 @@
 """The OpenAI-compatible HTTP client: one for remote vLLM servers and our own engine alike.
 
-The seam is the :class:`~enclave.upstream.wire.WirePool` passed in, so the same code talks
-to a GPU server across the network or to the llama.cpp child on loopback.
+OpenAI semantics (routes, error bodies, readiness, SSE events) over the sockets of
+:mod:`enclave.http1`. The seam is the :class:`~enclave.http1.Client` passed in, so the same
+code talks to a GPU server across the network or to the llama.cpp child on loopback.
 """
 
 from __future__ import annotations
@@ -18,24 +19,24 @@ from enclave.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from enclave.http1 import Client, Response
 from enclave.sse import Decoder, Event
 from enclave.upstream.base import ALWAYS_READY, Readiness, UpstreamState
-from enclave.upstream.wire import WirePool, WireResponse
 
 # Idle pooled connections are dropped before the 5 s after which llama.cpp's and uvicorn's
 # servers close them: reusing a connection the server just closed fails with no response.
 KEEPALIVE_S = 2.0
 
 
-def make_client(base_url: str, *, api_key: str | None, connect_timeout: float) -> WirePool:
+def make_client(base_url: str, *, api_key: str | None, connect_timeout: float) -> Client:
     """Pooled connections to one upstream (never through a proxy from the environment)."""
-    return WirePool(
+    return Client(
         base_url, api_key=api_key, connect_timeout=connect_timeout, keepalive_s=KEEPALIVE_S
     )
 
 
 class _HTTPChatStream:
-    def __init__(self, name: str, response: WireResponse) -> None:
+    def __init__(self, name: str, response: Response) -> None:
         self._name = name
         self._response = response
         self.headers = response.headers
@@ -61,7 +62,7 @@ class HTTPUpstream:
     def __init__(
         self,
         name: str,
-        client: WirePool,
+        client: Client,
         *,
         vision: bool = False,
         readiness: Readiness | None = None,
@@ -125,7 +126,7 @@ class HTTPUpstream:
 
     async def _send(
         self, method: str, path: str, body: dict[str, Any] | None, *, ready: bool = True
-    ) -> WireResponse:
+    ) -> Response:
         if ready:
             self._check_ready()
         try:
@@ -135,7 +136,7 @@ class HTTPUpstream:
         except UpstreamError as exc:
             raise UpstreamError(f"upstream {self.name}: {exc.message}") from exc
 
-    async def _read(self, response: WireResponse) -> bytes:
+    async def _read(self, response: Response) -> bytes:
         try:
             return await response.read()
         except UpstreamError as exc:
