@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ByteSize, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from enclave.assistants.profiles import AssistantProfile
 from enclave.errors import ConfigError
+from enclave.profiles import AssistantProfile
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 RESERVED_NAMES = ("engine", "embedder")  # the embedded members
