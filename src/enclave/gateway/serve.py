@@ -35,8 +35,8 @@ def engine_model(settings: Settings) -> Path | None:
     """The GGUF file for the embedded engine, preparing a bundled model when needed."""
     if not settings.engine.enabled:
         return None
-    from enclave.cli.progress import ProgressBar
     from enclave.engine.modelfiles import ModelStore
+    from enclave.progress import ProgressBar
 
     store = ModelStore(settings.models_dir)
     name = settings.engine.model
