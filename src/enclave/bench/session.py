@@ -41,19 +41,13 @@ from enclave.bench.workloads import (
     synthetic_image_url,
     user,
 )
-from enclave.errors import EnclaveError
+from enclave.errors import BenchError
 
 T = TypeVar("T")
 NICE_INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 WINDOWS_WANTED = 60
 SYNTHETIC_IMAGES = 8
 DEFAULT_PROMPT = "Explain in a few sentences what a load balancer does."
-
-
-class BenchError(EnclaveError):
-    """The benchmark cannot run (the endpoint refuses even a first request...)."""
-
-    type = "bench_error"
 
 
 @dataclass(frozen=True)
