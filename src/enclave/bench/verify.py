@@ -32,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from enclave.bench.client import CHAT_PATH, BenchClient, Endpoint
 from enclave.bench.metrics import Sample, Window, describe, drift, summarize, timeseries
-from enclave.bench.runner import Load, Request, parse_duration, run_level
+from enclave.bench.runner import Load, Request, run_level
 from enclave.bench.tables import md_table, text_table
 from enclave.bench.workloads import FixedPrompts, request_body, user
+from enclave.durations import parse_duration
 from enclave.errors import ConfigError
 
 PASS, FAIL, SKIP = "✅", "❌", "➖"
@@ -289,13 +290,15 @@ class Verifier:
 
     async def soak(self) -> None:
         s = self.t.soak
-        seconds = self.soak_s or (parse_duration(s.duration) if s.enabled else None)
+        seconds = self.soak_s or (parse_duration(s.duration).total_seconds() if s.enabled else None)
         if seconds is None:
             self.add(Gate("stability run", "optional (--soak 1h)", "not run", None))
             return
         run = await self.load(s.concurrency, None, seconds)
         summary = summarize(run.samples, run.duration_s)
-        windows = timeseries(run.samples, parse_duration(s.interval), run.duration_s)
+        windows = timeseries(
+            run.samples, parse_duration(s.interval).total_seconds(), run.duration_s
+        )
         self.verdict.soak_windows = windows
         name = f"stability {seconds:g} s at {s.concurrency}"
         measured = f"{_pct(summary.success_rate)} of {summary.requests}"
