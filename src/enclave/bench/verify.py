@@ -36,7 +36,7 @@ from enclave.bench.runner import Load, Request, run_level
 from enclave.bench.tables import md_table, text_table
 from enclave.bench.workloads import FixedPrompts, request_body, user
 from enclave.durations import parse_duration
-from enclave.errors import ConfigError
+from enclave.errors import BenchError, ConfigError
 
 PASS, FAIL, SKIP = "✅", "❌", "➖"
 OVERLONG_DEFAULT_WORDS = 300_000  # beyond any model's context when /v1/models does not say
@@ -107,7 +107,10 @@ def load_thresholds(path: Path | None) -> Thresholds:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)  # PyYAML's complaint, in one line
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path} is not valid YAML: {where}{problem}") from None
     try:
         return Thresholds.model_validate(data)
     except ValidationError as exc:
@@ -342,8 +345,17 @@ class Verifier:
         body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 16}
         await self.bad_input(f"over-long input ({words} words)", body)
 
+    async def reachable(self) -> None:
+        """BenchError (one line) when nothing answers at all: no gate could tell more."""
+        import httpx
+
+        try:
+            await self._get("/health")
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise BenchError(f"cannot reach {self.endpoint.root}: {exc}") from None
+
     async def run(self) -> Verdict:
-        steps: list[Callable[[], Awaitable[None]]] = [self.health, self.models]
+        steps: list[Callable[[], Awaitable[None]]] = [self.reachable, self.health, self.models]
         steps += [lambda: self.one_chat("chat works", stream=False)]
         steps += [lambda: self.one_chat("streaming works", stream=True)]
         steps += [self.smoke, self.single_user, self.throughput, self.soak]
