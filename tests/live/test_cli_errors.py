@@ -166,10 +166,6 @@ ASK_CASES = [
     ask("question-not-toml", "hi", ASK_CONFIG="{home}/bad.toml"),
 ]
 
-# ask's modules are being rewritten (their logic moves to client/); these cases fail
-# today and are kept visible until that work lands. The merger removes this set.
-ASK_KNOWN_FAILURES: set[str] = set()
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -259,18 +255,6 @@ def test_enclave_bad_input(case: Case, outcomes: dict[str, Outcome]) -> None:
     assert_readable_failure(outcomes[f"enclave:{case.id}"])
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            c,
-            marks=[pytest.mark.xfail(reason="ask is being rewritten")]
-            if c.id in ASK_KNOWN_FAILURES
-            else [],
-        )
-        for c in ASK_CASES
-    ],
-    ids=lambda c: c.id,
-)
+@pytest.mark.parametrize("case", ASK_CASES, ids=lambda c: c.id)
 def test_ask_bad_input(case: Case, outcomes: dict[str, Outcome]) -> None:
     assert_readable_failure(outcomes[f"ask:{case.id}"])
