@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ByteSize, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from enclave.assistants.profiles import AssistantProfile
 from enclave.errors import ConfigError
+from enclave.profiles import AssistantProfile
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 RESERVED_NAMES = ("engine", "embedder")  # the embedded members
@@ -295,13 +295,20 @@ class _Resolved(Settings):
         return (init_settings,)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's complaint in one line: where (line, column) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(getattr(exc, "problem", None) or exc).split())
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -18,7 +18,8 @@ Code raises these; the gateway maps them to HTTP in one place
     │   │   └── RateLimited            429 requests|tokens / rate_limit_exceeded + x-ratelimit-*
     │   └── ServiceUnavailable         503 service_unavailable
     │       ├── EngineLoading          503 engine_loading
-    │       └── NoHealthyUpstream      503 no_healthy_upstream
+    │       ├── NoHealthyUpstream      503 no_healthy_upstream
+    │       └── AuditUnavailable       503 audit_unavailable (strict audit could not commit)
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamTimeout            504 upstream_timeout
     │   ├── ConnectionClosed           502 upstream_error: the server closed the connection
@@ -26,6 +27,9 @@ Code raises these; the gateway maps them to HTTP in one place
     ├── ConfigError                    bad settings file or values (CLI only)
     │   └── AskConfigError             ask.toml, a role or api_key_command unusable (also AskError)
     ├── ModelFileError                 model files: missing chunks, checksum mismatch
+    │   └── MissingChunk               model_file_error / missing_chunk (worded by ModelStore)
+    ├── AuditTampered                  500 audit_tampered (the chain is broken: nothing pruned)
+    ├── BenchError                     bench_error (the endpoint refuses a first request)
     └── AskError                       what ``ask`` tells its user: one line, exit ``exit_code`` (2)
         ├── AttachmentError            a file or stdin cannot be attached (not text, unreadable)
         │   └── ClipboardError         --clip / :clip: no tool, no display, empty clipboard
@@ -175,6 +179,12 @@ class NoHealthyUpstream(ServiceUnavailable):
     code = "no_healthy_upstream"
 
 
+class AuditUnavailable(ServiceUnavailable):
+    """An audit record could not be committed (strict mode fails the call with 503)."""
+
+    code = "audit_unavailable"
+
+
 class UpstreamError(EnclaveError):
     """The upstream could not be reached or broke the protocol."""
 
@@ -219,6 +229,29 @@ class ConfigError(EnclaveError):
 
 class ModelFileError(EnclaveError):
     type = "model_file_error"
+
+
+class MissingChunk(ModelFileError):
+    """A bundled model's chunk is not installed; ``ModelStore`` words the user's error."""
+
+    code = "missing_chunk"
+
+    def __init__(self, label: str, detail: str = "is not installed") -> None:
+        super().__init__(f"{label} {detail}")
+        self.label = label
+        self.detail = detail
+
+
+class AuditTampered(EnclaveError):
+    """The chain is broken where an operation needs it whole (e.g. before pruning)."""
+
+    type = "audit_tampered"
+
+
+class BenchError(EnclaveError):
+    """The benchmark cannot run (the endpoint refuses even a first request...)."""
+
+    type = "bench_error"
 
 
 # --- the ask client -------------------------------------------------------------------

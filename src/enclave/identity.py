@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from enclave.auth.apikeys import new_key, parse_duration
+from enclave.auth.apikeys import new_key, parse_expiry
 from enclave.auth.passwords import hash_password, verify_password
 from enclave.errors import AuthenticationFailed, InvalidRequest
 from enclave.store.repos import KeyRepo, Store, UserRepo
@@ -143,7 +143,7 @@ class Identity:
 
     async def create_key(self, actor: Actor, spec: KeySpec) -> tuple[str, ApiKey]:
         """A new key: the secret is returned this once and stored only as a hash."""
-        life = parse_duration(spec.expires)
+        life = parse_expiry(spec.expires)
         made = new_key()
         key = await self.keys.create(
             spec.user,

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from enclave.assistants.conversations import Conversations, ProfileRows
-from enclave.assistants.profiles import AssistantProfile
 from enclave.assistants.service import Assistants, Turn
 from enclave.config import KnowledgeSettings, MemorySettings
 from enclave.errors import ConfigError, Conflict, InvalidRequest, ModelNotFound
 from enclave.identity import Actor
 from enclave.knowledge.service import KnowledgeBases
 from enclave.memory.service import MemoryService
+from enclave.profiles import AssistantProfile
 from enclave.store.repos import Store
 from enclave.vectors.embedding import LocalEmbedder
 from tests.faq import write_faq

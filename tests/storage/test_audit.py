@@ -21,8 +21,6 @@ from sqlalchemy import delete, func, insert, select, text, update
 
 from enclave.audit import (
     AuditEntry,
-    AuditTampered,
-    AuditUnavailable,
     AuditWriter,
     export,
     prune,
@@ -30,6 +28,7 @@ from enclave.audit import (
 )
 from enclave.audit.chain import RECORD_FIELDS, iso_utc, link, sign
 from enclave.audit.ops import read_checkpoint, read_head, retain
+from enclave.errors import AuditTampered, AuditUnavailable
 from enclave.store.models import AuditCheckpoint, AuditHead, AuditRecord
 from enclave.store.repos import Store, open_store
 

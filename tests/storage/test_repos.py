@@ -15,8 +15,9 @@ from sqlalchemy import Connection, inspect, text
 from enclave.errors import Conflict, InvalidRequest, NotFound
 from enclave.store.db import make_engine
 from enclave.store.migrate import current, head, include_name, upgrade
-from enclave.store.models import ApiKey, Base
+from enclave.store.models import ApiKey
 from enclave.store.repos import KeyRepo, Store, UserRepo, open_store
+from enclave.store.schema import metadata
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +46,7 @@ def _diff(connection: Connection) -> list[Any]:
     return list(
         compare_metadata(
             MigrationContext.configure(connection, opts={"include_name": include_name}),
-            Base.metadata,
+            metadata,
         )
     )
 

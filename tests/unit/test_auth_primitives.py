@@ -132,14 +132,14 @@ def test_model_allowed_globs() -> None:
         ("NEVER", None),
     ],
 )
-def test_parse_duration(text: str, expected: timedelta | None) -> None:
-    assert apikeys.parse_duration(text) == expected
+def test_parse_expiry(text: str, expected: timedelta | None) -> None:
+    assert apikeys.parse_expiry(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "30", "d", "0d", "-1d", "1.5h", "10s", "1w", "forever"])
-def test_parse_duration_names_the_accepted_forms(text: str) -> None:
+def test_parse_expiry_names_the_accepted_forms(text: str) -> None:
     with pytest.raises(InvalidRequest, match=r"30d, 12h, 90m\) or 'never'"):
-        apikeys.parse_duration(text)
+        apikeys.parse_expiry(text)
 
 
 # --- session tokens -----------------------------------------------------------------------

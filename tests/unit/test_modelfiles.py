@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from enclave.cli.progress import ProgressBar
 from enclave.engine.modelfiles import (
     BLOCK_SIZE,
     BundledModel,
@@ -22,6 +21,7 @@ from enclave.engine.modelfiles import (
     bundled_catalog,
 )
 from enclave.errors import ModelFileError
+from enclave.progress import ProgressBar
 
 NAME = "tiny-test-model"
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from enclave import sse
-from enclave.assistants.profiles import PREFIX, AssistantProfile
 from enclave.assistants.prompt import (
     Source,
     assemble,
@@ -30,6 +29,7 @@ from enclave.assistants.prompt import (
     text_of,
 )
 from enclave.errors import ConfigError, Conflict, InvalidRequest, ModelNotFound, NotFound
+from enclave.profiles import PREFIX, AssistantProfile
 from enclave.protocol import ModelCard
 
 if TYPE_CHECKING:

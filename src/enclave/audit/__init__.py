@@ -8,13 +8,11 @@
 """
 
 from enclave.audit.chain import AuditEntry, Verdict, iso_utc
-from enclave.audit.ops import AuditTampered, export, prune, retain, verify_store
-from enclave.audit.writer import AuditUnavailable, AuditWriter
+from enclave.audit.ops import export, prune, retain, verify_store
+from enclave.audit.writer import AuditWriter
 
 __all__ = [
     "AuditEntry",
-    "AuditTampered",
-    "AuditUnavailable",
     "AuditWriter",
     "Verdict",
     "export",

@@ -30,7 +30,7 @@ from enclave.audit.chain import (
     signed_checkpoint,
 )
 from enclave.audit.writer import HEAD_ID, extend, lock_head
-from enclave.errors import EnclaveError
+from enclave.errors import AuditTampered
 from enclave.store.models import AuditCheckpoint, AuditHead, AuditRecord
 
 log = logging.getLogger("enclave.audit")
@@ -38,12 +38,6 @@ log = logging.getLogger("enclave.audit")
 BATCH = 1000  # records per query
 CHUNK = 10_000  # records pruned per transaction
 _COLUMNS = [AuditRecord.__table__.c[name] for name in RECORD_FIELDS]
-
-
-class AuditTampered(EnclaveError):
-    """The chain is broken where an operation needs it whole (e.g. before pruning)."""
-
-    type = "audit_tampered"
 
 
 async def verify_store(

@@ -39,7 +39,7 @@ from enclave.audit.chain import (
     link,
     signed_head,
 )
-from enclave.errors import ServiceUnavailable
+from enclave.errors import AuditUnavailable
 from enclave.store.models import AuditHead, AuditRecord
 
 log = logging.getLogger("enclave.audit")
@@ -56,12 +56,6 @@ _LENGTHS: dict[str, int] = {
 }
 
 _Item = tuple[AuditEntry, "asyncio.Future[None] | None"]
-
-
-class AuditUnavailable(ServiceUnavailable):
-    """An audit record could not be committed (strict mode fails the call with 503)."""
-
-    code = "audit_unavailable"
 
 
 class AuditWriter:

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from fnmatch import fnmatchcase
 
+from enclave.durations import parse_duration
 from enclave.errors import InvalidRequest
 
 KEY_START = "sk-enc-"
 _KEY = re.compile(r"sk-enc-([a-z2-7]{8})-([A-Za-z0-9_-]{32})")
 _PREFIX = re.compile(r"[a-z2-7]{8}")
-_DURATION = re.compile(r"([1-9][0-9]{0,6})([dhm])")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
 @dataclass(frozen=True)
@@ -70,17 +69,15 @@ def model_allowed(patterns: list[str] | tuple[str, ...], model: str) -> bool:
     return not patterns or any(fnmatchcase(model, pattern) for pattern in patterns)
 
 
-def parse_duration(text: str, *, param: str | None = "expires") -> timedelta | None:
-    """``"30d"``, ``"12h"``, ``"90m"`` → a timedelta; ``"never"`` → ``None``."""
-    spec = text.strip().lower()
-    if spec == "never":
+def parse_expiry(text: str, *, param: str | None = "expires") -> timedelta | None:
+    """A key's lifetime: ``"30d"``, ``"12h"``, ``"90m"`` → a timedelta; ``"never"`` → ``None``."""
+    if text.strip().lower() == "never":
         return None
-    found = _DURATION.fullmatch(spec)
-    if found is None:
+    try:
+        return parse_duration(text, units="dhm", bare=False, whole=True)
+    except ValueError:
         raise InvalidRequest(
             f"invalid duration {text!r}: use a positive whole number of days, hours or "
             "minutes (30d, 12h, 90m) or 'never'",
             param=param,
-        )
-    amount, unit = found.groups()
-    return timedelta(**{_UNITS[unit]: int(amount)})
+        ) from None

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from enclave.bench.session import BenchResult, LevelResult
+    from enclave.bench.results import BenchResult, LevelResult
 
 DPI = 100
 MAX_HISTOGRAMS = 8

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from enclave.bench.metrics import Stats, Summary
-from enclave.bench.session import BenchResult, LevelResult
+from enclave.bench.results import BenchResult, LevelResult
 from enclave.bench.tables import md_table, text_table
 
 FORMAT = 1

@@ -33,6 +33,7 @@ from typing import Any
 from enclave.bench.client import BenchClient
 from enclave.bench.metrics import Sample
 from enclave.bench.workloads import Workload, request_body
+from enclave.durations import parse_duration
 from enclave.errors import InvalidRequest
 
 GC_EVERY_S = 1.0
@@ -128,23 +129,13 @@ class Bodies:
 OnSample = Callable[[Sample], None]
 
 
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``1.5h`` → seconds; ValueError if not positive."""
-    text = str(text).strip().lower()
-    scale = {"s": 1, "m": 60, "h": 3600}.get(text[-1:])
-    value = float(text[:-1] if scale else text) * (scale or 1)
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"{text!r} is not a positive duration")
-    return value
-
-
 def parse_warmup(text: str) -> tuple[int, float]:
     """``20`` (requests) or ``5s`` / ``1m`` (seconds) → (requests, seconds)."""
     text = text.strip().lower()
     if text.isdigit():
         return int(text), 0.0
     try:
-        return 0, parse_duration(text)
+        return 0, parse_duration(text).total_seconds()
     except ValueError:
         raise InvalidRequest(f"bad warm-up {text!r}: a request count (20) or a time (5s)") from None
 

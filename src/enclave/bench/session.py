@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,18 +18,15 @@ from enclave import __version__
 from enclave.bench.client import BenchClient, Endpoint
 from enclave.bench.live import Live
 from enclave.bench.metrics import (
-    Drift,
-    Sample,
     Slo,
-    Summary,
     SystemSample,
-    Window,
     attach_system,
     drift,
     summarize,
     timeseries,
 )
-from enclave.bench.runner import LevelRun, Load, Request, run_level
+from enclave.bench.results import BenchResult, LevelResult
+from enclave.bench.runner import Load, Request, run_level
 from enclave.bench.sysmon import SystemMonitor
 from enclave.bench.workloads import (
     FixedPrompts,
@@ -45,19 +41,13 @@ from enclave.bench.workloads import (
     synthetic_image_url,
     user,
 )
-from enclave.errors import EnclaveError
+from enclave.errors import BenchError
 
 T = TypeVar("T")
 NICE_INTERVALS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 WINDOWS_WANTED = 60
 SYNTHETIC_IMAGES = 8
 DEFAULT_PROMPT = "Explain in a few sentences what a load balancer does."
-
-
-class BenchError(EnclaveError):
-    """The benchmark cannot run (the endpoint refuses even a first request...)."""
-
-    type = "bench_error"
 
 
 @dataclass(frozen=True)
@@ -92,28 +82,6 @@ class BenchOptions:
     @property
     def chat(self) -> Request:
         return self.request or Request(model=self.model)
-
-
-@dataclass
-class LevelResult:
-    label: str
-    load: Load
-    run: LevelRun
-    summary: Summary
-    windows: list[Window]
-    system: list[SystemSample]
-    drift: Drift
-
-    @property
-    def samples(self) -> list[Sample]:
-        return self.run.samples
-
-
-@dataclass
-class BenchResult:
-    config: dict[str, Any]
-    levels: list[LevelResult]
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

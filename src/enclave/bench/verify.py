@@ -32,10 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from enclave.bench.client import CHAT_PATH, BenchClient, Endpoint
 from enclave.bench.metrics import Sample, Window, describe, drift, summarize, timeseries
-from enclave.bench.runner import Load, Request, parse_duration, run_level
+from enclave.bench.runner import Load, Request, run_level
 from enclave.bench.tables import md_table, text_table
 from enclave.bench.workloads import FixedPrompts, request_body, user
-from enclave.errors import ConfigError
+from enclave.durations import parse_duration
+from enclave.errors import BenchError, ConfigError
 
 PASS, FAIL, SKIP = "✅", "❌", "➖"
 OVERLONG_DEFAULT_WORDS = 300_000  # beyond any model's context when /v1/models does not say
@@ -106,7 +107,10 @@ def load_thresholds(path: Path | None) -> Thresholds:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)  # PyYAML's complaint, in one line
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{path} is not valid YAML: {where}{problem}") from None
     try:
         return Thresholds.model_validate(data)
     except ValidationError as exc:
@@ -289,13 +293,15 @@ class Verifier:
 
     async def soak(self) -> None:
         s = self.t.soak
-        seconds = self.soak_s or (parse_duration(s.duration) if s.enabled else None)
+        seconds = self.soak_s or (parse_duration(s.duration).total_seconds() if s.enabled else None)
         if seconds is None:
             self.add(Gate("stability run", "optional (--soak 1h)", "not run", None))
             return
         run = await self.load(s.concurrency, None, seconds)
         summary = summarize(run.samples, run.duration_s)
-        windows = timeseries(run.samples, parse_duration(s.interval), run.duration_s)
+        windows = timeseries(
+            run.samples, parse_duration(s.interval).total_seconds(), run.duration_s
+        )
         self.verdict.soak_windows = windows
         name = f"stability {seconds:g} s at {s.concurrency}"
         measured = f"{_pct(summary.success_rate)} of {summary.requests}"
@@ -339,8 +345,17 @@ class Verifier:
         body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 16}
         await self.bad_input(f"over-long input ({words} words)", body)
 
+    async def reachable(self) -> None:
+        """BenchError (one line) when nothing answers at all: no gate could tell more."""
+        import httpx
+
+        try:
+            await self._get("/health")
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise BenchError(f"cannot reach {self.endpoint.root}: {exc}") from None
+
     async def run(self) -> Verdict:
-        steps: list[Callable[[], Awaitable[None]]] = [self.health, self.models]
+        steps: list[Callable[[], Awaitable[None]]] = [self.reachable, self.health, self.models]
         steps += [lambda: self.one_chat("chat works", stream=False)]
         steps += [lambda: self.one_chat("streaming works", stream=True)]
         steps += [self.smoke, self.single_user, self.throughput, self.soak]

@@ -57,6 +57,8 @@ def read_password(from_stdin: bool) -> str:
     """From standard input (one line) or typed twice at a prompt, never echoed."""
     if from_stdin:
         password = sys.stdin.readline().rstrip("\n")
+    elif not sys.stdin.isatty():
+        raise InvalidRequest("no terminal to type the password on: use --password-stdin")
     else:
         password = getpass.getpass("password: ")
         if getpass.getpass("again: ") != password:

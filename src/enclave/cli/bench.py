@@ -106,11 +106,11 @@ def api_key(args: argparse.Namespace) -> str | None:
 
 
 def seconds_arg(text: str, what: str) -> float:
-    from enclave.bench.runner import parse_duration
+    from enclave.durations import parse_duration
     from enclave.errors import InvalidRequest
 
     try:
-        return parse_duration(text)
+        return parse_duration(text).total_seconds()
     except ValueError:
         raise InvalidRequest(f"bad {what} {text!r}: use e.g. 30, 30s, 10m or 1h") from None
 

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from enclave.cli.progress import ProgressBar
 from enclave.config import Settings
+from enclave.progress import ProgressBar
 
 if TYPE_CHECKING:
     from enclave.knowledge.service import IngestProgress, KnowledgeBases

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enclave.cli.accounts import show, with_identity
 from enclave.config import Settings
-from enclave.identity import CLI, Identity, KeySpec, key_view
+
+if TYPE_CHECKING:
+    from enclave.identity import Identity
 
 COLUMNS = ["prefix", "name", "user", "models", "expires_at", "revoked_at", "last_used_at"]
 
@@ -45,6 +47,8 @@ def _announce(secret: str, key: dict[str, Any]) -> None:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI, KeySpec, key_view
+
     spec = KeySpec(
         user=args.user, name=args.name, expires=args.expires, models=args.models,
         rpm=args.rpm, tpm=args.tpm, max_concurrency=args.max_concurrency, allow=args.allow,
@@ -59,6 +63,8 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import key_view
+
     async def work(identity: Identity) -> list[dict[str, Any]]:
         return [key_view(key) for key in await identity.list_keys(args.user)]
 
@@ -67,6 +73,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     async def work(identity: Identity) -> None:
         await identity.revoke_key(CLI, args.prefix)
 
@@ -76,6 +84,8 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI, key_view
+
     async def work(identity: Identity) -> tuple[str, dict[str, Any]]:
         secret, key = await identity.rotate_key(CLI, args.prefix)
         return secret, key_view(key)

@@ -1,8 +1,9 @@
 """``enclave``: serve, config, models, upstreams, vllm-command, users, keys, audit.
 
 Each command group lives in its own module with ``add_parser(subparsers)``; a parser
-sets ``handler(args, settings) -> int``. Errors from :mod:`enclave.errors` become one
-line on stderr and exit code 1; nothing prints a traceback.
+sets ``handler(args, settings) -> int``. Errors from :mod:`enclave.errors` (and OS
+errors: a file that cannot be read or written) become one line on stderr and exit code 1;
+nothing prints a traceback.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args, settings)
     except EnclaveError as exc:
         print(f"enclave: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file named on the command line, unreadable or unwritable
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"enclave: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("enclave: interrupted", file=sys.stderr)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from enclave.cli.accounts import show
 from enclave.config import Settings
 from enclave.errors import InvalidRequest
-from enclave.identity import CLI
 
 if TYPE_CHECKING:
     from enclave.memory.service import MemoryService
@@ -102,6 +101,8 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     async def work(memory: MemoryService) -> int:
         row = await memory.add(CLI, args.user, args.text, kind=args.kind, source="cli")
         return row.id
@@ -111,6 +112,8 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _edit(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     async def work(memory: MemoryService) -> None:
         await memory.edit(CLI, args.user, args.id, args.text)
 
@@ -120,6 +123,8 @@ def _edit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     async def work(memory: MemoryService) -> None:
         for memory_id in args.ids:
             await memory.delete(CLI, args.user, memory_id)
@@ -130,6 +135,8 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     if not args.yes:
         raise InvalidRequest(f"this deletes everything kept about {args.user}: add --yes")
 
@@ -142,6 +149,8 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _archive(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     if (args.ids or args.list) and not args.user:
         raise InvalidRequest("--ids and --list need --user")
 
@@ -161,6 +170,8 @@ def _archive(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     async def work(memory: MemoryService) -> list[Any]:
         return await memory.restore(CLI, args.user, args.ids)
 

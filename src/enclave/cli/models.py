@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from enclave.cli.progress import ProgressBar
 from enclave.config import Settings
 from enclave.engine.modelfiles import ModelEntry, ModelStore
+from enclave.progress import ProgressBar
 
 
 def add_parser(subparsers: Any) -> None:

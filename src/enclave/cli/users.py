@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enclave.cli.accounts import read_password, show, with_identity
 from enclave.config import Settings
-from enclave.identity import CLI, Identity, user_view
+
+if TYPE_CHECKING:
+    from enclave.identity import Identity
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,6 +34,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     password = read_password(args.password_stdin)
 
     async def work(identity: Identity) -> None:
@@ -43,6 +47,8 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import user_view
+
     async def work(identity: Identity) -> list[dict[str, Any]]:
         return [user_view(user) for user in await identity.list_users()]
 
@@ -51,6 +57,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _toggle(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     async def work(identity: Identity) -> None:
         await identity.set_disabled(CLI, args.name, args.disabled)
 
@@ -60,6 +68,8 @@ def _toggle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _passwd(args: argparse.Namespace, settings: Settings) -> int:
+    from enclave.identity import CLI
+
     password = read_password(args.password_stdin)
 
     async def work(identity: Identity) -> None:

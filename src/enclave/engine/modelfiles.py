@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from enclave.errors import ModelFileError
+from enclave.errors import MissingChunk, ModelFileError
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)``, called after each block."""
@@ -67,7 +67,7 @@ class PackagePart:
         try:
             module = importlib.import_module(self.package)
         except ImportError as exc:
-            raise _MissingChunk(self.label) from exc
+            raise MissingChunk(self.label) from exc
         return _existing(Path(module.get_part_path()), self.label)
 
 
@@ -85,7 +85,7 @@ class PackageResource:
     def locate(self) -> Path:
         spec = importlib.util.find_spec(self.package)
         if spec is None or not spec.submodule_search_locations:
-            raise _MissingChunk(self.label)
+            raise MissingChunk(self.label)
         return _existing(Path(spec.submodule_search_locations[0]) / self.resource, self.label)
 
 
@@ -103,18 +103,9 @@ class LocalFile:
         return _existing(self.path, self.label)
 
 
-class _MissingChunk(Exception):
-    """Internal: a chunk is missing; :meth:`ModelStore.prepare` words the user's error."""
-
-    def __init__(self, label: str, detail: str = "is not installed") -> None:
-        super().__init__(label)
-        self.label = label
-        self.detail = detail
-
-
 def _existing(path: Path, label: str) -> Path:
     if not path.is_file():
-        raise _MissingChunk(label, f"is installed but its chunk {path} is missing")
+        raise MissingChunk(label, f"is installed but its chunk {path} is missing")
     return path
 
 
@@ -317,7 +308,7 @@ class ModelStore:
     def _locate_chunks(self, model: BundledModel) -> list[Path]:
         try:
             paths = [chunk.locate() for chunk in model.chunks]
-        except _MissingChunk as exc:
+        except MissingChunk as exc:
             raise ModelFileError(
                 f"model {model.name!r} needs {exc.label}, which {exc.detail}: {model.install_hint}"
             ) from None

@@ -22,10 +22,10 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from enclave.assistants.conversations import conversation_view, message_view
-from enclave.assistants.profiles import AssistantProfile
 from enclave.errors import Forbidden, InvalidRequest
 from enclave.gateway.access import actor, may_use
 from enclave.gateway.admin import body_of, is_admin
+from enclave.profiles import AssistantProfile
 
 if TYPE_CHECKING:
     from enclave.assistants.conversations import Conversations

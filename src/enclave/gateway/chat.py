@@ -13,7 +13,6 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from enclave.assistants.profiles import PREFIX
 from enclave.assistants.service import CONVERSATION_HEADER, finish_stream
 from enclave.errors import ContextLengthExceeded, InvalidRequest
 from enclave.gateway.access import actor, may_use, principal_of
@@ -22,6 +21,7 @@ from enclave.gateway.calls import ClientGone, complete, open_stream, unless_disc
 from enclave.gateway.record import call_record
 from enclave.gateway.relay import close_stream, relay
 from enclave.images import DecodedImage, decode_images, replace_images_with_text
+from enclave.profiles import PREFIX
 from enclave.protocol import ChatCompletionRequest
 from enclave.router import CallRecord, Pool
 from enclave.router.affinity import affinity_key

@@ -35,8 +35,8 @@ def engine_model(settings: Settings) -> Path | None:
     """The GGUF file for the embedded engine, preparing a bundled model when needed."""
     if not settings.engine.enabled:
         return None
-    from enclave.cli.progress import ProgressBar
     from enclave.engine.modelfiles import ModelStore
+    from enclave.progress import ProgressBar
 
     store = ModelStore(settings.models_dir)
     name = settings.engine.model
@@ -72,6 +72,20 @@ def check_exposure(settings: Settings, *, insecure: bool) -> None:
         )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        check_tls(settings.tls_cert, settings.tls_key)
+
+
+def check_tls(cert: Path, key: Path) -> None:
+    """Load the certificate and key once now: a bad file is one line, not a traceback
+    from the server's start."""
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except OSError as exc:  # ssl.SSLError included
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot load TLS certificate {cert} with key {key}: {reason}") from None
 
 
 def serve(

@@ -63,9 +63,9 @@ def include_name(name: str | None, type_: Any, parent_names: Any) -> bool:
     Table modules list such names (or prefixes: ``kb_fts`` covers ``kb_fts_data``) in
     ``Base.metadata.info["unmanaged"]``.
     """
-    from enclave.store.models import Base
+    from enclave.store.schema import metadata
 
-    unmanaged: set[str] = Base.metadata.info.get("unmanaged", set())
+    unmanaged: set[str] = metadata.info.get("unmanaged", set())
     return name is None or not any(name == u or name.startswith(u + "_") for u in unmanaged)
 
 

@@ -1,65 +1,15 @@
-"""The tables. Times are timezone-aware UTC; audit fields are plain values so that a
-record's hash is computed the same way on SQLite and PostgreSQL."""
+"""The core tables: users, keys, audit. Times are timezone-aware UTC; audit fields are
+plain values so that a record's hash is computed the same way on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    DateTime,
-    Dialect,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Text,
-    TypeDecorator,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-# Named constraints: the same names on SQLite and PostgreSQL, so that later migrations
-# (SQLite's batch mode included) can find them.
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC ``datetime`` in and out, on every database.
-
-    SQLite keeps no offset: values are stored as naive UTC and come back marked UTC.
-    Naive values are refused rather than guessed at.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()}: give a timezone-aware one")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+from enclave.store.base import Base
 
 
 class User(Base):
@@ -145,8 +95,3 @@ class AuditCheckpoint(Base):
     upto_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     last_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(64))
-
-
-# The assistants' tables live in their own modules; importing them here puts them on
-# ``Base.metadata`` wherever the models are loaded (migrations, tests, the app).
-from enclave.store import models_assistants, models_knowledge, models_memory  # noqa: E402, F401

@@ -1,5 +1,5 @@
 """Tables of the assistants: profiles made through the admin API, and the server-side
-conversations of virtual-model calls (imported by :mod:`enclave.store.models`)."""
+conversations of virtual-model calls (gathered by :mod:`enclave.store.schema`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from enclave.store.models import Base
+from enclave.store.base import Base
 
 BIGINT = BigInteger().with_variant(Integer, "sqlite")
 

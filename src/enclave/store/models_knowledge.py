@@ -1,4 +1,4 @@
-"""Tables of the knowledge bases (imported by :mod:`enclave.store.models`).
+"""Tables of the knowledge bases (gathered by :mod:`enclave.store.schema`).
 
 ``kb_chunks`` is the source of truth on every database: text, heading path, the words for
 keyword search (``terms``, pre-segmented, see :mod:`enclave.knowledge.segment`) and the
@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from enclave.store.models import Base
+from enclave.store.base import Base
 
 # Names that migrations create by hand for one dialect; prefixes cover FTS5's shadow
 # tables (kb_fts_data, ...) and the per-knowledge-base indexes.

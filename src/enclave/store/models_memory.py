@@ -1,4 +1,4 @@
-"""Tables of the assistants' memory tiers (imported by :mod:`enclave.store.models`).
+"""Tables of the assistants' memory tiers (gathered by :mod:`enclave.store.schema`).
 
 - ``memory_recent``: the recent tier, each user's last N conversation turns (a ring
   buffer trimmed on insert).
@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from enclave.store.models import Base
+from enclave.store.base import Base
 
 UNMANAGED = ("memory_vectors",)
 Base.metadata.info.setdefault("unmanaged", set()).update(UNMANAGED)

@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from enclave.errors import Conflict, InvalidRequest, NotFound
+from enclave.store.base import UTCDateTime
 from enclave.store.db import make_engine, sessions
 from enclave.store.migrate import upgrade
-from enclave.store.models import ApiKey, User, UTCDateTime
+from enclave.store.models import ApiKey, User
 
 ROLES = ("admin", "user")
 

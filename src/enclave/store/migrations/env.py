@@ -16,9 +16,9 @@ from sqlalchemy import Connection
 
 from enclave.store.db import make_engine
 from enclave.store.migrate import include_name
-from enclave.store.models import Base
+from enclave.store.schema import metadata
 
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def configure(connection: Connection) -> None:

@@ -4,6 +4,9 @@ A profile names its base model pool, system prompt, knowledge bases, memory poli
 retrieval settings, citation style and default sampling. Profiles come from the config
 file (``assistants:``, read-only at run time) and from the admin API (stored in the
 database); a name may be defined in only one of them.
+
+A pure pydantic schema at the config layer (the settings file holds profiles), below
+:mod:`enclave.assistants`, which runs them.
 """
 
 from __future__ import annotations
