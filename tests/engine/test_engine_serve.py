@@ -18,8 +18,6 @@ from tests.engine.conftest import prepare
 from tests.gateway import ASK, Gateway, run_gateway
 from tests.live.test_gateway import image_part, png_with_text, post
 
-pytestmark = pytest.mark.engine
-
 TINY = "smollm2-135m-instruct"
 CONFIG: dict[str, Any] = {
     "engine": {"model": TINY, "ctx_size": 4096, "parallel": 2, "embeddings": False, "ocr": True}

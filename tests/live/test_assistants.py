@@ -22,8 +22,6 @@ from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.faq import write_faq
 from tests.gateway import Gateway, cli, run_gateway
 
-pytestmark = pytest.mark.live
-
 PROFILES = [
     {
         "name": "customer-service", "model": "fake-model", "knowledge": ["faq"],

@@ -22,8 +22,6 @@ import yaml
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import Gateway, health_of, run_gateway, wait_member
 
-pytestmark = pytest.mark.live
-
 ROUTER = {
     "health_interval_s": 0.2,
     "health_timeout_s": 0.5,

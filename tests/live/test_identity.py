@@ -22,10 +22,10 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream, run_process
+from tests.fakes.procs import FakeUpstream, free_port, run_process
 from tests.gateway import ENCLAVE, Gateway, audit_records, cli, run_gateway, run_tls_gateway
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.fake_upstream(models=["fake-model", "other-model"], vision=True)
 
 PROXY = "127.0.0.2"  # a second loopback address: the trusted reverse proxy
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -61,12 +61,6 @@ def make_key(gateway: Gateway, *args: str) -> str:
     assert made.returncode == 0, made.stderr
     assert "cannot be shown again" in made.stderr
     return made.stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=["fake-model", "other-model"], vision=True) as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ import pytest
 from tests.fakes.procs import run_fake_upstream
 from tests.gateway import Gateway, cli, run_gateway
 
-pytestmark = pytest.mark.live
-
 PASSWORDS = {"root": "root-password-long-enough", "bob": "bob-password-1234",
              "carol": "carol-password-1234"}  # fmt: skip
 

@@ -24,16 +24,9 @@ from enclave.errors import ConfigError, RateLimited, ServiceUnavailable
 from tests.fakes.procs import free_port
 from tests.fakes.redis import INSTALL_HINT, redis_server_path, run_redis
 
-pytestmark = pytest.mark.live
-
 LONG_WINDOW_S = 30.0  # for Redis where the window must not pass during a test
 SHORT_WINDOW_S = 1.5  # for Redis where it must
 POLL_S = 10.0
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,6 @@ from tests.fakes.fake_upstream import extras_header
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import ENCLAVE, Gateway, health_of, run_gateway, wait_member
 
-pytestmark = pytest.mark.live
-
 KEY_A = "sk-enclave-test-a-5f0c1e9d2b"
 KEY_B = "sk-enclave-test-b-83a7d4c610"
 KEY_ENV = "ENCLAVE_TEST_ROUTING_UPSTREAM_KEY"

@@ -595,10 +595,8 @@ async def test_export_csv_rows_can_be_checked_against_their_hashes(ten_days: Sto
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
-    for name in ("ENCLAVE_DATABASE_URL", "ENCLAVE_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
     return tmp_path / "home"
 
 
