@@ -66,13 +66,13 @@ def run_ask(
 
 
 def assert_one_line_error(
-    result: subprocess.CompletedProcess[str], line: str, code: int = 2
+    result: subprocess.CompletedProcess[str], line: str, code: int = 2, *, stdout: str = ""
 ) -> None:
-    """The command failed with exit status ``code``, wrote exactly ``line`` on stderr,
-    nothing on stdout, and no traceback anywhere (2: a usage error)."""
+    """The command failed with exit status ``code`` (2: a usage error), wrote exactly
+    ``line`` on stderr and ``stdout`` (by default nothing) on stdout, and no traceback."""
     assert result.returncode == code, result.stderr
     assert result.stderr == line + "\n"
-    assert result.stdout == ""
+    assert result.stdout == stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -112,7 +112,7 @@ def test_server_error_status(fake: FakeUpstream) -> None:
 def test_error_event_mid_stream() -> None:
     with run_fake_upstream(error_after=3) as breaking:
         result = run_ask("one", "two", "three", url=breaking.root)
-    assert_one_line_error(result, "ask: scripted mid-stream failure", 1)
+    assert_one_line_error(result, "ask: scripted mid-stream failure", 1, stdout="echo: one two\n")
     assert result.stdout == "echo: one two\n"
 
 
