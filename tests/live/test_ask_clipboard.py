@@ -50,7 +50,7 @@ needs_x11 = pytest.mark.skipif(
 
 def sent_images(fake: FakeUpstream) -> list[Image.Image]:
     content = fake.stats()["last_request"]["messages"][-1]["content"]
-    images = []
+    images: list[Image.Image] = []
     for part in content:
         if part["type"] == "image_url":
             data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])

@@ -50,10 +50,10 @@ class Site:
     shop: str  # a service key: one backend, many customers (OpenAI's `user` field)
     root: str  # an administrator's key
     eve: str  # another user's key
-    sql: Callable[[str], None]  # runs one statement on the gateway's database
+    sql: Callable[[str], object]  # runs one statement on the gateway's database
 
 
-def database(kind: str, home: Path) -> tuple[dict[str, str], Callable[[str], None]]:
+def database(kind: str, home: Path) -> tuple[dict[str, str], Callable[[str], object]]:
     """The gateway's ``database_url`` settings and a way to run SQL on that database."""
     if kind == "sqlite":
 
@@ -230,7 +230,7 @@ def answered(site: Site) -> dict[str, Any]:
     """The last request that asked for an answer (memory updates, asked after it in the
     background, are told apart by their system prompt)."""
     site.fake.wait_stats(lambda s: s["in_flight"] == 0, timeout=30)
-    for body in reversed(site.fake.requests()):
+    for body in site.fake.requests()[::-1]:  # reversed() would lose the type to Any
         if not body["messages"][0]["content"].startswith("You maintain the long-term memory"):
             return body
     raise AssertionError("no answer request")

@@ -43,7 +43,7 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def with_images(*urls: str) -> dict[str, Any]:
-    parts = [{"type": "text", "text": "look"}]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "look"}]
     parts += [{"type": "image_url", "image_url": {"url": url}} for url in urls]
     return hello(messages=[{"role": "user", "content": parts}])
 

@@ -382,7 +382,8 @@ async def test_redis_keys_expire(redis_url: str) -> None:
         key = key_id()
         permit = await limiter.acquire(key, Limits(rpm=5, tpm=5, concurrency=2))
         await permit.release(7)
-        names = [n.decode() for n in await client.keys(f"enclave:rl:{{{key}}}:*")]
+        keys = await client.keys(f"enclave:rl:{{{key}}}:*")  # typed bytes | str: bytes here
+        names = [n.decode() if isinstance(n, bytes) else n for n in keys]
         assert sorted(n.rsplit(":", 1)[1] for n in names) == ["req", "tok"]  # lease gone
         for name in names:
             ttl = await client.pttl(name)

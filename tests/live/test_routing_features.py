@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.fake_upstream import extras_header
@@ -39,11 +40,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def healthy(member: dict[str, Any]) -> bool:
-    return member["state"] == "healthy" and member["breaker"] == "closed"
+    return bool(member["state"] == "healthy" and member["breaker"] == "closed")
 
 
 def unhealthy(member: dict[str, Any]) -> bool:
-    return member["state"] == "unhealthy"
+    return bool(member["state"] == "unhealthy")
 
 
 def poll(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -58,7 +59,7 @@ def poll(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
         time.sleep(0.05)
 
 
-def user(text: str) -> list[dict[str, Any]]:
+def user(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
