@@ -20,7 +20,7 @@ import pytest
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.faq import write_faq
-from tests.gateway import Gateway, cli, run_gateway
+from tests.gateway import Gateway, add_user, cli, run_gateway
 
 PROFILES = [
     {
@@ -36,9 +36,7 @@ OLD = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def new_key(gateway: Gateway, user: str, role: str) -> str:
-    added = cli(gateway, "users", "add", user, "--role", role, "--password-stdin",
-                stdin=f"{user}-password-long\n")  # fmt: skip
-    assert added.returncode == 0, added.stderr
+    add_user(gateway, user, role, f"{user}-password-long")
     made = cli(gateway, "keys", "create", "--user", user, "--name", "site")
     assert made.returncode == 0, made.stderr
     return made.stdout.splitlines()[0].strip()

@@ -23,7 +23,15 @@ import openai
 import pytest
 
 from tests.fakes.procs import FakeUpstream, free_port, run_process
-from tests.gateway import ENCLAVE, Gateway, audit_records, cli, run_gateway, run_tls_gateway
+from tests.gateway import (
+    ENCLAVE,
+    Gateway,
+    add_user,
+    audit_records,
+    cli,
+    run_gateway,
+    run_tls_gateway,
+)
 
 pytestmark = pytest.mark.fake_upstream(models=["fake-model", "other-model"], vision=True)
 
@@ -68,9 +76,7 @@ def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with run_gateway(tmp_path_factory.mktemp("identity"), settings(fake)) as gw:
         for name, role, password in (("alice", "admin", ADMIN_PASSWORD),
                                      ("bob", "user", BOB_PASSWORD)):  # fmt: skip
-            added = cli(gw, "users", "add", name, "--role", role, "--password-stdin",
-                        stdin=password + "\n")  # fmt: skip
-            assert added.returncode == 0, added.stderr
+            add_user(gw, name, role, password)
         yield gw
 
 
