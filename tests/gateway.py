@@ -103,6 +103,13 @@ def cli(
     )  # fmt: skip
 
 
+def add_user(gateway: Gateway, name: str, role: str, password: str) -> None:
+    """``enclave users add NAME --role ROLE --password-stdin``, which must succeed."""
+    added = cli(gateway, "users", "add", name, "--role", role, "--password-stdin",
+                stdin=password + "\n")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+
 def audit_records(gateway: Gateway) -> list[dict[str, Any]]:
     """The gateway's audit chain, as ``enclave audit export --format jsonl`` gives it."""
     done = cli(gateway, "audit", "export", "--format", "jsonl")

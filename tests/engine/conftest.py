@@ -1,4 +1,5 @@
-"""The real embedded engine: llama.cpp in its child process, with a real model."""
+"""The real embedded engine: llama.cpp in its child process, with a real model. Every
+test here is marked ``engine``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.gateway import ENCLAVE
+from tests.helpers import mark_directory
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects on the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_directory(items, Path(__file__).parent, pytest.mark.engine)
 
 
 def prepare(home: Path, model: str) -> None:

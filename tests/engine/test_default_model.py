@@ -11,7 +11,7 @@ import pytest
 from tests.engine.conftest import prepare
 from tests.gateway import ASK, run_gateway
 
-pytestmark = [pytest.mark.engine, pytest.mark.default_model]
+pytestmark = pytest.mark.default_model
 
 QWEN = "qwen2.5-coder-1.5b-instruct"
 

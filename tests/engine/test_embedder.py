@@ -14,8 +14,6 @@ from enclave.engine.embedder import E5Model
 from enclave.errors import InvalidRequest
 from enclave.protocol.embeddings import EmbeddingRequest
 
-pytestmark = pytest.mark.engine
-
 
 @pytest.fixture(scope="module")
 def embedder() -> E5Model:

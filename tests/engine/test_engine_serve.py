@@ -13,12 +13,11 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.engine.conftest import prepare
 from tests.gateway import ASK, Gateway, run_gateway
 from tests.live.test_gateway import image_part, png_with_text, post
-
-pytestmark = pytest.mark.engine
 
 TINY = "smollm2-135m-instruct"
 CONFIG: dict[str, Any] = {
@@ -113,7 +112,7 @@ def test_non_streamed_answer(client: openai.OpenAI) -> None:
 
 
 def test_multi_turn_reuses_the_cached_prefix(client: openai.OpenAI) -> None:
-    history = [
+    history: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": "You are a terse assistant. " * 20},
         {"role": "user", "content": "What is tar?"},
     ]
@@ -127,6 +126,8 @@ def test_multi_turn_reuses_the_cached_prefix(client: openai.OpenAI) -> None:
     second = client.chat.completions.create(
         model=TINY, messages=history, max_tokens=12, temperature=0
     )
+    assert first.usage is not None
+    assert second.usage is not None
     details = second.usage.prompt_tokens_details
     assert details is not None
     assert details.cached_tokens is not None

@@ -11,8 +11,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from enclave.engine.ocr import OCR
 
-pytestmark = pytest.mark.engine
-
 DATA = Path(__file__).parent.parent / "data"
 
 

@@ -2,57 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream
+from tests.helpers import assert_one_line_error, run_ask
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.fake_upstream(vision=True)
 ASK = Path(sys.executable).parent / "ask"
 PNG = Path(__file__).resolve().parents[1] / "data" / "ocr_chinese.png"
-MODEL = "fake-model"
-
-
-def run_ask(
-    *args: str, url: str, stdin: str | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-    clean = {k: v for k, v in clean.items() if "proxy" not in k.lower()}
-    # a developer's own ~/.config/enclave/ask.toml must not change what is tested
-    no_config = "/nonexistent/ask.toml"
-    full_env = {**clean, "ENCLAVE_URL": url, "ENCLAVE_MODEL": MODEL, "ASK_CONFIG": no_config, **env}
-    return subprocess.run(
-        [str(ASK), *args],
-        check=False,
-        input=stdin if stdin is not None else "",
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=30,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], line: str, code: int) -> None:
-    assert result.returncode == code, result.stderr
-    assert result.stderr == line + "\n"
-    assert "Traceback" not in result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(vision=True) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def url(fake: FakeUpstream) -> str:
-    fake.reset()
-    return fake.root
 
 
 def test_streamed_answer(url: str, fake: FakeUpstream) -> None:
@@ -151,7 +112,7 @@ def test_server_error_status(fake: FakeUpstream) -> None:
 def test_error_event_mid_stream() -> None:
     with run_fake_upstream(error_after=3) as breaking:
         result = run_ask("one", "two", "three", url=breaking.root)
-    assert_one_line_error(result, "ask: scripted mid-stream failure", 1)
+    assert_one_line_error(result, "ask: scripted mid-stream failure", 1, stdout="echo: one two\n")
     assert result.stdout == "echo: one two\n"
 
 

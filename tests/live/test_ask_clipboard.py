@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.fakes.procs import FakeUpstream, run_fake_upstream
+from tests.fakes.procs import FakeUpstream
+from tests.helpers import assert_one_line_error, run_ask
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.fake_upstream(vision=True)
 ASK = Path(sys.executable).parent / "ask"
 PNG = Path(__file__).resolve().parents[1] / "data" / "ocr_chinese.png"
 MODEL = "fake-model"
@@ -47,31 +48,9 @@ needs_x11 = pytest.mark.skipif(
 )
 
 
-def run_ask(*args: str, url: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-    clean = {k: v for k, v in clean.items() if "proxy" not in k.lower()}
-    clean = {k: v for k, v in clean.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    base = {"ENCLAVE_URL": url, "ENCLAVE_MODEL": MODEL, "ASK_CONFIG": "/nonexistent/ask.toml"}
-    return subprocess.run(
-        [str(ASK), *args],
-        check=False,
-        input="",
-        capture_output=True,
-        text=True,
-        env={**clean, **base, **env},
-        timeout=30,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], line: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert result.stderr == line + "\n"
-    assert result.stdout == ""
-
-
 def sent_images(fake: FakeUpstream) -> list[Image.Image]:
     content = fake.stats()["last_request"]["messages"][-1]["content"]
-    images = []
+    images: list[Image.Image] = []
     for part in content:
         if part["type"] == "image_url":
             data = base64.b64decode(part["image_url"]["url"].split(",", 1)[1])
@@ -86,18 +65,6 @@ def big_photo(path: Path, size: tuple[int, int] = (4000, 3000)) -> Path:
     noise = Image.effect_noise((size[0] // 8, size[1] // 8), 60).convert("RGB")
     noise.resize(size, Image.Resampling.BICUBIC).save(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(vision=True) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def url(fake: FakeUpstream) -> str:
-    fake.reset()
-    return fake.root
 
 
 @pytest.fixture
@@ -139,7 +106,7 @@ def copy(display: str, *, path: Path | None = None, text: str | None = None) -> 
 @needs_x11
 def test_clip_image(url: str, fake: FakeUpstream, display: str) -> None:
     copy(display, path=PNG)
-    result = run_ask("--clip", "what is this", url=url, env={"DISPLAY": display})
+    result = run_ask("--clip", "what is this", url=url, DISPLAY=display)
     assert result.returncode == 0, result.stderr
     assert "images=1 texts=1" in result.stdout
     text, image = fake.stats()["last_request"]["messages"][0]["content"]
@@ -154,7 +121,7 @@ def test_clip_big_image_is_downscaled(
     url: str, fake: FakeUpstream, display: str, tmp_path: Path
 ) -> None:
     copy(display, path=big_photo(tmp_path / "big.png"))
-    result = run_ask("-v", "--clip", "what is this", url=url, env={"DISPLAY": display})
+    result = run_ask("-v", "--clip", "what is this", url=url, DISPLAY=display)
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("image clipboard: 4000x3000 ")
     assert " → 1568x1176 " in result.stderr
@@ -164,7 +131,7 @@ def test_clip_big_image_is_downscaled(
 @needs_x11
 def test_clip_text_is_a_fenced_block(url: str, fake: FakeUpstream, display: str) -> None:
     copy(display, text="Traceback (most recent call last):\n  KeyError: 'x'\n")
-    result = run_ask("--clip", "why", url=url, env={"DISPLAY": display})
+    result = run_ask("--clip", "why", url=url, DISPLAY=display)
     assert result.returncode == 0, result.stderr
     assert "images=0 texts=1" in result.stdout
     assert fake.stats()["last_request"]["messages"] == [
@@ -178,33 +145,33 @@ def test_clip_text_is_a_fenced_block(url: str, fake: FakeUpstream, display: str)
 
 @needs_x11
 def test_empty_clipboard(url: str, fake: FakeUpstream, display: str) -> None:
-    result = run_ask("--clip", "what is this", url=url, env={"DISPLAY": display})
+    result = run_ask("--clip", "what is this", url=url, DISPLAY=display)
     assert_one_line_error(result, "ask: the clipboard holds no image or text")
     assert fake.stats()["last_request"] is None
 
 
 @needs_x11
 def test_display_that_cannot_be_opened(url: str) -> None:
-    result = run_ask("--clip", "hi", url=url, env={"DISPLAY": ":1999"})
+    result = run_ask("--clip", "hi", url=url, DISPLAY=":1999")
     assert_one_line_error(
         result, "ask: --clip cannot reach the display: Error: Can't open display: :1999"
     )
 
 
 def test_no_display(url: str) -> None:
-    result = run_ask("--clip", "hi", url=url, env={})
+    result = run_ask("--clip", "hi", url=url)
     message = "ask: --clip needs a display: neither DISPLAY nor WAYLAND_DISPLAY is set"
     assert_one_line_error(result, message)
 
 
 def test_no_clipboard_tool(url: str, tmp_path: Path) -> None:
-    result = run_ask("--clip", "hi", url=url, env={"DISPLAY": ":0", "PATH": str(tmp_path)})
+    result = run_ask("--clip", "hi", url=url, DISPLAY=":0", PATH=str(tmp_path))
     assert_one_line_error(result, NO_TOOL)
 
 
 def test_verbose_big_image_is_downscaled(url: str, fake: FakeUpstream, tmp_path: Path) -> None:
     big = big_photo(tmp_path / "big.png", (3840, 2160))
-    result = run_ask("-v", "-i", str(big), "what", "is", "this", url=url, env={})
+    result = run_ask("-v", "-i", str(big), "what", "is", "this", url=url)
     assert result.returncode == 0, result.stderr
     assert "images=1 texts=1" in result.stdout
     line = result.stderr.strip()
@@ -219,7 +186,7 @@ def test_verbose_big_image_is_downscaled(url: str, fake: FakeUpstream, tmp_path:
 
 
 def test_max_image_side_flag(url: str, fake: FakeUpstream) -> None:
-    result = run_ask("--max-image-side", "100", "-i", str(PNG), "hi", url=url, env={})
+    result = run_ask("--max-image-side", "100", "-i", str(PNG), "hi", url=url)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     (image,) = sent_images(fake)
@@ -229,7 +196,7 @@ def test_max_image_side_flag(url: str, fake: FakeUpstream) -> None:
 def test_corrupt_image(url: str, tmp_path: Path) -> None:
     path = tmp_path / "cut.png"
     path.write_bytes(PNG.read_bytes()[:300])
-    result = run_ask("-i", str(path), "hi", url=url, env={})
+    result = run_ask("-i", str(path), "hi", url=url)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"ask: {path} is a corrupt or truncated image")
     assert result.stderr.count("\n") == 1

@@ -3,10 +3,8 @@ against the real fake upstream, checking what was actually sent."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,41 +12,10 @@ import pytest
 
 from enclave.client.askconfig import BUILTIN_ROLES
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
+from tests.helpers import assert_one_line_error, clean_environ, run_ask
 
-pytestmark = pytest.mark.live
 ASK = Path(sys.executable).parent / "ask"
 KEY = "sk-enc-abcdefgh-0123456789abcdefghijABCDEFGHIJkl"
-
-
-def run_ask(
-    *args: str, config: Path, stdin: str | bytes = "", **env: str
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
-    clean = {k: v for k, v in clean.items() if "proxy" not in k.lower()}
-    data = stdin if isinstance(stdin, bytes) else stdin.encode()
-    done = subprocess.run(
-        [str(ASK), *args],
-        check=False,
-        input=data,
-        capture_output=True,
-        env={**clean, "ASK_CONFIG": str(config), **env},
-        timeout=30,
-    )
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(), done.stderr.decode()
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], line: str, code: int) -> None:
-    assert result.returncode == code, result.stderr
-    assert result.stderr == line + "\n"
-    assert result.stdout == ""
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture
@@ -88,10 +55,7 @@ def test_xdg_config_home_is_used(tmp_path: Path, fake: FakeUpstream) -> None:
     fake.reset()
     (tmp_path / "enclave").mkdir()
     (tmp_path / "enclave" / "ask.toml").write_text(f'url = "{fake.root}"\nmodel = "fake-model"\n')
-    env = {k: v for k, v in os.environ.items() if k != "ASK_CONFIG"}
-    env = {
-        k: v for k, v in env.items() if not k.startswith("ENCLAVE_") and "proxy" not in k.lower()
-    }
+    env = {k: v for k, v in clean_environ().items() if k != "ASK_CONFIG"}
     result = subprocess.run(
         [str(ASK), "hi"], input="", capture_output=True, text=True, check=False, timeout=30,
         env={**env, "XDG_CONFIG_HOME": str(tmp_path)},

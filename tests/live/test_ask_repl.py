@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
+from tests.helpers import fake_upstream_for
 from tests.terminal import Terminal
 
 pytestmark = [
-    pytest.mark.live,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+    pytest.mark.fake_upstream(vision=True, tokens=60, context_length=4096),
 ]
 ASK = Path(sys.executable).parent / "ask"
 PNG = Path(__file__).resolve().parents[1] / "data" / "ocr_chinese.png"
@@ -42,8 +43,9 @@ def ask_env(fake: FakeUpstream, home: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(vision=True, tokens=60, context_length=4096) as upstream:
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
+    """A fresh fake for each test, not one per module: tests stop answers midway."""
+    with fake_upstream_for(request.node) as upstream:
         yield upstream
 
 

@@ -3,26 +3,16 @@ in a temporary ``$ASK_HISTORY`` file."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
+from tests.helpers import run_ask
 
-pytestmark = pytest.mark.live
-ASK = Path(sys.executable).parent / "ask"
 PAD = " ".join(f"t{i}" for i in range(7, 17))
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream() as upstream:
-        yield upstream
 
 
 @pytest.fixture
@@ -34,24 +24,7 @@ def history(tmp_path: Path, fake: FakeUpstream) -> Path:
 def ask(
     *args: str, fake: FakeUpstream, history: Path, config: str = "/nonexistent/ask.toml"
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ENCLAVE_", "ASK_"))}
-    clean = {k: v for k, v in clean.items() if "proxy" not in k.lower()}
-    env = {
-        **clean,
-        "ENCLAVE_URL": fake.root,
-        "ENCLAVE_MODEL": "fake-model",
-        "ASK_CONFIG": config,
-        "ASK_HISTORY": str(history),
-    }
-    return subprocess.run(
-        [str(ASK), *args],
-        check=False,
-        input="",
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-    )
+    return run_ask(*args, url=fake.root, ASK_CONFIG=config, ASK_HISTORY=str(history))
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

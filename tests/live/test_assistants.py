@@ -20,9 +20,7 @@ import pytest
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.faq import write_faq
-from tests.gateway import Gateway, cli, run_gateway
-
-pytestmark = pytest.mark.live
+from tests.gateway import Gateway, add_user, cli, run_gateway
 
 PROFILES = [
     {
@@ -38,9 +36,7 @@ OLD = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def new_key(gateway: Gateway, user: str, role: str) -> str:
-    added = cli(gateway, "users", "add", user, "--role", role, "--password-stdin",
-                stdin=f"{user}-password-long\n")  # fmt: skip
-    assert added.returncode == 0, added.stderr
+    add_user(gateway, user, role, f"{user}-password-long")
     made = cli(gateway, "keys", "create", "--user", user, "--name", "site")
     assert made.returncode == 0, made.stderr
     return made.stdout.splitlines()[0].strip()
@@ -52,10 +48,10 @@ class Site:
     shop: str  # a service key: one backend, many customers (OpenAI's `user` field)
     root: str  # an administrator's key
     eve: str  # another user's key
-    sql: Callable[[str], None]  # runs one statement on the gateway's database
+    sql: Callable[[str], object]  # runs one statement on the gateway's database
 
 
-def database(kind: str, home: Path) -> tuple[dict[str, str], Callable[[str], None]]:
+def database(kind: str, home: Path) -> tuple[dict[str, str], Callable[[str], object]]:
     """The gateway's ``database_url`` settings and a way to run SQL on that database."""
     if kind == "sqlite":
 
@@ -232,7 +228,7 @@ def answered(site: Site) -> dict[str, Any]:
     """The last request that asked for an answer (memory updates, asked after it in the
     background, are told apart by their system prompt)."""
     site.fake.wait_stats(lambda s: s["in_flight"] == 0, timeout=30)
-    for body in reversed(site.fake.requests()):
+    for body in site.fake.requests()[::-1]:  # reversed() would lose the type to Any
         if not body["messages"][0]["content"].startswith("You maintain the long-term memory"):
             return body
     raise AssertionError("no answer request")

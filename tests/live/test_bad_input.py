@@ -14,8 +14,6 @@ from tests.fakes.procs import run_fake_upstream
 from tests.gateway import Gateway, health_of, run_gateway, wait_member
 from tests.live.test_gateway import FAKE, data_url, hello, only_upstream, png_with_text, post
 
-pytestmark = pytest.mark.live
-
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
@@ -45,7 +43,7 @@ def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def with_images(*urls: str) -> dict[str, Any]:
-    parts = [{"type": "text", "text": "look"}]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "look"}]
     parts += [{"type": "image_url", "image_url": {"url": url}} for url in urls]
     return hello(messages=[{"role": "user", "content": parts}])
 

@@ -13,7 +13,6 @@ import io
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,11 @@ import pytest
 from PIL import Image
 
 from enclave.cli.main import main
-from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream
+from tests.fakes.procs import FakeUpstream, free_port
 from tests.gateway import run_tls_gateway
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.fake_upstream(vision=True)
 ENCLAVE = str(Path(sys.executable).parent / "enclave")
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(vision=True) as upstream:
-        yield upstream
 
 
 @pytest.fixture(autouse=True)

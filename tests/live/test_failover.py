@@ -22,8 +22,6 @@ import yaml
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import Gateway, health_of, run_gateway, wait_member
 
-pytestmark = pytest.mark.live
-
 ROUTER = {
     "health_interval_s": 0.2,
     "health_timeout_s": 0.5,
@@ -240,7 +238,9 @@ def test_a_full_queue_is_a_429_with_retry_after_and_queued_calls_are_served(
         busy = pool.submit(ask, client)
         a.wait_stats(lambda s: s["in_flight"] == 1)
         create = client.chat.completions.with_raw_response.create
-        queued = pool.submit(create, model="m", messages=[{"role": "user", "content": "queued"}])
+        queued = pool.submit(
+            lambda: create(model="m", messages=[{"role": "user", "content": "queued"}])
+        )
         deadline = time.monotonic() + 5
         while health_of(gw)[1]["pools"][0]["queued"] != 1:
             assert time.monotonic() < deadline

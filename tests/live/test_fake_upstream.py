@@ -16,14 +16,8 @@ from openai.types.chat import ChatCompletionContentPartParam
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 
-pytestmark = pytest.mark.live
 MODEL = "fake-model"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=(MODEL, "other"), vision=True) as upstream:
-        yield upstream
+pytestmark = pytest.mark.fake_upstream(models=(MODEL, "other"), vision=True)
 
 
 def sdk(upstream: FakeUpstream, api_key: str = "unused") -> openai.OpenAI:

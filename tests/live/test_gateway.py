@@ -19,10 +19,9 @@ import pytest
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import ASK, Gateway, run_gateway
 
-pytestmark = pytest.mark.live
-
 FAKE = "fake-model"
 ALIAS = "qwen-alias"
+pytestmark = pytest.mark.fake_upstream(models=[FAKE], tokens=12, context_length=2048)
 
 
 def png_with_text(text: str, size: tuple[int, int] = (900, 160)) -> bytes:
@@ -41,12 +40,6 @@ def data_url(data: bytes, mime: str = "image/png") -> str:
 
 def image_part(data: bytes) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": data_url(data)}}
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=[FAKE], tokens=12, context_length=2048) as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,18 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.procs import FakeUpstream, free_port, run_fake_upstream, run_process
-from tests.gateway import ENCLAVE, Gateway, audit_records, cli, run_gateway, run_tls_gateway
+from tests.fakes.procs import FakeUpstream, free_port, run_process
+from tests.gateway import (
+    ENCLAVE,
+    Gateway,
+    add_user,
+    audit_records,
+    cli,
+    run_gateway,
+    run_tls_gateway,
+)
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.fake_upstream(models=["fake-model", "other-model"], vision=True)
 
 PROXY = "127.0.0.2"  # a second loopback address: the trusted reverse proxy
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -64,19 +72,11 @@ def make_key(gateway: Gateway, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=["fake-model", "other-model"], vision=True) as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     with run_gateway(tmp_path_factory.mktemp("identity"), settings(fake)) as gw:
         for name, role, password in (("alice", "admin", ADMIN_PASSWORD),
                                      ("bob", "user", BOB_PASSWORD)):  # fmt: skip
-            added = cli(gw, "users", "add", name, "--role", role, "--password-stdin",
-                        stdin=password + "\n")  # fmt: skip
-            assert added.returncode == 0, added.stderr
+            add_user(gw, name, role, password)
         yield gw
 
 

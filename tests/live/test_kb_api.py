@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.procs import FakeUpstream, run_fake_upstream
+from tests.fakes.procs import FakeUpstream
 from tests.faq import write_faq
 from tests.gateway import Gateway, audit_records, run_gateway
 from tests.gateway import cli as run_cli
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.fake_upstream(models=["fake-model"])
 
 NO_ENGINE = {"enabled": False, "embeddings": False, "ocr": False}
 
@@ -29,12 +29,6 @@ def cli(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
 def ok(done: subprocess.CompletedProcess[str]) -> str:
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=["fake-model"]) as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")

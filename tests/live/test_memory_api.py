@@ -12,9 +12,7 @@ import httpx
 import pytest
 
 from tests.fakes.procs import run_fake_upstream
-from tests.gateway import Gateway, cli, run_gateway
-
-pytestmark = pytest.mark.live
+from tests.gateway import Gateway, add_user, cli, run_gateway
 
 PASSWORDS = {"root": "root-password-long-enough", "bob": "bob-password-1234",
              "carol": "carol-password-1234"}  # fmt: skip
@@ -32,9 +30,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         with run_gateway(tmp_path_factory.mktemp("memory"), config) as gw:
             for name, password in PASSWORDS.items():
                 role = "admin" if name == "root" else "user"
-                added = cli(gw, "users", "add", name, "--role", role, "--password-stdin",
-                            stdin=password + "\n")  # fmt: skip
-                assert added.returncode == 0, added.stderr
+                add_user(gw, name, role, password)
             yield gw
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import clean_environ
 
 SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def enclave(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env = clean_environ()
     env["ENCLAVE_HOME"] = str(home)
     return subprocess.run(
         [str(ENCLAVE), *args], env=env, capture_output=True, text=True, timeout=120, check=False

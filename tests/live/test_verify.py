@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import yaml
 
 from enclave.bench.verify import Thresholds
 from enclave.cli.main import main
-from tests.fakes.procs import FakeUpstream, run_fake_upstream
+from tests.fakes.procs import FakeUpstream
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.fake_upstream(models=("fake-model", "other"))
 ENCLAVE = str(Path(sys.executable).parent / "enclave")
 QUICK = {
     "max_tokens": 8,
@@ -25,12 +24,6 @@ QUICK = {
     "single_user": {"requests": 5},
     "throughput": {"concurrency": 4, "requests": 12},
 }
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=("fake-model", "other")) as upstream:
-        yield upstream
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 ``tests/storage/conftest.py`` re-exports these; a test directory elsewhere (e.g. audit)
 gets them the same way::
 
-    from tests.storage.fixtures import anyio_backend, database_url, postgres, store
+    from tests.storage.fixtures import database_url, postgres, store
 
 ``database_url`` is parametrized ``sqlite`` / ``postgres``: every test using it runs
 once per database. PostgreSQL starts (once per test process) only when a ``postgres``
@@ -19,12 +19,7 @@ import pytest
 from enclave.store.repos import Store, open_store
 from tests.fakes import postgres as pg
 
-__all__ = ["anyio_backend", "database_url", "postgres", "store"]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+__all__ = ["database_url", "postgres", "store"]
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from enclave.audit import (
     AuditEntry,
@@ -194,7 +195,7 @@ async def test_values_are_fitted_to_their_columns(store: Store, writer: AuditWri
 async def test_a_bad_entry_fails_alone_and_the_chain_stays_whole(
     store: Store, writer: AuditWriter
 ) -> None:
-    bad = entry(0, action=None)  # type: ignore[arg-type]  # violates NOT NULL
+    bad = entry(0, action=None)  # violates NOT NULL
     results = await asyncio.gather(
         *(writer.write(entry(n)) for n in range(1, 6)),
         writer.write(bad),
@@ -426,7 +427,7 @@ async def test_pruning_keeps_the_chain_verifiable(store: Store, writer: AuditWri
     assert await prune(store.sessions, KEY, cutoff) == 0
 
 
-async def one(session: Any, seq: int) -> AuditRecord:
+async def one(session: AsyncSession, seq: int) -> AuditRecord:
     return (await session.execute(select(AuditRecord).where(AuditRecord.seq == seq))).scalar_one()
 
 
@@ -594,10 +595,8 @@ async def test_export_csv_rows_can_be_checked_against_their_hashes(ten_days: Sto
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
-    for name in ("ENCLAVE_DATABASE_URL", "ENCLAVE_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
     return tmp_path / "home"
 
 

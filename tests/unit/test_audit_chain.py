@@ -101,7 +101,7 @@ def test_canonical_refuses_nan() -> None:
         canonical(1, entry(1, detail={"x": float("nan")}))
 
 
-FIELD_CHANGES = {
+FIELD_CHANGES: dict[str, Any] = {  # a value of each field's type, unlike entry(1)'s
     "ts": iso_utc(datetime(2030, 1, 1, tzinfo=UTC)),
     "kind": "admin",
     "action": "keys.create",
@@ -208,7 +208,8 @@ def test_an_edited_field_names_its_record(name: str) -> None:
 def test_an_edited_hash_names_its_record(column: str) -> None:
     records = chain(10)
     head = head_of(records)
-    records[4] = dataclasses.replace(records[4], **{column: "f" * 64})
+    edited: dict[str, Any] = {column: "f" * 64}
+    records[4] = dataclasses.replace(records[4], **edited)
     verdict = verify(records, head, None, KEY)
     assert (verdict.ok, verdict.broken_seq) == (False, 5)
 

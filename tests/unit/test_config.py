@@ -12,12 +12,7 @@ from enclave.config import apply_overrides, load_settings, masked
 from enclave.errors import ConfigError
 from tests.gateway import ENCLAVE
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("ENCLAVE_CONFIG", "ENCLAVE_HOME", "ENCLAVE_PORT", "ENCLAVE_ENGINE__THREADS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def write(tmp_path: Path, text: str) -> Path:

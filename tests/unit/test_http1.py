@@ -14,11 +14,6 @@ from enclave.http1 import Client
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @asynccontextmanager
 async def server(handler: Handler) -> AsyncIterator[str]:
     writers: list[asyncio.StreamWriter] = []

@@ -20,12 +20,7 @@ from enclave.config import UpstreamSettings
 from enclave.deploy import presets
 from enclave.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("ENCLAVE_CONFIG", "ENCLAVE_HOME", "ENCLAVE_PORT", "ENCLAVE_HOST"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -29,11 +29,6 @@ from enclave.upstream import ChatStream, UpstreamState
 from enclave.upstream.base import ALWAYS_READY
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0

@@ -7,7 +7,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,11 +91,7 @@ def health_server(body: Any, status: int = 200) -> Iterator[str]:
         thread.join()
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("ENCLAVE_CONFIG", "ENCLAVE_HOME", "ENCLAVE_PORT", "ENCLAVE_HOST", "ENCLAVE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def upstreams(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
