@@ -164,8 +164,10 @@ def test_bad_input_ends_in_one_readable_line(case: str, tmp_path: Path) -> None:
     config.write_text("url = 3\n" if case == "bad config file" else "")
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in BAD_INPUT[case]]
     url = f"http://127.0.0.1:{free_port()}"
-    env = {"ASK_CONFIG": str(config), "XDG_DATA_HOME": str(tmp_path / "data")}
-    result = run_ask(*args, url=url, DISPLAY="", WAYLAND_DISPLAY="", **env)
+    data = str(tmp_path / "data")
+    result = run_ask(
+        *args, url=url, config=config, DISPLAY="", WAYLAND_DISPLAY="", XDG_DATA_HOME=data
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     lines = result.stderr.splitlines()

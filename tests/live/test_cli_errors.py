@@ -5,7 +5,6 @@ gives it; all cases run at once in threads (each bounded by a timeout) to stay f
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +15,7 @@ import pytest
 
 from tests.fakes.procs import free_port
 from tests.gateway import ASK, ENCLAVE
-
-pytestmark = pytest.mark.live
+from tests.helpers import clean_environ
 
 TIMEOUT = 45  # seconds, per run: a hang is a failure too
 CLOSED = f"http://127.0.0.1:{free_port()}"  # bound once, then released: nobody listens
@@ -175,8 +173,7 @@ class Outcome:
 
 
 def _environment(home: Path, extra: dict[str, str]) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("ENCLAVE_", "ASK_"))}
-    keep = {k: v for k, v in keep.items() if "proxy" not in k.lower() and k != "DISPLAY"}
+    keep = {k: v for k, v in clean_environ().items() if not k.startswith("ASK_")}
     env = {
         **keep,
         "HOME": str(home),
