@@ -46,8 +46,22 @@ def config(*members: dict[str, Any], **router: Any) -> dict[str, Any]:
     }
 
 
+OPENED: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    """Close each test's SDK clients: a pooled socket left to the garbage collector warns
+    (unclosed socket), and the suite turns warnings into errors."""
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 def sdk(gateway: Gateway, timeout: float = 30) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=timeout)
+    client = openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=timeout)
+    OPENED.append(client)
+    return client
 
 
 def ask(client: openai.OpenAI, text: str = "hi", **extra: Any) -> tuple[str, str]:
