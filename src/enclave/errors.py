@@ -24,6 +24,8 @@ Code raises these; the gateway maps them to HTTP in one place
     │   └── UpstreamStatusError        the upstream's own 4xx (5xx become 502), passed on
     ├── ConfigError                    bad settings file or values (CLI only)
     ├── ModelFileError                 model files: missing chunks, checksum mismatch
+    ├── ClientGone                     499 client_closed_request: control flow, not a fault;
+    │                                  the client hung up first (nginx's 499), no body sent
     └── ClientError                    what ``ask`` and other clients meet (enclave.client.chat):
                                        Unreachable, StatusError/AuthRefused, StreamError,
                                        ProtocolError, ImageError
@@ -196,3 +198,14 @@ class ConfigError(EnclaveError):
 
 class ModelFileError(EnclaveError):
     type = "model_file_error"
+
+
+class ClientGone(EnclaveError):
+    """The client hung up before the answer was ready: the call is dropped, and the
+    status (nginx's 499) only reaches the access log and the metrics."""
+
+    status = 499
+    type = "client_closed_request"
+
+    def __init__(self, message: str = "the client closed the connection") -> None:
+        super().__init__(message)

@@ -3,10 +3,10 @@ assembly, then to the profile's base model pool like any other call.
 
 :meth:`Assistants.prepare` turns the client's request into the base model's request (a
 :class:`Turn`); the gateway sends it through the router (streamed or not, with retries,
-metrics and audit as usual); :meth:`Turn.finish_response` / :func:`finish_stream` add the
-citations and the conversation id to what goes back; :meth:`Assistants.remember` stores
-the exchange (conversation history, the recent tier) before the response ends, and lets
-the model update long-term memory in the background.
+metrics and audit as usual); :meth:`Assistants.finish` / :meth:`Assistants.finish_stream`
+add the citations and the conversation id to what goes back and store the exchange
+(:meth:`Assistants.remember`: conversation history, the recent tier) before the response
+ends, and let the model update long-term memory in the background.
 """
 
 from __future__ import annotations
@@ -249,6 +249,25 @@ class Assistants:
 
     # --- after the answer ---------------------------------------------------------------
 
+    async def finish(self, turn: Turn, result: dict[str, Any]) -> dict[str, Any]:
+        """A non-streamed answer: the footer, citations and conversation id added, the
+        exchange stored."""
+        result = turn.finish_response(result)
+        await self.remember(turn)
+        return result
+
+    async def finish_stream(
+        self, turn: Turn, events: AsyncGenerator[bytes, None]
+    ) -> AsyncIterator[bytes]:
+        """The relayed stream with the answer collected, the footer and the citations
+        added to the chunk that finishes the choice, and the exchange stored before
+        ``[DONE]``."""
+        try:
+            async for raw in _finished(turn, events, self.remember):
+                yield raw
+        finally:
+            await events.aclose()  # a client gone mid-stream: the relay lets go of the upstream
+
     async def remember(self, turn: Turn) -> None:
         """Store the exchange; let the model update long-term memory in the background. A
         failure here is logged: the client still gets its answer."""
@@ -319,18 +338,6 @@ def memory_subject_of(profile: AssistantProfile, subject: str, external: str) ->
     if profile.memory == "off":
         return None
     return subject if profile.memory == "user" else f"{subject}#{external}"
-
-
-async def finish_stream(
-    turn: Turn, events: AsyncGenerator[bytes, None], remember: Callable[[Turn], Awaitable[None]]
-) -> AsyncIterator[bytes]:
-    """The relayed stream with the answer collected, the footer and the citations added to
-    the chunk that finishes the choice, and the exchange stored before ``[DONE]``."""
-    try:
-        async for raw in _finished(turn, events, remember):
-            yield raw
-    finally:
-        await events.aclose()  # a client gone mid-stream: the relay lets go of the upstream
 
 
 async def _finished(
