@@ -64,6 +64,7 @@ class Turn:
     # the model's answer as it arrives; the Sources line is only in what the client gets, so
     # that stored history, recent turns and memory extraction never feed it back to a model
     answer: list[str] = field(default_factory=list)
+    memory: MemoryService | None = None  # opened by prepare when the profile keeps memory
 
     @property
     def conversation_id(self) -> str:
@@ -183,7 +184,8 @@ class Assistants:
             subject, external, owner=owner, assistant=profile.public, title=question
         )
         memory_subject = memory_subject_of(profile, subject, external)
-        memories, recent = await self._recall(profile, memory_subject, subject, external, question)
+        memory = await self._memory() if memory_subject is not None else None
+        memories, recent = await _recall(memory, profile, memory_subject, external, question)
         sources = await self._retrieve(profile, question)
         history = await self._history(profile, conversation, messages)
         client_system = [text_of(m) for m in messages if m.get("role") in ("system", "developer")]
@@ -195,29 +197,8 @@ class Assistants:
         wire |= {k: v for k, v in profile.defaults.items() if k not in body}
         wire["model"] = profile.model
         wire["messages"] = assemble(system, history, messages)
-        return Turn(profile, wire, conversation, subject, memory_subject, question, sources, actor)
-
-    async def _recall(
-        self,
-        profile: AssistantProfile,
-        memory_subject: str | None,
-        subject: str,
-        external: str,
-        question: str,
-    ) -> tuple[list[str], list[tuple[str, str]]]:
-        if memory_subject is None:
-            return [], []
-        memory = await self._memory()
-        memories: list[str] = []
-        if profile.memories and question.strip():
-            hits = await memory.search(memory_subject, question, profile.memories)
-            memories = [hit.memory.text for hit in hits]
-        recent: list[tuple[str, str]] = []
-        if profile.memory == "user" and profile.recent:
-            turns = await memory.recent(subject, profile.recent + profile.history)
-            recent = [(t.role, t.content) for t in turns if t.conversation != external]
-            recent = recent[-profile.recent :]
-        return memories, recent
+        return Turn(profile, wire, conversation, subject, memory_subject, question, sources, actor,
+                    memory=memory)  # fmt: skip
 
     async def _retrieve(self, profile: AssistantProfile, question: str) -> list[Source]:
         if not profile.knowledge or not question.strip():
@@ -279,12 +260,10 @@ class Assistants:
     async def _remember(self, turn: Turn) -> None:
         answer = "".join(turn.answer)
         await self.conversations.append(turn.conversation, turn.question, answer, turn.citations())
-        if turn.memory_subject is None:
+        memory = turn.memory
+        if memory is None:
             return
-        memory = await self._memory()
-        external = turn.conversation_id
-        await memory.remember_turn(turn.subject, "user", turn.question, external)
-        await memory.remember_turn(turn.subject, "assistant", answer, external)
+        await memory.remember_exchange(turn.subject, turn.question, answer, turn.conversation_id)
         if turn.profile.extract and turn.question.strip():
             self._spawn(self._extract(memory, turn, answer))
 
@@ -332,6 +311,24 @@ def conversation_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str:
             param="metadata.conversation_id",
         )
     return text
+
+
+async def _recall(
+    memory: MemoryService | None,
+    profile: AssistantProfile,
+    memory_subject: str | None,
+    external: str,
+    question: str,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The memories and (``memory: user``) recent turns of other conversations the profile
+    asks for; nothing with memory off."""
+    if memory is None or memory_subject is None:
+        return [], []
+    recent = profile.recent if profile.memory == "user" else 0
+    window = profile.recent + profile.history
+    return await memory.recall(
+        memory_subject, question, k=profile.memories, recent=recent, window=window, besides=external
+    )
 
 
 def memory_subject_of(profile: AssistantProfile, subject: str, external: str) -> str | None:

@@ -9,7 +9,7 @@
 5. :mod:`.finish`   the response: the assistant's citations, history and memory; headers
 
 A request goes down the stages once. What differs between a model pool and an assistant
-lives in the two model objects of :mod:`.resolve`, not in branches of the driver.
+lives in the two model objects of :mod:`.model`, not in branches of the driver.
 """
 
 from enclave.gateway.chat.pipeline import chat_completions

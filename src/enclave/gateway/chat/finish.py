@@ -10,9 +10,9 @@ from typing import Any
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
+from enclave.gateway.chat.model import Model
 from enclave.gateway.chat.prepare import Prompt
 from enclave.gateway.chat.relay import Streamed, close_stream
-from enclave.gateway.chat.resolve import Model
 from enclave.router import CallRecord
 
 QUEUE_HEADER = "X-Enclave-Queue-Ms"

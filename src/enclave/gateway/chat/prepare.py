@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from enclave.errors import ContextLengthExceeded, InvalidRequest
 from enclave.gateway.chat.intake import Asked
-from enclave.gateway.chat.resolve import Model
+from enclave.gateway.chat.model import Model
 from enclave.images import DecodedImage, decode_images, replace_images_with_text
 from enclave.protocol import ChatCompletionRequest
 from enclave.router import CallRecord, Pool, Router
