@@ -1,10 +1,11 @@
 """Stage 4: route the call (retries, queueing, affinity) and relay the answer.
 
 Non-streamed, the call is cancelled if the client hangs up first (:class:`ClientGone`).
-Streamed, the first event was read before the response began (see :mod:`.calls`). After it no
-retry is possible: a failure, or ``read_timeout_s`` / ``total_timeout_s`` running out,
-ends the stream with an error event in the OpenAI shape, never a silent truncation.
-Usage the gateway asked for on the client's behalf is read for metrics and removed.
+Streamed, the first event was read before the response began (see
+:mod:`enclave.gateway.calls`). After it no retry is possible: a failure, or
+``read_timeout_s`` / ``total_timeout_s`` running out, ends the stream with an error event
+in the OpenAI shape, never a silent truncation. Usage the gateway asked for on the
+client's behalf is read for metrics and removed.
 """
 
 from __future__ import annotations
