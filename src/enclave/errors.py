@@ -30,6 +30,8 @@ Code raises these; the gateway maps them to HTTP in one place
     │   └── MissingChunk               model_file_error / missing_chunk (worded by ModelStore)
     ├── AuditTampered                  500 audit_tampered (the chain is broken: nothing pruned)
     ├── BenchError                     bench_error (the endpoint refuses a first request)
+    ├── ClientGone                     499 client_closed_request: control flow, not a fault;
+    │                                  the client hung up first (nginx's 499), no body sent
     └── AskError                       what ``ask`` tells its user: one line, exit ``exit_code`` (2)
         ├── AttachmentError            a file or stdin cannot be attached (not text, unreadable)
         │   └── ClipboardError         --clip / :clip: no tool, no display, empty clipboard
@@ -252,6 +254,17 @@ class BenchError(EnclaveError):
     """The benchmark cannot run (the endpoint refuses even a first request...)."""
 
     type = "bench_error"
+
+
+class ClientGone(EnclaveError):
+    """The client hung up before the answer was ready: the call is dropped, and the
+    status (nginx's 499) only reaches the access log and the metrics."""
+
+    status = 499
+    type = "client_closed_request"
+
+    def __init__(self, message: str = "the client closed the connection") -> None:
+        super().__init__(message)
 
 
 # --- the ask client -------------------------------------------------------------------

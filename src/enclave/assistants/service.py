@@ -3,10 +3,10 @@ assembly, then to the profile's base model pool like any other call.
 
 :meth:`Assistants.prepare` turns the client's request into the base model's request (a
 :class:`Turn`); the gateway sends it through the router (streamed or not, with retries,
-metrics and audit as usual); :meth:`Turn.finish_response` / :func:`finish_stream` add the
-citations and the conversation id to what goes back; :meth:`Assistants.remember` stores
-the exchange (conversation history, the recent tier) before the response ends, and lets
-the model update long-term memory in the background.
+metrics and audit as usual); :meth:`Assistants.finish` / :meth:`Assistants.finish_stream`
+add the citations and the conversation id to what goes back and store the exchange
+(:meth:`Assistants.remember`: conversation history, the recent tier) before the response
+ends, and let the model update long-term memory in the background.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class Turn:
     # the model's answer as it arrives; the Sources line is only in what the client gets, so
     # that stored history, recent turns and memory extraction never feed it back to a model
     answer: list[str] = field(default_factory=list)
+    memory: MemoryService | None = None  # opened by prepare when the profile keeps memory
 
     @property
     def conversation_id(self) -> str:
@@ -183,7 +184,8 @@ class Assistants:
             subject, external, owner=owner, assistant=profile.public, title=question
         )
         memory_subject = memory_subject_of(profile, subject, external)
-        memories, recent = await self._recall(profile, memory_subject, subject, external, question)
+        memory = await self._memory() if memory_subject is not None else None
+        memories, recent = await _recall(memory, profile, memory_subject, external, question)
         sources = await self._retrieve(profile, question)
         history = await self._history(profile, conversation, messages)
         client_system = [text_of(m) for m in messages if m.get("role") in ("system", "developer")]
@@ -195,29 +197,8 @@ class Assistants:
         wire |= {k: v for k, v in profile.defaults.items() if k not in body}
         wire["model"] = profile.model
         wire["messages"] = assemble(system, history, messages)
-        return Turn(profile, wire, conversation, subject, memory_subject, question, sources, actor)
-
-    async def _recall(
-        self,
-        profile: AssistantProfile,
-        memory_subject: str | None,
-        subject: str,
-        external: str,
-        question: str,
-    ) -> tuple[list[str], list[tuple[str, str]]]:
-        if memory_subject is None:
-            return [], []
-        memory = await self._memory()
-        memories: list[str] = []
-        if profile.memories and question.strip():
-            hits = await memory.search(memory_subject, question, profile.memories)
-            memories = [hit.memory.text for hit in hits]
-        recent: list[tuple[str, str]] = []
-        if profile.memory == "user" and profile.recent:
-            turns = await memory.recent(subject, profile.recent + profile.history)
-            recent = [(t.role, t.content) for t in turns if t.conversation != external]
-            recent = recent[-profile.recent :]
-        return memories, recent
+        return Turn(profile, wire, conversation, subject, memory_subject, question, sources, actor,
+                    memory=memory)  # fmt: skip
 
     async def _retrieve(self, profile: AssistantProfile, question: str) -> list[Source]:
         if not profile.knowledge or not question.strip():
@@ -249,6 +230,25 @@ class Assistants:
 
     # --- after the answer ---------------------------------------------------------------
 
+    async def finish(self, turn: Turn, result: dict[str, Any]) -> dict[str, Any]:
+        """A non-streamed answer: the footer, citations and conversation id added, the
+        exchange stored."""
+        result = turn.finish_response(result)
+        await self.remember(turn)
+        return result
+
+    async def finish_stream(
+        self, turn: Turn, events: AsyncGenerator[bytes, None]
+    ) -> AsyncIterator[bytes]:
+        """The relayed stream with the answer collected, the footer and the citations
+        added to the chunk that finishes the choice, and the exchange stored before
+        ``[DONE]``."""
+        try:
+            async for raw in _finished(turn, events, self.remember):
+                yield raw
+        finally:
+            await events.aclose()  # a client gone mid-stream: the relay lets go of the upstream
+
     async def remember(self, turn: Turn) -> None:
         """Store the exchange; let the model update long-term memory in the background. A
         failure here is logged: the client still gets its answer."""
@@ -260,12 +260,10 @@ class Assistants:
     async def _remember(self, turn: Turn) -> None:
         answer = "".join(turn.answer)
         await self.conversations.append(turn.conversation, turn.question, answer, turn.citations())
-        if turn.memory_subject is None:
+        memory = turn.memory
+        if memory is None:
             return
-        memory = await self._memory()
-        external = turn.conversation_id
-        await memory.remember_turn(turn.subject, "user", turn.question, external)
-        await memory.remember_turn(turn.subject, "assistant", answer, external)
+        await memory.remember_exchange(turn.subject, turn.question, answer, turn.conversation_id)
         if turn.profile.extract and turn.question.strip():
             self._spawn(self._extract(memory, turn, answer))
 
@@ -315,22 +313,28 @@ def conversation_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str:
     return text
 
 
+async def _recall(
+    memory: MemoryService | None,
+    profile: AssistantProfile,
+    memory_subject: str | None,
+    external: str,
+    question: str,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The memories and (``memory: user``) recent turns of other conversations the profile
+    asks for; nothing with memory off."""
+    if memory is None or memory_subject is None:
+        return [], []
+    recent = profile.recent if profile.memory == "user" else 0
+    window = profile.recent + profile.history
+    return await memory.recall(
+        memory_subject, question, k=profile.memories, recent=recent, window=window, besides=external
+    )
+
+
 def memory_subject_of(profile: AssistantProfile, subject: str, external: str) -> str | None:
     if profile.memory == "off":
         return None
     return subject if profile.memory == "user" else f"{subject}#{external}"
-
-
-async def finish_stream(
-    turn: Turn, events: AsyncGenerator[bytes, None], remember: Callable[[Turn], Awaitable[None]]
-) -> AsyncIterator[bytes]:
-    """The relayed stream with the answer collected, the footer and the citations added to
-    the chunk that finishes the choice, and the exchange stored before ``[DONE]``."""
-    try:
-        async for raw in _finished(turn, events, remember):
-            yield raw
-    finally:
-        await events.aclose()  # a client gone mid-stream: the relay lets go of the upstream
 
 
 async def _finished(

@@ -14,16 +14,12 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from enclave.errors import UpstreamError, UpstreamTimeout
+from enclave.errors import ClientGone, UpstreamError, UpstreamTimeout
 from enclave.router import Lease
 from enclave.sse import Event
 from enclave.upstream import ChatStream
 
 T = TypeVar("T")
-
-
-class ClientGone(Exception):
-    """The client hung up before the answer was ready."""
 
 
 @dataclass(slots=True)

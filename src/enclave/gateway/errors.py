@@ -10,8 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
-from enclave.errors import EnclaveError, InvalidRequest
+from enclave.errors import ClientGone, EnclaveError, InvalidRequest
 from enclave.protocol import ErrorBody, ErrorEnvelope
 
 log = logging.getLogger("enclave.gateway")
@@ -51,8 +52,10 @@ def invalid_from_validation(exc: ValidationError | RequestValidationError) -> In
 
 
 def install(app: FastAPI) -> None:
-    async def on_enclave(request: Request, exc: Exception) -> JSONResponse:
+    async def on_enclave(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, EnclaveError)
+        if isinstance(exc, ClientGone):
+            return Response(status_code=exc.status)  # nobody reads it: the log and metrics do
         if exc.status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         return error_response(exc)

@@ -11,6 +11,9 @@
    ``memory.archive_unused_days`` move to the archive store
    (:meth:`~MemoryService.archive_due`) and can be restored.
 
+An assistant reads what it is told in one :meth:`~MemoryService.recall` and keeps an
+exchange with one :meth:`~MemoryService.remember_exchange`.
+
 Every change made by a person or a model is audited (``memory.*`` records, with ids and
 the user, never the text). One user's memories are never visible to another: every
 method takes the owner, and the repository checks it on every row.
@@ -24,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from enclave.errors import InvalidRequest
 from enclave.memory.archive import Archived, id_of, key_of, open_archive, owner_prefix
@@ -58,6 +61,13 @@ ARCHIVE_BATCH = 500
 class Hit:
     memory: Memory
     score: float  # cosine similarity to the query
+
+
+class Recalled(NamedTuple):
+    """What :meth:`MemoryService.recall` found: memories, and recent (role, text) turns."""
+
+    memories: list[str]
+    recent: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,13 @@ class MemoryService:
         """The user's newest ``limit`` turns, oldest first (one conversation, or all)."""
         return await self.repo.recent(user, max(1, limit), conversation)
 
+    async def remember_exchange(
+        self, user: str, question: str, answer: str, conversation: str
+    ) -> None:
+        """Keep a question and its answer as the user's two newest turns."""
+        await self.remember_turn(user, "user", question, conversation)
+        await self.remember_turn(user, "assistant", answer, conversation)
+
     # --- long-term ----------------------------------------------------------------------
 
     async def add(
@@ -212,6 +229,22 @@ class MemoryService:
         counts = {"memories": memories, "recent": turns, "archived": len(keys)}
         await self._audit(actor, "memory.erase", {"user": user, **counts})
         return counts
+
+    async def recall(
+        self, user: str, query: str, *, k: int, recent: int = 0, window: int = 0, besides: str = ""
+    ) -> Recalled:
+        """What an assistant is told about ``user`` before it answers ``query``: the ``k``
+        memories nearest in meaning (none for an empty query), and the newest ``recent``
+        turns among the user's last ``window`` that are not of the conversation
+        ``besides`` (the one being answered, whose history goes in whole)."""
+        memories: builtins.list[str] = []
+        if k and query.strip():
+            memories = [hit.memory.text for hit in await self.search(user, query, k)]
+        turns: builtins.list[tuple[str, str]] = []
+        if recent:
+            rows = await self.recent(user, window)
+            turns = [(t.role, t.content) for t in rows if t.conversation != besides][-recent:]
+        return Recalled(memories, turns)
 
     # --- extraction ---------------------------------------------------------------------
 

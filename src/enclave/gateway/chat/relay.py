@@ -1,9 +1,11 @@
-"""Relay an upstream stream to the client, event by event.
+"""Stage 4: route the call (retries, queueing, affinity) and relay the answer.
 
-The first event was read before the response began (see :mod:`.calls`). After it no
-retry is possible: a failure, or ``read_timeout_s`` / ``total_timeout_s`` running out,
-ends the stream with an error event in the OpenAI shape, never a silent truncation.
-Usage the gateway asked for on the client's behalf is read for metrics and removed.
+Non-streamed, the call is cancelled if the client hangs up first (:class:`ClientGone`).
+Streamed, the first event was read before the response began (see
+:mod:`enclave.gateway.calls`). After it no retry is possible: a failure, or
+``read_timeout_s`` / ``total_timeout_s`` running out, ends the stream with an error event
+in the OpenAI shape, never a silent truncation. Usage the gateway asked for on the
+client's behalf is read for metrics and removed.
 """
 
 from __future__ import annotations
@@ -12,13 +14,60 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
 
 from enclave import sse
-from enclave.errors import EnclaveError, UpstreamError, UpstreamTimeout
+from enclave.errors import ClientGone, EnclaveError, UpstreamError, UpstreamTimeout
+from enclave.gateway import calls
 from enclave.gateway.calls import OpenedStream
 from enclave.gateway.errors import envelope
-from enclave.router import CallRecord, Lease
+from enclave.router import CallRecord, Lease, Router
+from enclave.router.affinity import affinity_key
+
+if TYPE_CHECKING:
+    from enclave.gateway.chat.prepare import Prompt
+
+
+@dataclass(slots=True)
+class Streamed:
+    opened: OpenedStream  # the upstream's stream, its first event read
+    lease: Lease
+    events: AsyncGenerator[bytes, None]  # what the client gets, as SSE
+
+
+async def stream(request: Request, router: Router, prompt: Prompt) -> Streamed:
+    """Open the stream on a member (another one while no event has reached the client)."""
+    key = affinity_key(router.settings.affinity, prompt.body, request.headers)
+    strip_usage = not prompt.chat.wants_usage()
+    opened, lease = await router.send(
+        prompt.pool, prompt.body, calls.open_stream(strip_usage), prompt.record, key=key
+    )
+    started = request.state.started
+    events = relay(
+        opened, lease, prompt.record, public=prompt.public, started=started,
+        strip_usage=strip_usage,
+    )  # fmt: skip
+    return Streamed(opened, lease, events)
+
+
+async def complete(request: Request, router: Router, prompt: Prompt) -> dict[str, Any]:
+    """The whole answer, its usage noted and its model named as the client knows it."""
+    key = affinity_key(router.settings.affinity, prompt.body, request.headers)
+    record = prompt.record
+    send = router.send(prompt.pool, prompt.body, calls.complete("chat"), record, key=key)
+    try:
+        result, lease = await calls.unless_disconnected(request, send)
+    except ClientGone:
+        record.outcome = "client_disconnected"
+        raise
+    lease.done(True)
+    record.usage(result.get("usage"))
+    record.ttft_s = time.perf_counter() - request.state.started
+    result["model"] = prompt.public
+    return result
 
 
 async def relay(

@@ -1,0 +1,40 @@
+"""Stage 5: the response. The model finishes the answer (an assistant adds citations and
+the conversation id, and stores the exchange: history, recent turns, memory); the
+routing headers say which member answered and how long the call queued. The access log
+writes the call record (metrics, audit) once the response has gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from enclave.gateway.chat.model import Model
+from enclave.gateway.chat.prepare import Prompt
+from enclave.gateway.chat.relay import Streamed, close_stream
+from enclave.router import CallRecord
+
+QUEUE_HEADER = "X-Enclave-Queue-Ms"
+MEMBER_HEADER = "X-Enclave-Upstream"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def stream(model: Model, prompt: Prompt, streamed: Streamed) -> StreamingResponse:
+    headers = prompt.headers | STREAM_HEADERS | _routing_headers(prompt.record)
+    events = model.finish_stream(streamed.events)
+    # If the client is gone before the relay starts, its cleanup never runs: this does.
+    cleanup = BackgroundTask(close_stream, streamed.opened, streamed.lease)
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers=headers, background=cleanup
+    )
+
+
+async def complete(model: Model, prompt: Prompt, result: dict[str, Any]) -> JSONResponse:
+    result = await model.finish_response(result)
+    return JSONResponse(result, headers=prompt.headers | _routing_headers(prompt.record))
+
+
+def _routing_headers(record: CallRecord) -> dict[str, str]:
+    """Which member answered and how long the call queued for one."""
+    return {MEMBER_HEADER: record.member or "", QUEUE_HEADER: f"{record.queue_s * 1000:.1f}"}

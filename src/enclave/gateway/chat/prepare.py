@@ -1,0 +1,81 @@
+"""Stage 3: the prompt for the pool. The model prepares it (an assistant adds memory,
+knowledge and history); then the checks every call gets, in this order: the context
+length, the images (decoded, and read by OCR for a model without vision), and the
+content the audit record keeps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from enclave.errors import ContextLengthExceeded, InvalidRequest
+from enclave.gateway.chat.intake import Asked
+from enclave.gateway.chat.model import Model
+from enclave.images import DecodedImage, decode_images, replace_images_with_text
+from enclave.protocol import ChatCompletionRequest
+from enclave.router import CallRecord, Pool, Router
+
+if TYPE_CHECKING:
+    from enclave.config import LimitsSettings
+    from enclave.gateway.services import Services
+
+OCR_HEADER = "X-Enclave-OCR"
+
+
+@dataclass(slots=True)
+class Prompt:
+    """What goes to the pool, and what the response carries back."""
+
+    body: dict[str, Any]  # the wire request for the pool
+    chat: ChatCompletionRequest
+    pool: Pool
+    public: str  # the model's name as the client knows it
+    record: CallRecord
+    headers: dict[str, str]  # for the response
+
+
+async def prompt(
+    services: Services, router: Router, limits: LimitsSettings, asked: Asked, model: Model
+) -> Prompt:
+    body, chat, pool, headers = await model.prepare(asked, router)
+    record = asked.record
+    record.model, record.stream = model.public, bool(chat.stream)
+    check_context(chat, pool)
+    images = decode_images(
+        chat, max_images=limits.max_images, max_image_bytes=int(limits.max_image_bytes)
+    )
+    keep_for_audit(record, services.settings.audit.content, asked.body, images)
+    if images and not pool.vision:
+        if services.ocr is None:
+            raise InvalidRequest(f"model {pool.public} cannot read images and OCR is off")
+        texts = await services.ocr.read_all([image.data for image in images])
+        body = replace_images_with_text(chat, texts).wire()
+        headers[OCR_HEADER] = str(len(images))
+    return Prompt(body, chat, pool, model.public, record, headers)
+
+
+def check_context(chat: ChatCompletionRequest, pool: Pool) -> None:
+    """Refuse a completion length the model cannot hold, naming the limit."""
+    limit = pool.context_length()
+    wanted = chat.output_limit()
+    if limit is None or wanted is None or wanted < limit:
+        return
+    field = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
+    raise ContextLengthExceeded(
+        f"{field} is {wanted}, but the context length of {pool.public} is {limit} tokens, "
+        f"prompt included; ask for fewer than {limit}",
+        param=field,
+    )
+
+
+def keep_for_audit(
+    record: CallRecord, policy: str, body: dict[str, Any], images: list[DecodedImage]
+) -> None:
+    """The images' SHA-256, and the messages as ``audit.content`` says (none/hash/full)."""
+    record.images = [hashlib.sha256(image.data).hexdigest() for image in images]
+    if policy == "none":
+        return
+    text = json.dumps(body.get("messages"), ensure_ascii=False, sort_keys=True)
+    record.content = text if policy == "full" else hashlib.sha256(text.encode()).hexdigest()
