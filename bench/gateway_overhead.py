@@ -66,6 +66,7 @@ from bench.machine import (  # noqa: E402
 )
 from bench.measure import Bench, ms  # noqa: E402
 from bench.overhead_report import (  # noqa: E402
+    BASELINE,
     DIRECT,
     ENCLAVE,
     ENCLAVE_LOG,
@@ -79,8 +80,16 @@ from tests.fakes.procs import ProcessFailed, free_port  # noqa: E402
 
 @contextmanager
 def run_enclave(
-    name: str, upstream: Server, cpu: int | None, logs: Path, *, access_log: bool = False
+    name: str,
+    upstream: Server,
+    cpu: int | None,
+    logs: Path,
+    *,
+    access_log: bool = False,
+    src: Path | None = None,
 ) -> Iterator[Server]:
+    """``enclave serve`` in front of ``upstream``; from the source tree ``src`` if given
+    (another commit's ``src/``, for a before/after in one run), else this one."""
     port = free_port()
     home = logs / f"home-{name}"
     home.mkdir(parents=True, exist_ok=True)
@@ -98,7 +107,7 @@ def run_enclave(
     path = home / "enclave.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [console_script("enclave"), "--config", str(path), "serve", "--no-engine"]
-    env = own_env(ENCLAVE_HOME=str(home))
+    env = own_env(ENCLAVE_HOME=str(home), **({"PYTHONPATH": str(src)} if src else {}))
     with serve(
         name, cmd, port=port, health="/health", env=env, cpu=cpu, logs=logs, timeout=60
     ) as server:
@@ -221,6 +230,10 @@ def measure(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     with bench.runner, run_fake("fake", args.tokens, 0, None, logs) as fake:
         print(f"fake upstream on port {fake.port} (pid {fake.pid}), CPU {load_cpu}", flush=True)
         results["targets"][DIRECT] = bench.target(DIRECT, fake, fake)
+        if args.baseline_src:
+            with run_enclave(BASELINE, fake, proxy_cpu, logs, src=args.baseline_src) as gateway:
+                print(f"enclave from {args.baseline_src}, pid {gateway.pid}", flush=True)
+                results["targets"][BASELINE] = bench.target(BASELINE, gateway, fake)
         with run_enclave(ENCLAVE, fake, proxy_cpu, logs) as gateway:
             print(
                 f"enclave on port {gateway.port} (pid {gateway.pid}), CPU {proxy_cpu}", flush=True
@@ -289,6 +302,13 @@ def run(args: argparse.Namespace) -> int:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short phases: about 2 minutes")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        metavar="DIR",
+        help="also measure enclave served from this src/ (e.g. a worktree of an earlier "
+        "commit) as the column enclave@base, for a before/after in one run",
+    )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (and its install)")
     parser.add_argument("--tokens", type=int, default=16, help="words per reply (fast fake)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests/s")

@@ -8,6 +8,7 @@ ADDED_P50_TARGET_MS = 1.0
 ADDED_P99_TARGET_MS = 5.0
 PER_CORE_RATIO_TARGET = 3.0
 DIRECT, ENCLAVE, LITELLM, ENCLAVE_LOG = "direct", "enclave", "litellm", "enclave+log"
+BASELINE = "enclave@base"  # --baseline-src: enclave served from another commit's src/
 MODES = ("plain", "stream")
 WIDTH = 14
 
@@ -69,7 +70,7 @@ def report(
     results: dict[str, Any], config: dict[str, Any], verdict: dict[str, bool | None]
 ) -> None:
     t = results["targets"]
-    names = [n for n in (DIRECT, ENCLAVE, LITELLM, ENCLAVE_LOG) if n in t]
+    names = [n for n in (DIRECT, BASELINE, ENCLAVE, LITELLM, ENCLAVE_LOG) if n in t]
     print()
     header(results, config)
     row("", names)
