@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enclave.cli.accounts import show, with_identity
 from enclave.config import Settings
-from enclave.identity import CLI, Identity, KeySpec, key_view
+from enclave.identity import CLI, Identity, KeySpec
+
+if TYPE_CHECKING:
+    from enclave.store.models import ApiKey
 
 COLUMNS = ["prefix", "name", "user", "models", "expires_at", "revoked_at", "last_used_at"]
 
@@ -52,7 +55,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(identity: Identity) -> tuple[str, dict[str, Any]]:
         secret, key = await identity.create_key(CLI, spec)
-        return secret, key_view(key)
+        return secret, _public(key)
 
     _announce(*with_identity(settings, work))
     return 0
@@ -60,7 +63,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(identity: Identity) -> list[dict[str, Any]]:
-        return [key_view(key) for key in await identity.list_keys(args.user)]
+        return [_public(key) for key in await identity.list_keys(args.user)]
 
     show(with_identity(settings, work), COLUMNS, args.json)
     return 0
@@ -78,7 +81,13 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
 def _rotate(args: argparse.Namespace, settings: Settings) -> int:
     async def work(identity: Identity) -> tuple[str, dict[str, Any]]:
         secret, key = await identity.rotate_key(CLI, args.prefix)
-        return secret, key_view(key)
+        return secret, _public(key)
 
     _announce(*with_identity(settings, work))
     return 0
+
+
+def _public(key: ApiKey) -> dict[str, Any]:
+    from enclave.gateway.schemas.admin import KeyPublic
+
+    return KeyPublic.of(key).model_dump()

@@ -7,7 +7,7 @@ from typing import Any
 
 from enclave.cli.accounts import read_password, show, with_identity
 from enclave.config import Settings
-from enclave.identity import CLI, Identity, user_view
+from enclave.identity import CLI, Identity
 
 
 def add_parser(subparsers: Any) -> None:
@@ -44,7 +44,9 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(identity: Identity) -> list[dict[str, Any]]:
-        return [user_view(user) for user in await identity.list_users()]
+        from enclave.gateway.schemas.admin import UserPublic
+
+        return [UserPublic.of(user).model_dump() for user in await identity.list_users()]
 
     show(with_identity(settings, work), ["name", "role", "disabled", "created_at"], args.json)
     return 0
