@@ -12,7 +12,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from enclave.auth.tokens import decode, issue
 from enclave.errors import TooManyRequests
@@ -53,6 +56,24 @@ def routers(services: Services) -> list[APIRouter]:
     _user_routes(admin, services)
     _key_routes(admin, services)
     return [_auth_routes(services), admin]
+
+
+def unknown_admin_paths() -> APIRouter:
+    """``/api/admin/*`` paths no route has: 403 for non-administrators (and without
+    authentication), like known ones, so the admin API shows no one what it holds; 404 or
+    405 for administrators. The app adds it after every other route."""
+    router = APIRouter(prefix="/api/admin", dependencies=[access.ADMIN])
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    @router.api_route("/{rest:path}", methods=methods, include_in_schema=False)
+    async def unknown(request: Request) -> None:
+        for route in request.app.routes:
+            other = isinstance(route, APIRoute) and route.endpoint is not unknown
+            if other and route.matches(request.scope)[0] is Match.PARTIAL:
+                raise HTTPException(405)
+        raise HTTPException(404)
+
+    return router
 
 
 def _auth_routes(services: Services) -> APIRouter:

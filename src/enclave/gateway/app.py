@@ -101,6 +101,7 @@ def _routers(services: Services, metrics: Metrics) -> list[APIRouter]:
         memory_api.router(services),
         kb_api.router(services),
         *assistants_api.routers(services),
+        admin.unknown_admin_paths(),  # last: what no route above matched
     ]
 
 
