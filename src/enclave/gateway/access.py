@@ -41,6 +41,8 @@ from enclave.identity import Actor
 
 LOCAL_USER = "local"  # whose memories they are when the gateway runs without authentication
 
+# Rules are coroutines: FastAPI would run a plain function in a worker thread, a thread
+# hop on every call.
 RULES: set[Callable[..., Any]] = set()
 R = TypeVar("R", bound=Callable[..., Any])
 
@@ -158,51 +160,54 @@ def may_use(request: Request, model: str, *, raising: bool = True) -> bool:
 
 
 @rule
-def public() -> None:
+async def public() -> None:
     """Anyone who can reach the gateway (the edge still applies the address allowlist)."""
 
 
 @rule
-def authenticated(request: Request) -> Caller:
+async def authenticated(request: Request) -> Caller:
     """Any caller the edge let in: a valid key or session, anyone without authentication."""
     return Caller(principal_of(request))
 
 
 @rule
-def model_scope(request: Request) -> ModelScope:
+async def model_scope(request: Request) -> ModelScope:
     """An authenticated caller, limited to the models of its key."""
     return ModelScope(principal_of(request))
 
 
-def _administrators(needs_auth: str, refused: str) -> Callable[[Request], Caller]:
-    def check(request: Request) -> Caller:
-        principal = principal_of(request)
-        if principal is None:
-            # Without authentication anyone who can connect would be an administrator.
-            raise Forbidden(f"{needs_auth} needs authentication: set auth.mode to on")
-        if not _is_admin(principal):
-            raise Forbidden(refused)
-        return Caller(principal)
-
-    return check
-
-
-admin = rule(_administrators("the admin API", "this route is for administrators"))
-admin.__doc__ = "Administrators only; closed when authentication is off."
-kb_writer = rule(
-    _administrators("changing knowledge bases", "changing knowledge bases is for administrators")
-)
-kb_writer.__doc__ = "Changing knowledge bases: administrators only, closed without auth."
+def _administrator(request: Request, needs_auth: str, refused: str) -> Caller:
+    principal = principal_of(request)
+    if principal is None:
+        # Without authentication anyone who can connect would be an administrator.
+        raise Forbidden(f"{needs_auth} needs authentication: set auth.mode to on")
+    if not _is_admin(principal):
+        raise Forbidden(refused)
+    return Caller(principal)
 
 
 @rule
-def memory_owner(request: Request) -> MemoryOwner:
+async def admin(request: Request) -> Caller:
+    """Administrators only; closed when authentication is off."""
+    return _administrator(request, "the admin API", "this route is for administrators")
+
+
+@rule
+async def kb_writer(request: Request) -> Caller:
+    """Changing knowledge bases: administrators only; closed when authentication is off."""
+    return _administrator(
+        request, "changing knowledge bases", "changing knowledge bases is for administrators"
+    )
+
+
+@rule
+async def memory_owner(request: Request) -> MemoryOwner:
     """A caller's own memories; administrators may name any user."""
     return MemoryOwner(principal_of(request))
 
 
 @rule
-def conversation_owner(request: Request) -> ConversationOwner:
+async def conversation_owner(request: Request) -> ConversationOwner:
     """A caller's own conversations; administrators may act on anyone's."""
     return ConversationOwner(principal_of(request))
 
