@@ -55,4 +55,26 @@ def document(app: FastAPI) -> dict[str, Any]:
     for name, schema in defs.get("$defs", {}).items():
         schemas.setdefault(name, schema)
     spec["components"]["schemas"] = dict(sorted(schemas.items()))
+    _security(spec, routes)
     return spec
+
+
+def _security(spec: dict[str, Any], routes: list[Any]) -> None:
+    """A key or session token as a bearer token on every route but the public ones."""
+    from enclave.gateway.access import public
+
+    spec["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "an API key or a session"}
+    }
+    spec["security"] = [{"bearer": []}]
+    for route in routes:
+        if public in _calls(route.dependant):
+            for method in route.methods - {"HEAD"}:
+                spec["paths"][route.path_format][method.lower()]["security"] = []
+
+
+def _calls(dependant: Any) -> set[Any]:
+    found: set[Any] = set()
+    for sub in dependant.dependencies:
+        found |= {sub.call} | _calls(sub)
+    return found
