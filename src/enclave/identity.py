@@ -69,16 +69,9 @@ class KeySpec:
     allow: list[str] = field(default_factory=list)
 
 
-def user_view(user: User) -> dict[str, Any]:
-    return {
-        "name": user.name,
-        "role": user.role,
-        "disabled": user.disabled,
-        "created_at": user.created_at.isoformat(),
-    }
+def _key_detail(key: ApiKey) -> dict[str, Any]:
+    """What the ``keys.create`` audit record says of a key (never its secret)."""
 
-
-def key_view(key: ApiKey) -> dict[str, Any]:
     def when(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
@@ -157,7 +150,7 @@ class Identity:
             allow=list(spec.allow),
             expires_at=now() + life if life else None,
         )
-        await self._audit(actor, "keys.create", {"prefix": key.prefix, **key_view(key)})
+        await self._audit(actor, "keys.create", {"prefix": key.prefix, **_key_detail(key)})
         return made.key, key
 
     async def list_keys(self, user: str | None = None) -> list[ApiKey]:

@@ -247,6 +247,19 @@ def test_admin_api_with_a_web_session(gateway: Gateway) -> None:
     assert chat(gateway, tokens["refresh_token"]).status_code == 401
 
 
+def test_admin_paths_no_route_has_are_403_for_non_administrators(
+    gateway: Gateway, bob_key: str
+) -> None:
+    admin = auth(login(gateway, "alice", ADMIN_PASSWORD).json()["access_token"])
+    for path in ("/api/admin/nothing", "/api/admin/users/bob/nothing"):
+        refused = httpx.delete(gateway.url + path, headers=auth(bob_key), trust_env=False)
+        assert error_of(refused, 403)["message"] == "this route is for administrators"
+        assert httpx.delete(gateway.url + path, headers=admin, trust_env=False).status_code == 404
+    wrong_method = httpx.get(gateway.url + "/api/admin/users/bob/disable", headers=admin,
+                             trust_env=False)  # fmt: skip
+    assert wrong_method.status_code == 405
+
+
 def test_guessed_passwords_lock_the_login_and_are_audited(gateway: Gateway) -> None:
     added = cli(gateway, "users", "add", "carol", "--password-stdin", stdin="carols-password\n")
     assert added.returncode == 0

@@ -28,24 +28,6 @@ if TYPE_CHECKING:
 TITLE_CHARS = 80
 
 
-def conversation_view(row: Conversation, messages: int | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": row.external_id, "assistant": row.assistant, "subject": row.subject,
-        "owner": row.owner, "title": row.title, "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-    }  # fmt: skip
-    if messages is not None:
-        view["messages"] = messages
-    return view
-
-
-def message_view(row: ConversationMessage) -> dict[str, Any]:
-    return {
-        "role": row.role, "content": row.content, "citations": row.citations,
-        "created_at": row.created_at.isoformat(),
-    }  # fmt: skip
-
-
 class Conversations:
     def __init__(self, store: Store, clock: Clock = utcnow) -> None:
         self.sessions = store.sessions

@@ -112,7 +112,8 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.knowledge.service import Hit, hit_view
+    from enclave.gateway.schemas.knowledge import HitPublic
+    from enclave.knowledge.service import Hit
 
     names = [n for n in args.name.split(",") if n]
 
@@ -121,7 +122,9 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
     hits = with_kbs(settings, work)
     if args.json:
-        print(json.dumps([hit_view(h) for h in hits], indent=2, ensure_ascii=False))
+        print(
+            json.dumps([HitPublic.of(h).model_dump() for h in hits], indent=2, ensure_ascii=False)
+        )
         return 0
     for rank, hit in enumerate(hits, 1):
         print(f"{rank}. [{hit.score:.4f}] {hit.citation()}")
@@ -133,12 +136,12 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     from enclave.cli.accounts import show
-    from enclave.knowledge.service import doc_view, kb_view
+    from enclave.gateway.schemas.knowledge import DocPublic, KbPublic
 
     async def work(kbs: KnowledgeBases) -> list[dict[str, Any]]:
         if args.name:
-            return [doc_view(d) for d in await kbs.documents(args.name)]
-        return [kb_view(kb) for kb in await kbs.list()]
+            return [DocPublic.of(d).model_dump() for d in await kbs.documents(args.name)]
+        return [KbPublic.of(kb).model_dump() for kb in await kbs.list()]
 
     rows = with_kbs(settings, work)
     columns = (["name", "kind", "chunks", "size", "added_at", "source"] if args.name

@@ -11,6 +11,7 @@ from enclave.config import Settings
 
 if TYPE_CHECKING:
     from enclave.identity import Identity
+    from enclave.store.models import ApiKey
 
 COLUMNS = ["prefix", "name", "user", "models", "expires_at", "revoked_at", "last_used_at"]
 
@@ -47,7 +48,7 @@ def _announce(secret: str, key: dict[str, Any]) -> None:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.identity import CLI, KeySpec, key_view
+    from enclave.identity import CLI, KeySpec
 
     spec = KeySpec(
         user=args.user, name=args.name, expires=args.expires, models=args.models,
@@ -56,17 +57,15 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(identity: Identity) -> tuple[str, dict[str, Any]]:
         secret, key = await identity.create_key(CLI, spec)
-        return secret, key_view(key)
+        return secret, _public(key)
 
     _announce(*with_identity(settings, work))
     return 0
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.identity import key_view
-
     async def work(identity: Identity) -> list[dict[str, Any]]:
-        return [key_view(key) for key in await identity.list_keys(args.user)]
+        return [_public(key) for key in await identity.list_keys(args.user)]
 
     show(with_identity(settings, work), COLUMNS, args.json)
     return 0
@@ -84,11 +83,17 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rotate(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.identity import CLI, key_view
+    from enclave.identity import CLI
 
     async def work(identity: Identity) -> tuple[str, dict[str, Any]]:
         secret, key = await identity.rotate_key(CLI, args.prefix)
-        return secret, key_view(key)
+        return secret, _public(key)
 
     _announce(*with_identity(settings, work))
     return 0
+
+
+def _public(key: ApiKey) -> dict[str, Any]:
+    from enclave.gateway.schemas.admin import KeyPublic
+
+    return KeyPublic.of(key).model_dump()

@@ -76,9 +76,9 @@ def with_memory(settings: Settings, work: Callable[[MemoryService], Awaitable[T]
 
 
 def _views(rows: list[Any]) -> list[dict[str, Any]]:
-    from enclave.memory.service import memory_view
+    from enclave.gateway.schemas.memory import MemoryPublic
 
-    return [memory_view(row) for row in rows]
+    return [MemoryPublic.of(row).model_dump() for row in rows]
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -90,11 +90,11 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _search(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.memory.service import memory_view
+    from enclave.gateway.schemas.memory import MemoryHit
 
     async def work(memory: MemoryService) -> list[dict[str, Any]]:
         hits = await memory.search(args.user, args.query, args.k, touch=False)
-        return [memory_view(hit.memory, hit.score) for hit in hits]
+        return [MemoryHit.found(hit).model_dump() for hit in hits]
 
     show(with_memory(settings, work), ["id", "score", "kind", "text"], args.json)
     return 0
@@ -156,7 +156,10 @@ def _archive(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(memory: MemoryService) -> Any:
         if args.list:
-            return [item.view() for item in await memory.archived(args.user)]
+            from enclave.gateway.schemas.memory import ArchivedPublic
+
+            items = await memory.archived(args.user)
+            return [ArchivedPublic.of(item).model_dump() for item in items]
         if args.ids:
             return await memory.archive_ids(CLI, args.user, args.ids)
         return await memory.archive_due(CLI)

@@ -47,10 +47,10 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.identity import user_view
-
     async def work(identity: Identity) -> list[dict[str, Any]]:
-        return [user_view(user) for user in await identity.list_users()]
+        from enclave.gateway.schemas.admin import UserPublic
+
+        return [UserPublic.of(user).model_dump() for user in await identity.list_users()]
 
     show(with_identity(settings, work), ["name", "role", "disabled", "created_at"], args.json)
     return 0

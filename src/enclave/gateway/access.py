@@ -1,17 +1,56 @@
 """Who may do what: every permission rule of the gateway, in one module.
 
 The edge (``edge.py``) only authenticates: it puts the caller's :class:`Principal` on
-``request.state``. Routes decide with the rules here.
+``request.state`` (none when authentication is off). Every route declares exactly one
+*rule* from this module as a FastAPI dependency, where the route is declared::
+
+    @router.get("/api/admin/users", dependencies=[Depends(access.admin)])
+    async def users(...): ...
+
+    @router.get("/api/memories")
+    async def listing(who: access.MemoryOwnerDep, ...):
+        owner = who.owner(user)  # the caller, or (administrators) the user named
+
+The rules (:data:`RULES`; ``tests/unit/test_route_rules.py`` fails for a route without one):
+
+=====================  ===============================================================
+``public``             anyone who can reach the gateway: ``/health``, login, refresh
+``authenticated``      any caller the edge let in (a key or session; anyone when
+                       authentication is off)
+``model_scope``        an authenticated caller, limited to its key's ``--models``
+``admin``              administrators; closed when authentication is off
+``kb_writer``          administrators may change knowledge bases; closed without auth
+``memory_owner``       a caller's own memories; administrators may name any user
+``conversation_owner`` a caller's own conversations; administrators see everyone's
+=====================  ===============================================================
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends
 from starlette.requests import Request
 
 from enclave.auth.apikeys import model_allowed
 from enclave.errors import Forbidden
 from enclave.gateway.gatekeeper import Principal
 from enclave.identity import Actor
+
+LOCAL_USER = "local"  # whose memories they are when the gateway runs without authentication
+
+# Rules are coroutines: FastAPI would run a plain function in a worker thread, a thread
+# hop on every call.
+RULES: set[Callable[..., Any]] = set()
+R = TypeVar("R", bound=Callable[..., Any])
+
+
+def rule(function: R) -> R:
+    """Mark ``function`` as a permission rule routes may declare."""
+    RULES.add(function)
+    return function
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -31,11 +70,153 @@ def actor(request: Request) -> Actor:
     )
 
 
+def _is_admin(principal: Principal | None) -> bool:
+    return principal is not None and principal.role == "admin"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as a route sees it."""
+
+    principal: Principal | None
+
+    @property
+    def is_admin(self) -> bool:
+        return _is_admin(self.principal)
+
+    @property
+    def role(self) -> str | None:
+        return self.principal.role if self.principal else None
+
+
+@dataclass(frozen=True)
+class ModelScope:
+    """The models a caller's key may use (its ``--models`` patterns; all without a key)."""
+
+    principal: Principal | None
+
+    def allows(self, model: str) -> bool:
+        principal = self.principal
+        return principal is None or model_allowed(list(principal.models), model)
+
+    def check(self, model: str) -> None:
+        if not self.allows(model):
+            raise Forbidden(f"this API key may not use the model {model}")
+
+
+@dataclass(frozen=True)
+class MemoryOwner:
+    """Whose memories a call is about: the caller's, or any user's for administrators."""
+
+    principal: Principal | None
+
+    def owner(self, asked: str | None) -> str:
+        principal = self.principal
+        me = principal.user if principal and principal.user else LOCAL_USER
+        if asked is None or asked == me:
+            return me
+        if not _is_admin(principal):
+            raise Forbidden("only administrators may act on another user's memories")
+        return asked
+
+    def archive_policy(self) -> None:
+        """Running the archive policy (over every user) is for administrators."""
+        if not _is_admin(self.principal):
+            raise Forbidden("running the archive policy is for administrators")
+
+
+@dataclass(frozen=True)
+class ConversationOwner:
+    """Whose conversations a call may see: the caller's; an administrator's, everyone's."""
+
+    principal: Principal | None
+
+    def owner(self, *, everyone: bool = False) -> str | None:
+        """The owner to list; ``None`` (everyone's) for an administrator asking for all, or
+        when there is no authentication."""
+        principal = self.principal
+        if principal is None or principal.user is None:
+            return None
+        if everyone:
+            if not _is_admin(principal):
+                raise Forbidden("only administrators may list everyone's conversations")
+            return None
+        return principal.user
+
+    def finder(self) -> str | None:
+        """The owner to look one conversation up by: administrators find anyone's."""
+        return self.owner(everyone=_is_admin(self.principal))
+
+
 def may_use(request: Request, model: str, *, raising: bool = True) -> bool:
     """Whether the caller's key may use ``model`` (its ``--models`` patterns); 403 if not."""
-    principal = principal_of(request)
-    if principal is None or model_allowed(list(principal.models), model):
-        return True
+    scope = ModelScope(principal_of(request))
     if raising:
-        raise Forbidden(f"this API key may not use the model {model}")
-    return False
+        scope.check(model)
+    return scope.allows(model)
+
+
+# --- the rules --------------------------------------------------------------------------
+
+
+@rule
+async def public() -> None:
+    """Anyone who can reach the gateway (the edge still applies the address allowlist)."""
+
+
+@rule
+async def authenticated(request: Request) -> Caller:
+    """Any caller the edge let in: a valid key or session, anyone without authentication."""
+    return Caller(principal_of(request))
+
+
+@rule
+async def model_scope(request: Request) -> ModelScope:
+    """An authenticated caller, limited to the models of its key."""
+    return ModelScope(principal_of(request))
+
+
+def _administrator(request: Request, needs_auth: str, refused: str) -> Caller:
+    principal = principal_of(request)
+    if principal is None:
+        # Without authentication anyone who can connect would be an administrator.
+        raise Forbidden(f"{needs_auth} needs authentication: set auth.mode to on")
+    if not _is_admin(principal):
+        raise Forbidden(refused)
+    return Caller(principal)
+
+
+@rule
+async def admin(request: Request) -> Caller:
+    """Administrators only; closed when authentication is off."""
+    return _administrator(request, "the admin API", "this route is for administrators")
+
+
+@rule
+async def kb_writer(request: Request) -> Caller:
+    """Changing knowledge bases: administrators only; closed when authentication is off."""
+    return _administrator(
+        request, "changing knowledge bases", "changing knowledge bases is for administrators"
+    )
+
+
+@rule
+async def memory_owner(request: Request) -> MemoryOwner:
+    """A caller's own memories; administrators may name any user."""
+    return MemoryOwner(principal_of(request))
+
+
+@rule
+async def conversation_owner(request: Request) -> ConversationOwner:
+    """A caller's own conversations; administrators may act on anyone's."""
+    return ConversationOwner(principal_of(request))
+
+
+CallerDep = Annotated[Caller, Depends(authenticated)]
+ModelScopeDep = Annotated[ModelScope, Depends(model_scope)]
+MemoryOwnerDep = Annotated[MemoryOwner, Depends(memory_owner)]
+ConversationOwnerDep = Annotated[ConversationOwner, Depends(conversation_owner)]
+PUBLIC = Depends(public)
+ADMIN = Depends(admin)
+KB_WRITER = Depends(kb_writer)
+AUTHENTICATED = Depends(authenticated)

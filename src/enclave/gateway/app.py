@@ -1,21 +1,28 @@
-"""``create_app(settings)``: the one ASGI app. Routes are thin; logic lives beside them."""
+"""``create_app(settings)``: the one ASGI app. Routes are thin; logic lives beside them.
+
+Each API surface is an ``APIRouter``; each route declares its permission rule from
+:mod:`enclave.gateway.access` (a test fails for a route without one).
+"""
 
 from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
-from enclave.gateway import admin, assistants_api, errors, kb_api, memory_api
-from enclave.gateway.access import may_use
+from enclave.gateway import access, admin, assistants_api, errors, kb_api, memory_api
+from enclave.gateway.access import ModelScopeDep
 from enclave.gateway.access_log import AccessLog
+from enclave.gateway.apidoc import ERRORS, document, json_body
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import complete
 from enclave.gateway.chat import chat_completions
@@ -23,11 +30,19 @@ from enclave.gateway.edge import Edge
 from enclave.gateway.metrics import CONTENT_TYPE, Metrics
 from enclave.gateway.record import call_record
 from enclave.gateway.reload import Reloader
+from enclave.gateway.schemas.v1 import ChatCompletion, EmbeddingList
 from enclave.gateway.services import Services, build_services
 from enclave.identity import CLI
-from enclave.protocol import EmbeddingRequest, ModelList
+from enclave.protocol import ChatCompletionRequest, EmbeddingRequest, ModelList
 
 HEALTHY = ("ok", "degraded")
+CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": ChatCompletion,
+        "description": "the completion; with stream: true, server-sent events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
 
 
 def create_app(
@@ -62,21 +77,32 @@ def create_app(
             await ready.aclose()
 
     # No /docs or /redoc: their pages load scripts from a CDN, and nothing here may. No
-    # /openapi.json either: every route but /health and the login requires a caller.
+    # /openapi.json either: every route but /health and the login requires a caller;
+    # app.openapi() builds the document (docs/openapi.json, see gateway/openapi.py).
     app = FastAPI(
         title="enclave", version=__version__, lifespan=lifespan,
         docs_url=None, redoc_url=None, openapi_url=None,
+        routes=[route for router in _routers(ready, metrics) for route in router.routes],
     )  # fmt: skip
     app.state.services = ready
     errors.install(app)
-    _routes(app, ready, metrics)
-    admin.install(app, ready)
-    memory_api.install(app, ready)
-    kb_api.install(app, ready)
-    assistants_api.install(app, ready)
+    app.openapi = partial(document, app)  # type: ignore[method-assign]
     app.add_middleware(Edge, services=ready)  # inside the access log, which sees refusals
     app.add_middleware(AccessLog, enabled=settings.access_log, metrics=metrics)
     return app
+
+
+def _routers(services: Services, metrics: Metrics) -> list[APIRouter]:
+    """Every route, by API surface; each declares its rule from ``access.py``."""
+    return [
+        _routes(services, metrics),
+        _v1_routes(services),
+        *admin.routers(services),
+        memory_api.router(services),
+        kb_api.router(services),
+        *assistants_api.routers(services),
+        admin.unknown_admin_paths(),  # last: what no route above matched
+    ]
 
 
 def _reloader(source: ConfigSource | None, services: Services, metrics: Metrics) -> Reloader | None:
@@ -90,8 +116,10 @@ def _reloader(source: ConfigSource | None, services: Services, metrics: Metrics)
     return Reloader(source, lambda: services.settings, services.swap, on_result=reloaded)
 
 
-def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
-    @app.get("/health")
+def _routes(services: Services, metrics: Metrics) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health", dependencies=[access.PUBLIC])
     async def health() -> JSONResponse:
         router = services.router
         body = {"status": "", "version": __version__} | router.health()
@@ -101,27 +129,39 @@ def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
         headers = {"Retry-After": str(min(waits, default=5))}
         return JSONResponse(body, status_code=503, headers=headers)
 
-    @app.get("/metrics")
+    @router.get("/metrics", dependencies=[access.AUTHENTICATED])
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/models")
-    async def models(request: Request) -> ModelList:
+    return router
+
+
+def _v1_routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix="/v1", responses=ERRORS)
+
+    @router.get("/models")
+    async def models(scope: ModelScopeDep) -> ModelList:
         router = services.router
         cards = router.cards() + await services.assistants.cards(router.context_length)
-        return ModelList(data=[c for c in cards if may_use(request, c.id, raising=False)])
+        return ModelList(data=[c for c in cards if scope.allows(c.id)])
 
-    @app.post("/v1/chat/completions")
+    @router.post(
+        "/chat/completions", dependencies=[Depends(access.model_scope)], response_model=None,
+        openapi_extra=json_body(ChatCompletionRequest), responses=CHAT_RESPONSES,
+    )  # fmt: skip
     async def chat(request: Request) -> Response:
         return await chat_completions(request, services)
 
-    @app.post("/v1/embeddings")
-    async def embeddings(request: Request) -> JSONResponse:
+    @router.post(
+        "/embeddings", openapi_extra=json_body(EmbeddingRequest),
+        responses={200: {"model": EmbeddingList, "description": "the embeddings"}},
+    )  # fmt: skip
+    async def embeddings(request: Request, scope: ModelScopeDep) -> JSONResponse:
         router = services.router
         body = await read_json(request, int(services.settings.limits.max_body_bytes))
         parsed = parse(EmbeddingRequest, body)
         pool = router.resolve(parsed.model, "embeddings")
-        may_use(request, pool.public)
+        scope.check(pool.public)
         record = call_record(request)
         record.model = pool.public
         result, lease = await router.send(pool, body, complete("embeddings"), record)
@@ -129,3 +169,5 @@ def _routes(app: FastAPI, services: Services, metrics: Metrics) -> None:
         record.usage(result.get("usage"))
         result["model"] = pool.public
         return JSONResponse(result)
+
+    return router

@@ -9,22 +9,33 @@
     GET    /api/conversations/{id}/export        ?format=json (default) or md, as a download
     DELETE /api/conversations/{id}               delete it and its messages
 
-``/api/admin`` is for administrators and closed without authentication (the edge sees to
-it); changes to profiles are audited. A conversation belongs to the key's user; without
-authentication every conversation is the one local user's.
+``/api/admin`` is for administrators and closed without authentication
+(``access.admin``); changes to profiles are audited. A conversation belongs to the key's
+user (``access.conversation_owner``); without authentication every conversation is the
+one local user's.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from enclave.assistants.conversations import conversation_view, message_view
-from enclave.errors import Forbidden, InvalidRequest
-from enclave.gateway.access import actor, may_use
-from enclave.gateway.admin import body_of, is_admin
+from enclave.errors import InvalidRequest
+from enclave.gateway import access
+from enclave.gateway.access import ConversationOwnerDep, ModelScopeDep, actor
+from enclave.gateway.admin import body_of
+from enclave.gateway.apidoc import ERRORS, json_body
+from enclave.gateway.schemas import Page
+from enclave.gateway.schemas.assistants import AssistantDeleted, AssistantPublic
+from enclave.gateway.schemas.conversations import (
+    ConversationDeleted,
+    ConversationDetail,
+    ConversationPublic,
+    MessagePublic,
+    export,
+)
 from enclave.profiles import AssistantProfile
 
 if TYPE_CHECKING:
@@ -32,26 +43,40 @@ if TYPE_CHECKING:
     from enclave.gateway.services import Services
     from enclave.store.models_assistants import Conversation
 
+EXPORTS = {
+    "application/json": {"schema": {"type": "object"}},
+    "text/markdown": {"schema": {"type": "string"}},
+}
 
-def install(app: FastAPI, services: Services) -> None:
-    _profile_routes(app, services)
-    _conversation_routes(app, services)
+
+def routers(services: Services) -> list[APIRouter]:
+    return [_profile_routes(services), _admin_routes(services), _conversation_routes(services)]
 
 
-def _profile_routes(app: FastAPI, services: Services) -> None:
-    @app.get("/api/assistants")
-    async def listing(request: Request) -> dict[str, Any]:
+def _profile_routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix="/api/assistants", responses=ERRORS)
+
+    @router.get("")
+    async def listing(scope: ModelScopeDep) -> Page[AssistantPublic]:
         found = await services.assistants.profiles()
-        return {
-            "data": [
-                {**p.model_dump(mode="json"), "id": p.public, "source": source}
+        return Page[AssistantPublic](
+            data=[
+                AssistantPublic.of(p, source)
                 for p, source in found.values()
-                if may_use(request, p.public, raising=False)
+                if scope.allows(p.public)
             ]
-        }
+        )
 
-    @app.put("/api/admin/assistants/{name}")
-    async def put(request: Request, name: str, response: Response) -> dict[str, Any]:
+    return router
+
+
+def _admin_routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix="/api/admin/assistants", dependencies=[access.ADMIN],
+                       responses=ERRORS)  # fmt: skip
+
+    @router.put("/{name}", openapi_extra=json_body(AssistantProfile),
+                responses={201: {"model": AssistantPublic, "description": "created"}})  # fmt: skip
+    async def put(request: Request, name: str, response: Response) -> AssistantPublic:
         profile = await body_of(request, AssistantProfile)
         if profile.name != name:
             raise InvalidRequest(
@@ -62,64 +87,57 @@ def _profile_routes(app: FastAPI, services: Services) -> None:
             actor(request), "assistant.put", {"name": name, "created": created}
         )
         response.status_code = 201 if created else 200
-        return {**profile.model_dump(mode="json"), "id": profile.public, "source": "api"}
+        return AssistantPublic.of(profile, "api")
 
-    @app.delete("/api/admin/assistants/{name}")
-    async def delete(request: Request, name: str) -> dict[str, Any]:
+    @router.delete("/{name}")
+    async def delete(request: Request, name: str) -> AssistantDeleted:
         await services.assistants.delete(name)
         await services.identity.audit_action(actor(request), "assistant.delete", {"name": name})
-        return {"name": name, "deleted": True}
+        return AssistantDeleted(name=name, deleted=True)
+
+    return router
 
 
-def owner_of(request: Request, everyone: bool = False) -> str | None:
-    """Whose conversations: the caller's; ``None`` (everyone's) for an administrator asking
-    for all, or when there is no authentication."""
-    principal = getattr(request.state, "principal", None)
-    if principal is None or principal.user is None:
-        return None
-    if everyone:
-        if not is_admin(request):
-            raise Forbidden("only administrators may list everyone's conversations")
-        return None
-    return str(principal.user)
+def _conversation_routes(services: Services) -> APIRouter:
+    router = APIRouter(prefix="/api/conversations", responses=ERRORS)
 
-
-def _conversation_routes(app: FastAPI, services: Services) -> None:
     def conversations() -> Conversations:  # made when the app starts
         return services.assistants.conversations
 
-    async def find(request: Request, conversation_id: str, subject: str | None) -> Conversation:
-        return await conversations().get(
-            owner_of(request, everyone=is_admin(request)), conversation_id, subject
-        )
+    async def find(
+        who: access.ConversationOwner, conversation_id: str, subject: str | None
+    ) -> Conversation:
+        return await conversations().get(who.finder(), conversation_id, subject)
 
-    @app.get("/api/conversations")
+    @router.get("")
     async def listing(
-        request: Request, *, all: bool = False, assistant: str | None = None,
+        who: ConversationOwnerDep, *, all: bool = False, assistant: str | None = None,
         limit: int = 50, offset: int = 0,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> Page[ConversationPublic]:  # fmt: skip
         rows = await conversations().listing(
-            owner_of(request, everyone=all), limit=min(max(limit, 1), 500),
+            who.owner(everyone=all), limit=min(max(limit, 1), 500),
             offset=max(offset, 0), assistant=assistant,
         )  # fmt: skip
-        return {"data": [conversation_view(row, n) for row, n in rows]}
+        return Page[ConversationPublic](data=[ConversationPublic.of(row, n) for row, n in rows])
 
-    @app.get("/api/conversations/{conversation_id}")
+    @router.get("/{conversation_id}")
     async def one(
-        request: Request, conversation_id: str, subject: str | None = None
-    ) -> dict[str, Any]:
-        row = await find(request, conversation_id, subject)
+        who: ConversationOwnerDep, conversation_id: str, subject: str | None = None
+    ) -> ConversationDetail:
+        row = await find(who, conversation_id, subject)
         messages = await conversations().messages(row)
-        return {
-            **conversation_view(row, len(messages)),
-            "data": [message_view(m) for m in messages],
-        }
+        summary = ConversationPublic.of(row, len(messages))
+        return ConversationDetail(
+            **summary.model_dump(), data=[MessagePublic.of(m) for m in messages]
+        )
 
-    @app.get("/api/conversations/{conversation_id}/export")
-    async def export(
-        request: Request, conversation_id: str, format: str = "json", subject: str | None = None
-    ) -> Response:
-        row = await find(request, conversation_id, subject)
+    @router.get("/{conversation_id}/export", response_class=Response,
+                responses={200: {"description": "a download", "content": EXPORTS}})  # fmt: skip
+    async def download(
+        who: ConversationOwnerDep, conversation_id: str, format: str = "json",
+        subject: str | None = None,
+    ) -> Response:  # fmt: skip
+        row = await find(who, conversation_id, subject)
         if format not in ("json", "md"):
             raise InvalidRequest("format must be json or md", param="format")
         messages = await conversations().messages(row)
@@ -132,23 +150,22 @@ def _conversation_routes(app: FastAPI, services: Services) -> None:
             )
         import json
 
-        body = {
-            **conversation_view(row, len(messages)),
-            "messages": [message_view(m) for m in messages],
-        }
-        text = json.dumps(body, ensure_ascii=False, indent=2)
+        text = json.dumps(export(row, messages), ensure_ascii=False, indent=2)
         return Response(text, media_type="application/json", headers=disposition)
 
-    @app.delete("/api/conversations/{conversation_id}")
+    @router.delete("/{conversation_id}")
     async def delete(
-        request: Request, conversation_id: str, subject: str | None = None
-    ) -> dict[str, Any]:
-        row = await find(request, conversation_id, subject)
+        request: Request, who: ConversationOwnerDep, conversation_id: str,
+        subject: str | None = None,
+    ) -> ConversationDeleted:  # fmt: skip
+        row = await find(who, conversation_id, subject)
         await conversations().delete(row)
         await services.identity.audit_action(
             actor(request), "conversation.delete", {"id": row.external_id, "subject": row.subject}
         )
-        return {"id": row.external_id, "deleted": True}
+        return ConversationDeleted(id=row.external_id, deleted=True)
+
+    return router
 
 
 def as_markdown(row: Conversation, messages: list[Any]) -> str:

@@ -5,8 +5,8 @@ A pure ASGI middleware inside the access log. For every HTTP request it
 1. works out the client's address (``X-Forwarded-For`` only from trusted proxies) and
    refuses addresses outside the allowlist (403);
 2. authenticates ``/v1``, ``/api`` and ``/metrics`` calls by API key or web session
-   (401, the same message whatever was wrong), checks the key's own allowlist and the
-   administrator role for ``/api/admin`` (403);
+   (401, the same message whatever was wrong) and checks the key's own allowlist (403);
+   what a caller may then do is each route's rule, declared from ``access.py``;
 3. takes a rate-limit permit for the key (429 with ``Retry-After`` and ``x-ratelimit-*``);
 4. writes the call's audit record, and in strict mode holds the response's last message
    until that record is committed: a crash cannot lose the record of a completed call.
@@ -83,17 +83,12 @@ class Edge:
         ip = state["client_ip"]
         if not gate.allowlist.allows(ip):
             raise Forbidden(f"the address {ip} may not use this gateway")
-        if not gate.enabled and path.startswith("/api/admin/"):
-            # Without authentication anyone who can connect would be an administrator.
-            raise Forbidden("the admin API needs authentication: set auth.mode to on")
         if not (gate.enabled and protected(path)):
             return
         principal = await gate.principal(_header(scope, b"authorization"))
         state["principal"] = call.principal = principal
         if principal.allow is not None and not principal.allow.allows(ip):
             raise Forbidden(f"this API key may not be used from {ip}")
-        if path.startswith("/api/admin/") and principal.role != "admin":
-            raise Forbidden("this route is for administrators")
         if principal.limits is not None and path.startswith("/v1/"):
             call.permit = await self.services.limiter.acquire(
                 principal.key_prefix or principal.user or "", principal.limits

@@ -557,37 +557,3 @@ def _resolved(source: str) -> str:
     """A path given on the command line as stored (absolute); an upload name as it is."""
     path = Path(source)
     return str(path.resolve()) if path.exists() else source
-
-
-def kb_view(kb: KbInfo) -> dict[str, object]:
-    """A knowledge base as plain JSON data (CLI ``--json`` and ``/api/kb``)."""
-    return {
-        "name": kb.name, "description": kb.description, "embedder": kb.embedder,
-        "embedding_model": kb.embedding_model, "dims": kb.dims, "chunk_size": kb.chunk_size,
-        "chunk_overlap": kb.chunk_overlap, "documents": kb.documents, "chunks": kb.chunks,
-        "created_at": kb.created_at.isoformat(), "updated_at": kb.updated_at.isoformat(),
-    }  # fmt: skip
-
-
-def doc_view(doc: DocInfo) -> dict[str, object]:
-    return {
-        "source": doc.source, "name": doc.name, "kind": doc.kind, "sha256": doc.sha256,
-        "size": doc.size, "chunks": doc.chunks, "added_at": doc.added_at.isoformat(),
-    }  # fmt: skip
-
-
-def hit_view(hit: Hit) -> dict[str, object]:
-    return {
-        "kb": hit.kb, "score": hit.score, "document": hit.document, "source": hit.source,
-        "heading": hit.heading, "text": hit.text, "ord": hit.ord, "chunk_id": hit.chunk_id,
-        "vector_rank": hit.vector_rank, "keyword_rank": hit.keyword_rank,
-        "citation": hit.citation(),
-    }  # fmt: skip
-
-
-def report_view(report: IngestReport) -> dict[str, object]:
-    return {
-        "added": report.added, "updated": report.updated, "unchanged": report.unchanged,
-        "removed": report.removed, "failed": report.failed, "chunks": report.chunks,
-        "seconds": round(report.seconds, 3),
-    }  # fmt: skip

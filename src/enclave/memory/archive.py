@@ -81,12 +81,6 @@ class Archived:
             last_used_at=last, uses=row.uses, archived_at=when.isoformat(),
         )  # fmt: skip
 
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "user": self.owner, "kind": self.kind, "text": self.text,
-            "created_at": self.created_at, "archived_at": self.archived_at,
-        }  # fmt: skip
-
 
 def owner_prefix(owner: str) -> str:
     """The key prefix of one owner's memories; no ``/`` or ``..`` can come from a name."""

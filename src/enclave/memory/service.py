@@ -79,25 +79,6 @@ class Applied:
     text: str
 
 
-def memory_view(row: Memory, score: float | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": row.id, "user": row.owner, "kind": row.kind, "text": row.text,
-        "source": row.source, "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
-    }  # fmt: skip
-    if score is not None:
-        view["score"] = round(score, 4)
-    return view
-
-
-def turn_view(turn: RecentTurn) -> dict[str, Any]:
-    return {
-        "id": turn.id, "role": turn.role, "content": turn.content,
-        "conversation": turn.conversation, "created_at": turn.created_at.isoformat(),
-    }  # fmt: skip
-
-
 class MemoryService:
     def __init__(
         self,

@@ -1,0 +1,26 @@
+"""Request and response models of the gateway's APIs, one module per API surface.
+
+Pydantic only: no I/O and no FastAPI, so the CLI can print the same JSON. Request bodies
+are ``XCreate`` (or a verb: ``Login``, ``Search``), responses ``XPublic``; ``XPublic.of``
+turns a service's domain object (a row, a dataclass) into what clients see. Times are
+ISO 8601 strings as ``datetime.isoformat()`` writes them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T")
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class Page(BaseModel, Generic[T]):
+    """A list answer: ``{"data": [...]}``."""
+
+    data: list[T]
