@@ -272,7 +272,9 @@ class Pool:
     def __init__(self, host: str, port: int, run: Run) -> None:
         self.run = run
         origin = http1.Origin.plain(host, port)
-        self.pool: http1.Pool[Connection] = http1.Pool(origin, Connection, fifo=True)
+        self.pool: http1.ConnectionPool[Connection] = http1.ConnectionPool(
+            origin, Connection, fifo=True
+        )
 
     async def take(self) -> Connection:
         conn = self.pool.idle()

@@ -32,7 +32,7 @@ import httptools
 
 from enclave.bench.metrics import Sample
 from enclave.errors import InvalidRequest
-from enclave.http1 import Connection, Origin, Pool, message
+from enclave.http1 import Connection, ConnectionPool, Origin, message
 from enclave.sse import DONE_DATA, Decoder, Event
 
 CHAT_PATH = "/v1/chat/completions"
@@ -291,7 +291,7 @@ class BenchClient:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.on_chunk = on_chunk
-        self._pool = Pool(
+        self._pool = ConnectionPool(
             endpoint.origin, lambda: _Conn(on_chunk), connect_timeout=connect_timeout_s
         )
 

@@ -8,7 +8,7 @@ The edge (``edge.py``) only authenticates: it puts the caller's :class:`Principa
     async def users(...): ...
 
     @router.get("/api/memories")
-    async def listing(who: access.MemoryOwnerDep, ...):
+    async def listing(who: access.MemoryAccessDep, ...):
         owner = who.owner(user)  # the caller, or (administrators) the user named
 
 The rules (:data:`RULES`; ``tests/unit/test_route_rules.py`` fails for a route without one):
@@ -105,7 +105,7 @@ class ModelScope:
 
 
 @dataclass(frozen=True)
-class MemoryOwner:
+class MemoryAccess:
     """Whose memories a call is about: the caller's, or any user's for administrators."""
 
     principal: Principal | None
@@ -126,7 +126,7 @@ class MemoryOwner:
 
 
 @dataclass(frozen=True)
-class ConversationOwner:
+class ConversationAccess:
     """Whose conversations a call may see: the caller's; an administrator's, everyone's."""
 
     principal: Principal | None
@@ -201,21 +201,21 @@ async def kb_writer(request: Request) -> Caller:
 
 
 @rule
-async def memory_owner(request: Request) -> MemoryOwner:
+async def memory_owner(request: Request) -> MemoryAccess:
     """A caller's own memories; administrators may name any user."""
-    return MemoryOwner(principal_of(request))
+    return MemoryAccess(principal_of(request))
 
 
 @rule
-async def conversation_owner(request: Request) -> ConversationOwner:
+async def conversation_owner(request: Request) -> ConversationAccess:
     """A caller's own conversations; administrators may act on anyone's."""
-    return ConversationOwner(principal_of(request))
+    return ConversationAccess(principal_of(request))
 
 
 CallerDep = Annotated[Caller, Depends(authenticated)]
 ModelScopeDep = Annotated[ModelScope, Depends(model_scope)]
-MemoryOwnerDep = Annotated[MemoryOwner, Depends(memory_owner)]
-ConversationOwnerDep = Annotated[ConversationOwner, Depends(conversation_owner)]
+MemoryAccessDep = Annotated[MemoryAccess, Depends(memory_owner)]
+ConversationAccessDep = Annotated[ConversationAccess, Depends(conversation_owner)]
 PUBLIC = Depends(public)
 ADMIN = Depends(admin)
 KB_WRITER = Depends(kb_writer)

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from enclave.errors import InvalidRequest
 from enclave.gateway import access
-from enclave.gateway.access import ConversationOwnerDep, ModelScopeDep, actor
+from enclave.gateway.access import ConversationAccessDep, ModelScopeDep, actor
 from enclave.gateway.admin import body_of
 from enclave.gateway.apidoc import ERRORS, json_body
 from enclave.gateway.schemas import Page
@@ -105,13 +105,13 @@ def _conversation_routes(services: Services) -> APIRouter:
         return services.assistants.conversations
 
     async def find(
-        who: access.ConversationOwner, conversation_id: str, subject: str | None
+        who: access.ConversationAccess, conversation_id: str, subject: str | None
     ) -> Conversation:
         return await conversations().get(who.finder(), conversation_id, subject)
 
     @router.get("")
     async def listing(
-        who: ConversationOwnerDep, *, all: bool = False, assistant: str | None = None,
+        who: ConversationAccessDep, *, all: bool = False, assistant: str | None = None,
         limit: int = 50, offset: int = 0,
     ) -> Page[ConversationPublic]:  # fmt: skip
         rows = await conversations().listing(
@@ -122,7 +122,7 @@ def _conversation_routes(services: Services) -> APIRouter:
 
     @router.get("/{conversation_id}")
     async def one(
-        who: ConversationOwnerDep, conversation_id: str, subject: str | None = None
+        who: ConversationAccessDep, conversation_id: str, subject: str | None = None
     ) -> ConversationDetail:
         row = await find(who, conversation_id, subject)
         messages = await conversations().messages(row)
@@ -134,7 +134,7 @@ def _conversation_routes(services: Services) -> APIRouter:
     @router.get("/{conversation_id}/export", response_class=Response,
                 responses={200: {"description": "a download", "content": EXPORTS}})  # fmt: skip
     async def download(
-        who: ConversationOwnerDep, conversation_id: str, format: str = "json",
+        who: ConversationAccessDep, conversation_id: str, format: str = "json",
         subject: str | None = None,
     ) -> Response:  # fmt: skip
         row = await find(who, conversation_id, subject)
@@ -155,7 +155,7 @@ def _conversation_routes(services: Services) -> APIRouter:
 
     @router.delete("/{conversation_id}")
     async def delete(
-        request: Request, who: ConversationOwnerDep, conversation_id: str,
+        request: Request, who: ConversationAccessDep, conversation_id: str,
         subject: str | None = None,
     ) -> ConversationDeleted:  # fmt: skip
         row = await find(who, conversation_id, subject)

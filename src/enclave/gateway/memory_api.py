@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 
-from enclave.gateway.access import MemoryOwnerDep, actor
+from enclave.gateway.access import MemoryAccessDep, actor
 from enclave.gateway.admin import body_of
 from enclave.gateway.apidoc import ERRORS, json_body
 from enclave.gateway.schemas import Page
@@ -58,7 +58,7 @@ def router(services: Services) -> APIRouter:
 def _read_routes(router: APIRouter, memory: Any) -> None:
     @router.get("")
     async def listing(
-        who: MemoryOwnerDep, user: str | None = None, q: str | None = None,
+        who: MemoryAccessDep, user: str | None = None, q: str | None = None,
         *, k: int = 10, limit: int = 100, offset: int = 0,
     ) -> Page[MemoryHit] | Page[MemoryPublic]:  # fmt: skip
         owner, service = who.owner(user), await memory()
@@ -70,7 +70,7 @@ def _read_routes(router: APIRouter, memory: Any) -> None:
 
     @router.get("/recent")
     async def recent(
-        who: MemoryOwnerDep, user: str | None = None, limit: int = 20,
+        who: MemoryAccessDep, user: str | None = None, limit: int = 20,
         conversation: str | None = None,
     ) -> Page[TurnPublic]:  # fmt: skip
         owner, service = who.owner(user), await memory()
@@ -78,20 +78,20 @@ def _read_routes(router: APIRouter, memory: Any) -> None:
         return Page[TurnPublic](data=[TurnPublic.of(turn) for turn in turns])
 
     @router.get("/archive")
-    async def archived(who: MemoryOwnerDep, user: str | None = None) -> Page[ArchivedPublic]:
+    async def archived(who: MemoryAccessDep, user: str | None = None) -> Page[ArchivedPublic]:
         owner, service = who.owner(user), await memory()
         items = await service.archived(owner)
         return Page[ArchivedPublic](data=[ArchivedPublic.of(item) for item in items])
 
     @router.get("/{memory_id}")
-    async def one(who: MemoryOwnerDep, memory_id: int, user: str | None = None) -> MemoryPublic:
+    async def one(who: MemoryAccessDep, memory_id: int, user: str | None = None) -> MemoryPublic:
         owner, service = who.owner(user), await memory()
         return MemoryPublic.of(await service.get(owner, memory_id))
 
 
 def _write_routes(router: APIRouter, memory: Any) -> None:
     @router.post("", status_code=201, openapi_extra=json_body(MemoryCreate))
-    async def add(request: Request, who: MemoryOwnerDep) -> MemoryPublic:
+    async def add(request: Request, who: MemoryAccessDep) -> MemoryPublic:
         given = await body_of(request, MemoryCreate)
         owner, service = who.owner(given.user), await memory()
         row = await service.add(actor(request), owner, given.text, kind=given.kind)
@@ -99,7 +99,7 @@ def _write_routes(router: APIRouter, memory: Any) -> None:
 
     @router.patch("/{memory_id}", openapi_extra=json_body(MemoryUpdate))
     async def edit(
-        request: Request, who: MemoryOwnerDep, memory_id: int, user: str | None = None
+        request: Request, who: MemoryAccessDep, memory_id: int, user: str | None = None
     ) -> MemoryPublic:
         given = await body_of(request, MemoryUpdate)
         owner, service = who.owner(user), await memory()
@@ -108,21 +108,21 @@ def _write_routes(router: APIRouter, memory: Any) -> None:
 
     @router.delete("/{memory_id}")
     async def delete(
-        request: Request, who: MemoryOwnerDep, memory_id: int, user: str | None = None
+        request: Request, who: MemoryAccessDep, memory_id: int, user: str | None = None
     ) -> MemoryDeleted:
         owner, service = who.owner(user), await memory()
         await service.delete(actor(request), owner, memory_id)
         return MemoryDeleted(id=memory_id, deleted=True)
 
     @router.delete("")
-    async def erase(request: Request, who: MemoryOwnerDep, user: str | None = None) -> Erased:
+    async def erase(request: Request, who: MemoryAccessDep, user: str | None = None) -> Erased:
         owner, service = who.owner(user), await memory()
         return Erased(user=owner, erased=await service.erase(actor(request), owner))
 
 
 def _archive_routes(router: APIRouter, memory: Any) -> None:
     @router.post("/archive", openapi_extra=json_body(Selection))
-    async def archive(request: Request, who: MemoryOwnerDep) -> ArchivedCount:
+    async def archive(request: Request, who: MemoryAccessDep) -> ArchivedCount:
         given = await body_of(request, Selection)
         service = await memory()
         if given.ids is None:  # the age / unused policy, over every user
@@ -132,7 +132,7 @@ def _archive_routes(router: APIRouter, memory: Any) -> None:
         return ArchivedCount(archived=await service.archive_ids(actor(request), owner, given.ids))
 
     @router.post("/restore", openapi_extra=json_body(Selection))
-    async def restore(request: Request, who: MemoryOwnerDep) -> Page[MemoryPublic]:
+    async def restore(request: Request, who: MemoryAccessDep) -> Page[MemoryPublic]:
         given = await body_of(request, Selection)
         owner, service = who.owner(given.user), await memory()
         rows = await service.restore(actor(request), owner, given.ids)

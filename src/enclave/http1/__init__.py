@@ -7,7 +7,7 @@ live here; what a caller makes of a response is its own:
 - :mod:`~enclave.http1.origin`: where to connect (host, port, TLS, path prefix) and the
   bytes of a request;
 - :mod:`~enclave.http1.connection`: :class:`Connection`, the protocol base that owns the
-  socket and the parser, and :class:`Pool`, kept-alive connections to one origin;
+  socket and the parser, and :class:`ConnectionPool`, kept-alive connections to one origin;
 - :mod:`~enclave.http1.client`: :class:`Client`, JSON requests whose responses are read
   whole or chunk by chunk (the upstream client, :mod:`enclave.upstream.openai`).
 
@@ -17,7 +17,7 @@ imports only :mod:`enclave.errors`; ``ask`` (:mod:`enclave.client`) does not use
 """
 
 from enclave.http1.client import Client, Response
-from enclave.http1.connection import Connection, Pool
+from enclave.http1.connection import Connection, ConnectionPool
 from enclave.http1.origin import Origin, message
 
-__all__ = ["Client", "Connection", "Origin", "Pool", "Response", "message"]
+__all__ = ["Client", "Connection", "ConnectionPool", "Origin", "Response", "message"]

@@ -17,7 +17,7 @@ from typing import Any
 import httptools
 
 from enclave.errors import ConnectionClosed, UpstreamError, UpstreamTimeout
-from enclave.http1.connection import Connection, Pool
+from enclave.http1.connection import Connection, ConnectionPool
 from enclave.http1.origin import Origin, message
 
 MAX_BUFFER = 1 << 20  # stop reading from the socket while this much is unread
@@ -121,7 +121,7 @@ class _Streaming(Connection):
 class Response:
     """A response whose head has arrived; read the body whole or as it comes."""
 
-    def __init__(self, pool: Pool[_Streaming], conn: _Streaming) -> None:
+    def __init__(self, pool: ConnectionPool[_Streaming], conn: _Streaming) -> None:
         self._pool = pool
         self._conn = conn
         self.status_code = conn.status
@@ -176,7 +176,7 @@ class Client:
         self.connect_timeout = connect_timeout
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._head = origin.head(user_agent="enclave", headers=auth)
-        self._pool = Pool(
+        self._pool = ConnectionPool(
             origin, _Streaming, connect_timeout=connect_timeout, keepalive_s=keepalive_s
         )
 

@@ -74,7 +74,7 @@ class Connection(asyncio.Protocol):
 C = TypeVar("C", bound=Connection)
 
 
-class Pool(Generic[C]):
+class ConnectionPool(Generic[C]):
     """Connections to one origin: idle ones reused (last in first out, or ``fifo`` so
     that none sits idle long), new ones made by ``factory``; idle ones older than
     ``keepalive_s`` are dropped."""
