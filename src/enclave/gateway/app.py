@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
@@ -146,11 +146,11 @@ def _v1_routes(services: Services) -> APIRouter:
         return ModelList(data=[c for c in cards if scope.allows(c.id)])
 
     @router.post(
-        "/chat/completions", dependencies=[Depends(access.model_scope)], response_model=None,
+        "/chat/completions", response_model=None,
         openapi_extra=json_body(ChatCompletionRequest), responses=CHAT_RESPONSES,
     )  # fmt: skip
-    async def chat(request: Request) -> Response:
-        return await chat_completions(request, services)
+    async def chat(request: Request, scope: ModelScopeDep) -> Response:
+        return await chat_completions(request, services, scope)
 
     @router.post(
         "/embeddings", openapi_extra=json_body(EmbeddingRequest),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from enclave.gateway.access import may_use
+from enclave.gateway.access import ModelScope
 from enclave.gateway.chat.intake import Asked
 from enclave.gateway.chat.model import Assistant, Model, Plain
 from enclave.profiles import PREFIX
@@ -18,13 +18,15 @@ if TYPE_CHECKING:
     from enclave.gateway.services import Services
 
 
-async def model(request: Request, services: Services, router: Router, asked: Asked) -> Model:
+async def model(
+    request: Request, services: Services, router: Router, asked: Asked, scope: ModelScope
+) -> Model:
     name = asked.chat.model
     if name.startswith(PREFIX):
-        may_use(request, name)
+        scope.check(name)
         profile = await services.assistants.resolve(name)
         assert profile is not None
         return Assistant(services.assistants, profile, request)
     pool = router.resolve(name, "chat")
-    may_use(request, pool.public)
+    scope.check(pool.public)
     return Plain(pool)
