@@ -29,6 +29,9 @@ def app() -> FastAPI:
 
 
 def calls(dependant: Dependant) -> Iterator[Any]:
+    """What a route runs: its dependencies, and the rule its endpoint applies itself."""
+    if dependant.call in access.APPLIED:
+        yield access.APPLIED[dependant.call]
     for sub in dependant.dependencies:
         yield sub.call
         yield from calls(sub)

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
 from enclave.gateway import access, admin, assistants_api, errors, kb_api, memory_api
-from enclave.gateway.access import ModelScopeDep
+from enclave.gateway.access import ModelScope, ModelScopeDep
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.apidoc import ERRORS, document, json_body
 from enclave.gateway.body import parse, read_json
@@ -149,14 +149,16 @@ def _v1_routes(services: Services) -> APIRouter:
         "/chat/completions", response_model=None,
         openapi_extra=json_body(ChatCompletionRequest), responses=CHAT_RESPONSES,
     )  # fmt: skip
-    async def chat(request: Request, scope: ModelScopeDep) -> Response:
+    @access.scoped
+    async def chat(request: Request, scope: ModelScope) -> Response:
         return await chat_completions(request, services, scope)
 
     @router.post(
         "/embeddings", openapi_extra=json_body(EmbeddingRequest),
         responses={200: {"model": EmbeddingList, "description": "the embeddings"}},
     )  # fmt: skip
-    async def embeddings(request: Request, scope: ModelScopeDep) -> JSONResponse:
+    @access.scoped
+    async def embeddings(request: Request, scope: ModelScope) -> Response:
         router = services.router
         body = await read_json(request, int(services.settings.limits.max_body_bytes))
         parsed = parse(EmbeddingRequest, body)
