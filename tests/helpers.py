@@ -4,10 +4,11 @@ upstream a module asks for, and the marker a test directory gives every test in 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,35 @@ def fake_upstream_for(node: pytest.Item | pytest.Collector) -> Iterator[FakeUpst
     marker = node.get_closest_marker("fake_upstream")
     with run_fake_upstream(**(marker.kwargs if marker else {})) as upstream:
         yield upstream
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def socket_server(handler: Handler) -> AsyncIterator[int]:
+    """A tiny HTTP server on a loopback port (yielded) whose every connection ``handler``
+    answers by hand: for the HTTP/1.1 clients' tests."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await handler(reader, writer)
+
+    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield listener.sockets[0].getsockname()[1]
+    finally:
+        listener.close()
+        for writer in writers:
+            writer.close()
+        await listener.wait_closed()
+        await asyncio.sleep(0.01)  # let the transports finish closing
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request, head and Content-Length body, as the client sent it."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    sizes = [int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length")]
+    return head + await reader.readexactly(sizes[0] if sizes else 0)

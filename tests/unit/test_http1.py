@@ -3,43 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 
 from enclave.errors import UpstreamError
 from enclave.http1 import Client
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from tests.helpers import Handler, read_request, socket_server
 
 
 @asynccontextmanager
 async def server(handler: Handler) -> AsyncIterator[str]:
-    writers: list[asyncio.StreamWriter] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        await handler(reader, writer)
-
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    try:
+    async with socket_server(handler) as port:
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        listener.close()
-        for writer in writers:
-            writer.close()
-        await listener.wait_closed()
-        await asyncio.sleep(0.01)  # let the transports finish closing
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    sizes = [int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length")]
-    length = sizes[0] if sizes else 0
-    return head + await reader.readexactly(length)
 
 
 def pool(url: str) -> Client:

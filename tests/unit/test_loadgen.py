@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 
 import pytest
 
 from bench import loadgen
 from enclave.http1 import Origin, message
+from tests.helpers import read_request
+from tests.helpers import socket_server as server
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 COMPLETION = b'{"choices":[{"message":{"content":"one two three"}}]}'
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@asynccontextmanager
-async def server(handler: Handler) -> AsyncIterator[int]:
-    writers: list[asyncio.StreamWriter] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        await handler(reader, writer)
-
-    listener = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield listener.sockets[0].getsockname()[1]
-    finally:
-        listener.close()
-        for writer in writers:
-            writer.close()
-        await listener.wait_closed()
-        await asyncio.sleep(0.01)
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    sizes = [int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length")]
-    return head + await reader.readexactly(sizes[0] if sizes else 0)
 
 
 def chunk(data: bytes) -> bytes:
