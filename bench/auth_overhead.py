@@ -59,10 +59,12 @@ import yaml  # noqa: E402
 
 from bench import loadgen  # noqa: E402
 from bench.auth_report import (  # noqa: E402
+    AT_BASE,
     BASELINE,
     MODES,
     POSTGRES,
     SQLITE,
+    SQLITE_BASE,
     report,
     verdicts,
 )
@@ -172,16 +174,23 @@ def gateway_config(
 
 @contextmanager
 def run_gateway(
-    name: str, upstream: Server, cpu: int | None, logs: Path, database_url: str | None
+    name: str,
+    upstream: Server,
+    cpu: int | None,
+    logs: Path,
+    database_url: str | None,
+    *,
+    src: str | None = None,
 ) -> Iterator[Gateway]:
+    """``src``: serve (and run the CLI from) another checkout's ``src`` directory."""
     port = free_port()
     home = logs / f"home-{name}"
     home.mkdir(parents=True, exist_ok=True)
     path = home / "enclave.yaml"
-    config = gateway_config(name, port, upstream, database_url)
+    config = gateway_config(name.removesuffix(AT_BASE), port, upstream, database_url)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     cmd = [console_script("enclave"), "--config", str(path), "serve", "--no-engine"]
-    env = own_env(ENCLAVE_HOME=str(home))
+    env = own_env(ENCLAVE_HOME=str(home), **({"PYTHONPATH": src} if src else {}))
     with serve(
         f"enclave-{name}", cmd, port=port, health="/health", env=env, cpu=cpu, logs=logs,
         timeout=60,
@@ -298,9 +307,10 @@ def audited(
     *,
     database_url: str | None,
     postgres_pid: int | None,
+    src: str | None = None,
 ) -> dict[str, Any]:
     """Start the gateway, make its key, measure, stop it, then verify its audit chain."""
-    with run_gateway(name, fake, cpu, logs, database_url) as gateway:
+    with run_gateway(name, fake, cpu, logs, database_url, src=src) as gateway:
         gateway.key = make_key(gateway)
         print(
             f"{name}: enclave on port {gateway.server.port} (pid {gateway.server.pid}), "
@@ -363,6 +373,12 @@ def measure(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
                 flush=True,
             )
             results["configs"][BASELINE] = measure_gateway(bench, BASELINE, gateway, fake, None)
+        if args.baseline_src:
+            print(f"{SQLITE_BASE}: enclave from {args.baseline_src}", flush=True)
+            results["configs"][SQLITE_BASE] = audited(
+                bench, SQLITE_BASE, fake, proxy_cpu, logs, database_url=None,
+                postgres_pid=None, src=args.baseline_src,
+            )  # fmt: skip
         results["configs"][SQLITE] = audited(
             bench, SQLITE, fake, proxy_cpu, logs, database_url=None, postgres_pid=None
         )
@@ -458,6 +474,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "instead of the bundled throwaway one",
     )
     pg.add_argument("--no-postgres", action="store_true", help="baseline and SQLite only")
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="also measure audited SQLite served from DIR (another checkout's src/, e.g. a "
+        "`git worktree` of an older commit) as the column sqlite@base: before/after in one run",
+    )
     parser.add_argument("--proxy-cpu", type=int, help="CPU for the gateways (default: the first)")
     parser.add_argument("--load-cpu", type=int, help="CPU for fake + load (default: the second)")
     parser.add_argument(

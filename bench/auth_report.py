@@ -6,6 +6,8 @@ from typing import Any
 
 TARGET_ADDED_P50_MS = 2.0
 BASELINE, SQLITE, POSTGRES = "baseline", "sqlite", "postgres"
+AT_BASE = "@base"
+SQLITE_BASE = SQLITE + AT_BASE  # --baseline-src: audited SQLite from another checkout
 AUDITED = (SQLITE, POSTGRES)
 MODES = ("plain", "stream")
 MODE_NAMES = {"plain": "non-streamed", "stream": "streamed"}
@@ -71,7 +73,7 @@ def report(
     results: dict[str, Any], config: dict[str, Any], verdict: dict[str, bool | None]
 ) -> None:
     c = results["configs"]
-    names = [n for n in (BASELINE, SQLITE, POSTGRES) if n in c]
+    names = [n for n in (BASELINE, SQLITE_BASE, SQLITE, POSTGRES) if n in c]
     machine = results["machine"]
     print()
     print(
