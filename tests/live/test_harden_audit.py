@@ -20,10 +20,7 @@ import pytest
 
 from tests.gateway import ENCLAVE, Gateway, run_gateway
 
-CONFIG = {
-    "engine": {"enabled": False, "embeddings": False, "ocr": False},
-    "audit": {"witness_interval_s": 0},
-}
+CONFIG = {"engine": {"enabled": False, "embeddings": False, "ocr": False}}  # witness: default
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +150,21 @@ def test_rotating_the_key_needs_resign(gateway: Gateway, tmp_path: Path) -> None
     again = enclave(home, "audit", "resign", "--old-key", str(home / "old.key"))
     assert again.returncode == 1
     assert "nothing re-signed" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("audit", "resign"),  # --old-key is required
+        ("audit", "resign", "--old-key", "/nonexistent/old.key"),
+        ("audit", "resign", "--old-key", "{home}/secret.key"),  # the same key
+        ("audit", "verify", "--witness", "/nonexistent/audit.witness"),
+    ],
+)
+def test_bad_input_is_one_line(gateway: Gateway, args: tuple[str, ...]) -> None:
+    done = enclave(gateway.home, *(a.replace("{home}", str(gateway.home)) for a in args))
+    assert done.returncode in (1, 2), done.stdout
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip()
+    if done.returncode == 1:
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
