@@ -148,6 +148,8 @@ class SyslogSink:
         host, _, port = address.rpartition(":")
         if not address.startswith("/") and host and port.isdigit():
             target = (host, int(port))
+        elif not Path(address).exists():  # SysLogHandler would say nothing until a write
+            raise ConfigError(f"no syslog socket at {address} (audit.witness_syslog)")
         try:
             self._handler = _SysLog(address=target, facility=SysLogHandler.LOG_AUTHPRIV)
         except OSError as exc:
@@ -168,15 +170,30 @@ class SyslogSink:
 
 def open_witness(settings: Settings, key: bytes) -> Witness | None:
     """The witness ``audit.witness`` asks for (None: off); ConfigError if unusable."""
+    sinks = _sinks(settings)
+    return Witness(sinks, key, settings.audit.witness_interval_s) if sinks else None
+
+
+def check_witness(settings: Settings) -> None:
+    """Open and close the witness: ConfigError, before a gateway starts, if unusable."""
+    if settings.audit.enabled:
+        for sink in _sinks(settings):
+            sink.close()
+
+
+def _sinks(settings: Settings) -> list[Sink]:
     mode = settings.audit.witness
     sinks: list[Sink] = []
     if mode in ("file", "both"):
         sinks.append(FileSink(witness_file(settings)))
     if mode in ("syslog", "both"):
-        sinks.append(SyslogSink(settings.audit.witness_syslog))
-    if not sinks:
-        return None
-    return Witness(sinks, key, settings.audit.witness_interval_s)
+        try:
+            sinks.append(SyslogSink(settings.audit.witness_syslog))
+        except ConfigError:
+            for sink in sinks:
+                sink.close()
+            raise
+    return sinks
 
 
 # -- writing ---------------------------------------------------------------------------
