@@ -158,6 +158,14 @@ class AuditSettings(_Section):
     )
     strict: bool = Field(True, description="commit each record before the response ends")
     retention_days: int = Field(0, ge=0, description="prune older records; 0 = keep all")
+    witness: Literal["file", "syslog", "both", "off"] = Field(
+        "file", description="where the signed head is also written, outside the database"
+    )
+    witness_file: Path | None = Field(None, description="default: home/witness/audit.witness")
+    witness_interval_s: float = Field(
+        1.0, ge=0, le=60, description="at most one witness line per interval; 0 = every commit"
+    )
+    witness_syslog: str = Field("/dev/log", description="syslog socket, or HOST:PORT (UDP)")
 
 
 class S3Settings(_Section):

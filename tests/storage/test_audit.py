@@ -601,7 +601,8 @@ def home(clean_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 
 
 def fill(home: Path, entries: list[AuditEntry]) -> None:
-    """Records written by the gateway with the installation's key."""
+    """Records written by the gateway with the installation's key, and its witness."""
+    from enclave.audit.witness import open_witness
     from enclave.config import load_settings
     from enclave.secretkey import load_or_create
 
@@ -611,7 +612,7 @@ def fill(home: Path, entries: list[AuditEntry]) -> None:
 
     async def write() -> None:
         opened = await open_store(settings.database)
-        audit = AuditWriter(opened.sessions, key, strict=True)
+        audit = AuditWriter(opened.sessions, key, strict=True, witness=open_witness(settings, key))
         for item in entries:
             await audit.write(item)
         await audit.aclose()
@@ -633,7 +634,7 @@ def test_cli_verify_export_prune(
     fill(home, [entry(n, at=now - timedelta(days=40 - n)) for n in range(1, 6)])
     fill(home, [entry(n, at=now - timedelta(hours=1)) for n in range(6, 9)])
     assert cli("verify") == 0
-    assert capsys.readouterr().out == "ok: 8 records verified\n"
+    assert capsys.readouterr().out.startswith("ok: 8 records verified\nwitness: ")
 
     assert cli("export", "--format", "jsonl") == 0
     assert len(capsys.readouterr().out.splitlines()) == 8
@@ -647,7 +648,9 @@ def test_cli_verify_export_prune(
     assert cli("prune", "--days", "30") == 0
     assert capsys.readouterr().out.startswith("pruned 5 records older than ")
     assert cli("verify") == 0
-    assert capsys.readouterr().out == "ok: 4 records verified\n"  # and the prune's own
+    verified = capsys.readouterr().out  # and the prune's own, witnessed
+    assert verified.startswith("ok: 4 records verified\nwitness: ")
+    assert "(newest: seq 9 at " in verified
 
 
 def test_cli_verify_names_the_broken_record(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

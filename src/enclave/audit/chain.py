@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 GENESIS = "0" * 64
+_ROTATED = "; or secret.key was replaced: `enclave audit resign --old-key FILE` re-signs"
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 # The fields of an entry, in the order of the ``audit`` table.
@@ -127,6 +128,8 @@ class Verdict:
     checked: int  # records whose hash and link were checked
     broken_seq: int | None  # the first broken (or missing) record
     reason: str  # ok: "N records verified"; else names the record and what is wrong
+    witnessed: str = ""  # what the check against the witness found (empty: not checked)
+    unanchored: bool = False  # not ok because the witness could not be checked
 
 
 def canonical(seq: int, entry: AuditEntry) -> bytes:
@@ -206,7 +209,7 @@ class Verifier:
             self._fail(
                 checkpoint.upto_seq,
                 f"checkpoint at record {checkpoint.upto_seq} ({checkpoint.created_at}): "
-                "its signature is invalid (forged or edited without the key)",
+                f"its signature is invalid (forged or edited without the key{_ROTATED})",
             )
 
     def feed(self, record: StoredRecord) -> bool:
@@ -268,7 +271,7 @@ class Verifier:
         if not head_is_genuine(self.key, head):
             return head.seq, (
                 f"the head at record {head.seq}: its signature is invalid "
-                "(forged or edited without the key)"
+                f"(forged or edited without the key{_ROTATED})"
             )
         return self._check_end(head, end_seq)
 

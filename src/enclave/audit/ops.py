@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +33,11 @@ from enclave.audit.writer import HEAD_ID, extend, lock_head
 from enclave.errors import AuditTampered
 from enclave.store.models import AuditCheckpoint, AuditHead, AuditRecord
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from enclave.audit.witness import Witness
+
 log = logging.getLogger("enclave.audit")
 
 BATCH = 1000  # records per query
@@ -41,20 +46,29 @@ _COLUMNS = [AuditRecord.__table__.c[name] for name in RECORD_FIELDS]
 
 
 async def verify_store(
-    sessions: async_sessionmaker[AsyncSession], key: bytes, *, batch: int = BATCH
+    sessions: async_sessionmaker[AsyncSession],
+    key: bytes,
+    *,
+    batch: int = BATCH,
+    witness: list[Path] | None = None,
 ) -> Verdict:
-    """Verify the whole stored chain: records, checkpoint and signed head."""
-    verdict, checkpoint = await _verify_once(sessions, key, batch)
+    """Verify the whole stored chain: records, checkpoint and signed head; and, given
+    ``witness`` files, the chain against them (:mod:`enclave.audit.evidence`: a missing
+    file is read as empty, and an unwitnessed chain that holds records is not ok)."""
+    verdict, checkpoint = await _verify_once(sessions, key, batch, witness)
     if not verdict.ok:  # a prune may have moved the checkpoint while we read: look again
         async with sessions() as session:
             if await read_checkpoint(session) != checkpoint:
-                verdict, _ = await _verify_once(sessions, key, batch)
+                verdict, _ = await _verify_once(sessions, key, batch, witness)
     return verdict
 
 
 async def _verify_once(
-    sessions: async_sessionmaker[AsyncSession], key: bytes, batch: int
+    sessions: async_sessionmaker[AsyncSession], key: bytes, batch: int, witness: list[Path] | None
 ) -> tuple[Verdict, Checkpoint | None]:
+    from enclave.audit import evidence
+
+    sources = evidence.measure(witness, required=False) if witness is not None else None
     async with sessions() as session:
         if session.get_bind().dialect.name == "postgresql":  # one snapshot for the whole pass
             await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
@@ -65,6 +79,10 @@ async def _verify_once(
             if not verifier.feed(record):
                 break
         verdict = verifier.finish()
+        if verdict.ok and sources is not None:
+            verdict = await evidence.check(
+                session, sources, key, head=head, checkpoint=checkpoint, verdict=verdict
+            )
     if verdict.ok and head is not None:
         verdict = await _check_beyond(sessions, head, verdict)
     return verdict, checkpoint
@@ -184,6 +202,7 @@ async def prune(
     actor: str | None = None,
     now: datetime | None = None,
     chunk: int = CHUNK,
+    witness: Witness | None = None,
 ) -> int:
     """Delete the records older than ``older_than`` — the longest prefix of the chain
     that is all older — through a signed checkpoint; how many went.
@@ -192,7 +211,8 @@ async def prune(
     :class:`AuditTampered` and nothing is pruned, for pruning must not erase evidence.
     Then each ``chunk`` of records goes in one short transaction that also replaces the
     checkpoint, so writers wait for one chunk at most and the chain verifies after each.
-    The last transaction appends an ``audit.prune`` record (by ``actor``) to the chain.
+    The last transaction appends an ``audit.prune`` record (by ``actor``) to the chain,
+    and its head goes to ``witness``.
     """
     cutoff = iso_utc(older_than)
     async with sessions() as session:
@@ -214,9 +234,12 @@ async def prune(
             user=actor,
             detail={"older_than": cutoff, "upto_seq": upto, "records": pruned},
         )
-        pruned += await _prune_step(
+        count, head = await _prune_step(
             sessions, key, step, hashes[step], created_at=created_at, note=note, last=step == upto
         )
+        pruned += count
+        if head is not None and witness is not None:
+            witness.note(head)
     return pruned
 
 
@@ -229,14 +252,15 @@ async def _prune_step(
     created_at: str,
     note: AuditEntry,
     last: bool,
-) -> int:
-    """One transaction: delete records up to ``upto``, sign a checkpoint there."""
+) -> tuple[int, Head | None]:
+    """One transaction: delete records up to ``upto``, sign a checkpoint there; how
+    many went, and the new head if this ``last`` step appended ``note``."""
     async with sessions() as session, session.begin():
         conn = await session.connection()
         await lock_head(conn, key)  # one pruner at a time, and writers wait for this one
         current = await read_checkpoint(session)
         if current is not None and current.upto_seq >= upto:
-            return 0  # another pruner got here first
+            return 0, None  # another pruner got here first
         found = await session.scalar(select(AuditRecord.hash).where(AuditRecord.seq == upto))
         if found != last_hash:
             raise AuditTampered(f"record {upto} changed while it was being pruned")
@@ -252,10 +276,10 @@ async def _prune_step(
             )
         )
         count = int(result.rowcount)  # type: ignore[attr-defined]
-        if last:
-            detail = {**note.detail, "records": int(note.detail["records"]) + count}
-            await extend(conn, key, [dataclasses.replace(note, detail=detail)])
-        return count
+        if not last:
+            return count, None
+        detail = {**note.detail, "records": int(note.detail["records"]) + count}
+        return count, await extend(conn, key, [dataclasses.replace(note, detail=detail)])
 
 
 async def _prunable_upto(session: AsyncSession, cutoff: str, head: Head | None) -> int:
@@ -300,12 +324,14 @@ async def retain(
     *,
     every_s: float = 3600.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    witness: Witness | None = None,
 ) -> None:
     """``audit.retention_days``: prune now and every ``every_s`` until cancelled (a
     background task of the gateway; replicas doing it at once is harmless)."""
     while True:
         try:
-            count = await prune(sessions, key, clock() - timedelta(days=days), actor="retention")
+            cutoff = clock() - timedelta(days=days)
+            count = await prune(sessions, key, cutoff, actor="retention", witness=witness)
             if count:
                 log.info("audit retention: pruned %d records older than %d days", count, days)
         except AuditTampered as exc:

@@ -12,7 +12,8 @@ failure is logged. A failed batch is rolled back and retried one entry at a time
 bad entry fails alone; the next batch re-reads the head, so the chain never forks. The
 writer keeps one connection of its own; when it is lost, the batch is tried again once
 on a new one (if the lost commit had in fact gone through, the records appear twice —
-never a gap).
+never a gap). After each commit the new signed head goes to the witness
+(:mod:`enclave.audit.witness`), outside the database.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 import logging
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +42,9 @@ from enclave.audit.chain import (
 )
 from enclave.errors import AuditUnavailable
 from enclave.store.models import AuditHead, AuditRecord
+
+if TYPE_CHECKING:
+    from enclave.audit.witness import Witness
 
 log = logging.getLogger("enclave.audit")
 
@@ -69,9 +73,11 @@ class AuditWriter:
         strict: bool = True,
         max_batch: int = MAX_BATCH,
         max_queue: int = MAX_QUEUE,
+        witness: Witness | None = None,
     ) -> None:
         self.sessions = sessions
         self.key = key
+        self.witness = witness
         self.strict = strict
         self.max_batch = max_batch
         self.written = 0  # records committed
@@ -104,7 +110,7 @@ class AuditWriter:
             await done
 
     async def aclose(self) -> None:
-        """Commit everything queued, then stop."""
+        """Commit everything queued, witness the head, then stop."""
         if self._closed:
             return
         self._closed = True
@@ -112,6 +118,23 @@ class AuditWriter:
             await self._queue.put(None)
             await self._task
         await self._disconnect()
+        if self.witness is not None:
+            await self.witness.aclose()
+
+    async def witness_head(self) -> None:
+        """Witness the stored head as it is now (a gateway starting: the chain written
+        before, or while the witness was off, is anchored at once)."""
+        if self.witness is None:
+            return
+        query = select(AuditHead.seq, AuditHead.hash, AuditHead.signature)
+        try:
+            async with self.sessions() as session:
+                row = (await session.execute(query.where(AuditHead.id == HEAD_ID))).first()
+        except Exception as exc:
+            log.warning("audit witness: cannot read the head: %s", exc)
+            return
+        if row is not None and head_is_genuine(self.key, Head(row[0], row[1], row[2])):
+            self.witness.note(Head(row[0], row[1], row[2]))
 
     async def _run(self) -> None:
         while True:
@@ -172,6 +195,8 @@ class AuditWriter:
             await self._disconnect()  # whatever went wrong, the next batch starts afresh
             raise
         self.batches += 1
+        if self.witness is not None:
+            self.witness.note(head)
         return head.seq
 
     async def _connection(self) -> AsyncConnection:
@@ -209,8 +234,8 @@ async def extend(conn: AsyncConnection, key: bytes, entries: list[AuditEntry]) -
     head = await lock_head(conn, key)
     if not head_is_genuine(key, head):
         raise AuditUnavailable(
-            "the audit chain's head has an invalid signature (tampered, or the secret key "
-            "changed): run `enclave audit verify`"
+            "the audit chain's head has an invalid signature (tampered, or secret.key was "
+            "replaced: `enclave audit resign --old-key FILE`): run `enclave audit verify`"
         )
     seq, prev = head.seq, head.hash
     rows: list[dict[str, Any]] = []

@@ -25,6 +25,7 @@ T = TypeVar("T")
 async def opened(settings: Settings) -> AsyncIterator[tuple[Store, AuditWriter | None]]:
     """The store (migrated) and, unless auditing is off, a strict audit writer; both
     closed again, everything queued committed."""
+    from enclave.audit.witness import open_witness
     from enclave.audit.writer import AuditWriter
     from enclave.secretkey import load_or_create
     from enclave.store.repos import open_store
@@ -33,7 +34,9 @@ async def opened(settings: Settings) -> AsyncIterator[tuple[Store, AuditWriter |
     audit = None
     try:
         if settings.audit.enabled:
-            audit = AuditWriter(store.sessions, load_or_create(settings.secret_file), strict=True)
+            key = load_or_create(settings.secret_file)
+            witness = open_witness(settings, key)
+            audit = AuditWriter(store.sessions, key, strict=True, witness=witness)
         yield store, audit
     finally:
         if audit:

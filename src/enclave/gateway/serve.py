@@ -93,9 +93,11 @@ def serve(
 ) -> None:
     import uvicorn
 
+    from enclave.audit.witness import check_witness
     from enclave.gateway.app import create_app
 
     check_exposure(settings, insecure=insecure)
+    check_witness(settings)  # a witness that cannot be written: one line, before starting
     setup_logging(settings)
     raise_file_limit()
     app = create_app(settings, engine_model=engine_model(settings), source=source)

@@ -67,6 +67,7 @@ class Services:
         self.spawn(self._archive_memories())
 
     async def _open_identity(self) -> None:
+        from enclave.audit.witness import open_witness
         from enclave.audit.writer import AuditWriter
         from enclave.gateway.gatekeeper import Gatekeeper
         from enclave.identity import Identity
@@ -77,8 +78,12 @@ class Services:
         self.store = await open_store(settings.database)
         self.secret = load_or_create(settings.secret_file)
         if settings.audit.enabled:
-            self.audit = AuditWriter(self.store.sessions, self.secret, strict=settings.audit.strict)
+            witness = open_witness(settings, self.secret)
+            self.audit = AuditWriter(
+                self.store.sessions, self.secret, strict=settings.audit.strict, witness=witness
+            )
             self.audit.start()
+            self.spawn(self.audit.witness_head())
         self.identity = Identity(self.store, self.audit)
         self.gatekeeper = Gatekeeper(settings, self.store, self.secret)
         self.limiter = _limiter(settings)
