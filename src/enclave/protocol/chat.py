@@ -107,7 +107,7 @@ class ChatCompletionRequest(Open):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     n: int | None = Field(None, ge=1, le=MAX_N)
-    stop: str | Annotated[list[str], Field(max_length=MAX_STOP)] | None = None
+    stop: str | list[str] | None = None
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
@@ -115,6 +115,13 @@ class ChatCompletionRequest(Open):
     tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences, as OpenAI allows")
+        return value
 
     @model_validator(mode="after")
     def _usage_needs_stream(self) -> ChatCompletionRequest:
