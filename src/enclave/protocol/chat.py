@@ -107,7 +107,7 @@ class ChatCompletionRequest(Open):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     n: int | None = Field(None, ge=1, le=MAX_N)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(None, json_schema_extra={"maxItems": MAX_STOP})
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
