@@ -82,6 +82,8 @@ def until_closed(sock: socket.socket) -> bytes:
             chunk = sock.recv(65536)
         except ConnectionResetError:
             return received
+        except TimeoutError:
+            break
         if not chunk:
             return received
         received += chunk

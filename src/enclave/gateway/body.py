@@ -24,6 +24,7 @@ DEFAULT_JSON_DEPTH = 64  # when the app has no settings (limits.max_json_depth)
 # A surrogate written as an escape: the only way one reaches a parsed string (raw
 # surrogate bytes are invalid UTF-8, refused by the parser already).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_CONTAINERS = frozenset({dict, list})  # what json.loads makes of arrays and objects
 
 
 def _too_large(limit: int, what: str) -> PayloadTooLarge:
@@ -64,29 +65,43 @@ def loads(body: bytes, depth: int = DEFAULT_JSON_DEPTH) -> dict[str, Any]:
         raise InvalidRequest("request body must be a JSON object")
     # Cheap tests first (C speed): fewer brackets than the limit cannot nest deeper, and
     # without a surrogate escape no string can hold one. Only then walk the values.
-    if body.count(b"[") + body.count(b"{") > depth or _SURROGATE_ESCAPE.search(body):
-        check_values(data, depth)
+    if body.count(b"[") + body.count(b"{") > depth:
+        check_depth(data, depth)
+    if _SURROGATE_ESCAPE.search(body):
+        check_text(data)
     return data
 
 
-def check_values(data: Any, depth: int) -> None:
-    """Walk ``data`` (without recursion): :class:`InvalidRequest` for nesting deeper than
-    ``depth`` or a string (key or value) that is not valid Unicode text."""
-    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+def check_depth(data: Any, depth: int) -> None:
+    """:class:`InvalidRequest` if ``data`` nests arrays and objects deeper than ``depth``
+    (level by level, without recursion: the containers only)."""
+    level: list[Any] = [data]
+    for _ in range(depth):
+        inner: list[Any] = []
+        for value in level:
+            items = value.values() if isinstance(value, dict) else value
+            inner.extend(item for item in items if type(item) in _CONTAINERS)
+        if not inner:
+            return
+        level = inner
+    raise _too_deep(depth)
+
+
+def check_text(data: Any) -> None:
+    """:class:`InvalidRequest` naming the first string (key or value) in ``data`` that is
+    not valid Unicode text (a lone surrogate)."""
+    stack: list[tuple[Any, str]] = [(data, "")]
     while stack:
-        value, where, level = stack.pop()
+        value, where = stack.pop()
         if isinstance(value, str):
             _text(value, where)
-            continue
-        if isinstance(value, dict | list) and level > depth:
-            raise _too_deep(depth)
-        if isinstance(value, dict):
+        elif isinstance(value, dict):
             for key, item in value.items():
                 path = f"{where}.{key}" if where else str(key)
                 _text(key, path)
-                stack.append((item, path, level + 1))
+                stack.append((item, path))
         elif isinstance(value, list):
-            stack.extend((item, f"{where}[{i}]", level + 1) for i, item in enumerate(value))
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
 
 
 def _text(value: str, where: str) -> None:
