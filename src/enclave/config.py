@@ -36,6 +36,9 @@ class _Section(BaseModel):
 
 class LimitsSettings(_Section):
     max_body_bytes: ByteSize = Field(ByteSize(64 * 2**20), description="largest request body")
+    max_json_depth: int = Field(
+        64, ge=2, le=500, description="deepest nesting of arrays and objects in a JSON body"
+    )
     max_images: int = Field(8, ge=0, description="images per request")
     max_image_bytes: ByteSize = Field(ByteSize(20 * 2**20), description="one decoded image")
 
@@ -210,6 +213,24 @@ class KnowledgeSettings(_Section):
     chunk_overlap: int = Field(80, ge=0, description="characters repeated from the chunk before")
 
 
+class ServerSettings(_Section):
+    """The HTTP server's own bounds on connections (slow and idle clients)."""
+
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="time for a request's headers, from its first byte or the "
+        "connection's opening; then 408 and the connection is closed"
+    )  # fmt: skip
+    body_timeout_s: float = Field(
+        120.0, gt=0, description="time to receive a whole request body; then 408"
+    )
+    idle_timeout_s: float = Field(
+        5.0, gt=0, description="a kept-alive connection with no request is closed after this"
+    )
+    max_connections: int = Field(
+        4096, ge=1, description="open client connections; a request on one more gets 503"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ENCLAVE_", env_nested_delimiter="__", extra="forbid"
@@ -234,6 +255,7 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     assistants: list[AssistantProfile] = Field(
         default_factory=list, description="virtual models assistant/NAME (see docs/assistants.md)"
     )

@@ -12,6 +12,7 @@ Code raises these; the gateway maps them to HTTP in one place
     ├── NotFound                       404 invalid_request_error / not_found (a user, a key)
     ├── Conflict                       409 invalid_request_error / conflict (a name in use)
     ├── PayloadTooLarge                413 invalid_request_error / payload_too_large
+    ├── RequestTimeout                 408 invalid_request_error / request_timeout (slow body)
     ├── RetryLater                     carries Retry-After
     │   ├── TooManyRequests            429 requests
     │   │   ├── QueueFull              429 requests / queue_full
@@ -119,6 +120,18 @@ class PayloadTooLarge(EnclaveError):
     status = 413
     type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class RequestTimeout(EnclaveError):
+    """The client took too long to send its request (``server.body_timeout_s``); the
+    connection is closed after the answer, the rest of the body unread."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 class RetryLater(EnclaveError):

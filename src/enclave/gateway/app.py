@@ -26,6 +26,7 @@ from enclave.gateway.apidoc import ERRORS, document, json_body
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import complete
 from enclave.gateway.chat import chat_completions
+from enclave.gateway.deadline import BodyDeadline
 from enclave.gateway.edge import Edge
 from enclave.gateway.metrics import CONTENT_TYPE, Metrics
 from enclave.gateway.record import call_record
@@ -87,6 +88,7 @@ def create_app(
     app.state.services = ready
     errors.install(app)
     app.openapi = partial(document, app)  # type: ignore[method-assign]
+    app.add_middleware(BodyDeadline, seconds=lambda: ready.settings.server.body_timeout_s)
     app.add_middleware(Edge, services=ready)  # inside the access log, which sees refusals
     app.add_middleware(AccessLog, enabled=settings.access_log, metrics=metrics)
     return app

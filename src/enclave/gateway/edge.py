@@ -14,6 +14,7 @@ A pure ASGI middleware inside the access log. For every HTTP request it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from enclave.errors import EnclaveError, Forbidden
+from enclave.errors import EnclaveError, Forbidden, InvalidRequest
 from enclave.gateway.errors import error_response
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ log = logging.getLogger("enclave.edge")
 
 OPEN_PATHS = frozenset({"/health", "/api/auth/login", "/api/auth/refresh"})
 AUDITED_PREFIXES = ("/v1/", "/api/")
+INTERNAL = "internal error; see the gateway log"
 
 
 def protected(path: str) -> bool:
@@ -49,6 +51,8 @@ class _Call:
     status: int = 500
     principal: Principal | None = None
     permit: Permit | None = None
+    answered: bool = False  # the response has started
+    audited: bool = False
 
 
 class Edge:
@@ -63,29 +67,43 @@ class Edge:
         call = _Call(scope, time.perf_counter())
         state = scope.setdefault("state", {})
         state["client_ip"] = self.services.gatekeeper.client_ip(scope)
+        sender = self._sender(call, send)
         try:
-            await self._admit(call)
-        except EnclaveError as exc:
-            await error_response(exc)(scope, receive, self._sender(call, send))
-            return
-        try:
-            await self.app(scope, receive, self._sender(call, send))
+            try:
+                await self._admit(call)
+            except EnclaveError as exc:
+                await error_response(exc)(scope, receive, sender)
+                return
+            await self.app(scope, receive, sender)
+        except Exception:
+            # Anything the app's handlers did not answer: answered (and audited) here,
+            # not by Starlette's outermost handler, which no audit record would see.
+            if call.answered:
+                raise
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            await error_response(EnclaveError(INTERNAL))(scope, receive, sender)
         finally:
-            if call.permit is not None:
-                record: CallRecord = state["call"]
-                await call.permit.release(
-                    (record.prompt_tokens or 0) + (record.completion_tokens or 0)
-                )
+            await self._finish(call)
+
+    async def _finish(self, call: _Call) -> None:
+        """Give the permit back; audit a call whose response never completed."""
+        if call.permit is not None:
+            record: CallRecord = call.scope["state"]["call"]
+            await call.permit.release((record.prompt_tokens or 0) + (record.completion_tokens or 0))
+        if not call.audited:
+            with contextlib.suppress(Exception):  # _audit logged it; the response is gone
+                await self._audit(call)
 
     async def _admit(self, call: _Call) -> None:
         scope, gate = call.scope, self.services.gatekeeper
         state, path = scope["state"], scope["path"]
         ip = state["client_ip"]
+        authorization = _only_header(scope, b"authorization")
         if not gate.allowlist.allows(ip):
             raise Forbidden(f"the address {ip} may not use this gateway")
         if not (gate.enabled and protected(path)):
             return
-        principal = await gate.principal(_header(scope, b"authorization"))
+        principal = await gate.principal(authorization)
         state["principal"] = call.principal = principal
         if principal.allow is not None and not principal.allow.allows(ip):
             raise Forbidden(f"this API key may not be used from {ip}")
@@ -97,7 +115,7 @@ class Edge:
     def _sender(self, call: _Call, send: Send) -> Send:
         async def sender(message: Message) -> None:
             if message["type"] == "http.response.start":
-                call.status = message["status"]
+                call.status, call.answered = message["status"], True
                 if call.permit is not None:
                     extra = [(k.encode(), v.encode()) for k, v in call.permit.headers().items()]
                     message["headers"] = [*message.get("headers", []), *extra]
@@ -108,6 +126,7 @@ class Edge:
         return sender
 
     async def _audit(self, call: _Call) -> None:
+        call.audited = True
         writer = self.services.audit
         path = call.scope["path"]
         if writer is None or not path.startswith(AUDITED_PREFIXES):
@@ -145,9 +164,9 @@ class Edge:
         )
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            text: str = value.decode("latin-1")
-            return text
-    return None
+def _only_header(scope: Scope, name: bytes) -> str | None:
+    """The one value of header ``name``; sent twice, a 400 (which one would count?)."""
+    found = [value for key, value in scope.get("headers", []) if key == name]
+    if len(found) > 1:
+        raise InvalidRequest(f"the {name.decode().title()} header is sent {len(found)} times")
+    return found[0].decode("latin-1") if found else None

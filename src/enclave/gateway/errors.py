@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from enclave.errors import ClientGone, EnclaveError, InvalidRequest
@@ -70,6 +71,13 @@ def install(app: FastAPI) -> None:
         error.status, error.type = exc.status_code, _http_type(exc.status_code)
         return error_response(error)
 
+    async def on_client_gone(request: Request, exc: Exception) -> Response:
+        # The client left while sending its body: the access log's 499 says so, no traceback.
+        record = getattr(request.state, "call", None)
+        if record is not None and record.outcome is None:
+            record.outcome = "client_disconnected"
+        return Response(status_code=ClientGone.status)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(EnclaveError("internal error; see the gateway log"))
@@ -78,6 +86,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(ClientDisconnect, on_client_gone)
     app.add_exception_handler(Exception, on_unexpected)
 
 

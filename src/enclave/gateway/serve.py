@@ -95,6 +95,7 @@ def serve(
 
     from enclave.audit.witness import check_witness
     from enclave.gateway.app import create_app
+    from enclave.gateway.connections import protocol_class
 
     check_exposure(settings, insecure=insecure)
     check_witness(settings)  # a witness that cannot be written: one line, before starting
@@ -112,6 +113,8 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,  # enclave writes its own structured line per request
         log_config=None,
+        # header, idle and connection bounds (server.*); the body's is in the app
+        http=protocol_class(settings.server),
         timeout_graceful_shutdown=10,
         # X-Forwarded-For is believed only from auth.trusted_proxies (the edge decides);
         # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the peer.

@@ -8,6 +8,10 @@ from pydantic import Field, field_validator, model_validator
 
 from enclave.protocol._base import Open
 
+# OpenAI's own bounds: at most 128 choices, at most 4 stop sequences.
+MAX_N = 128
+MAX_STOP = 4
+
 
 class TextPart(Open):
     type: Literal["text"]
@@ -102,8 +106,8 @@ class ChatCompletionRequest(Open):
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    n: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
+    n: int | None = Field(None, ge=1, le=MAX_N)
+    stop: str | list[str] | None = Field(None, json_schema_extra={"maxItems": MAX_STOP})
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
@@ -111,6 +115,13 @@ class ChatCompletionRequest(Open):
     tools: list[Tool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences, as OpenAI allows")
+        return value
 
     @model_validator(mode="after")
     def _usage_needs_stream(self) -> ChatCompletionRequest:
