@@ -1,7 +1,11 @@
 """OCR of screenshots with RapidOCR (PP-OCRv4 on onnxruntime, CPU, models bundled).
 
 The engine loads on first use (about a second) and reads one image at a time: each read
-already uses every core, so running two at once only makes both slower.
+already uses every core, so running two at once only makes both slower. Decoding is inside
+that one-at-a-time section too, and never keeps more than ``MAX_SIDE`` pixels a side: a
+JPEG is decoded at a reduced scale, other formats are shrunk right after decoding, so the
+memory of OCR is one image of at most ``limits.max_image_pixels`` (checked before, from
+the header) plus a working copy of at most MAX_SIDE x MAX_SIDE.
 """
 
 from __future__ import annotations
@@ -11,12 +15,24 @@ import io
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from enclave.imagetypes import sniff_mime
+from enclave.images import DecodedImage, open_image, unreadable
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PilImage
 
 # RapidOCR's loggers (it sets them to DEBUG with their own stream handlers).
 _RAPIDOCR_LOGGERS = ("RapidOCR", "OrtInferSession")
 # Lines from the same text row whose top edges differ by less than this share the row.
 _ROW_TOLERANCE = 0.5
+# The longest side OCR reads. RapidOCR finds text boxes on a copy of at most 2000 pixels
+# a side and reads each box from the image it is given: 4096 keeps small print of a
+# 4K screenshot legible while a working RGB copy stays under 50 MB.
+MAX_SIDE = 4096
+# Modes Pillow shrinks with a filter (palette and 1-bit images are converted first).
+_FILTERABLE = ("L", "LA", "RGB", "RGBA")
 
 
 class OCR:
@@ -34,20 +50,25 @@ class OCR:
     def read(self, data: bytes) -> str:
         """The text of the image (PNG, JPEG, WebP, GIF or BMP bytes), lines in reading order.
 
-        Returns an empty string when no text is found.
+        Returns an empty string when no text is found. Pillow's errors (truncated or
+        corrupt data) propagate; ``read_all`` turns them into a 400 naming the image.
         """
-        image = _to_rgb(data)
         engine = self._get_engine()
         with self._run_lock:
-            result, _elapsed = engine(image)
+            result, _elapsed = engine(_to_rgb(data))
         if not result:
             return ""
         lines = [(box, str(text).strip()) for box, text, _score in result if str(text).strip()]
         return "\n".join(_reading_order(lines))
 
-    async def read_all(self, images: Sequence[bytes]) -> list[str]:
-        """``read`` each image in a worker thread, in order."""
-        return [await asyncio.to_thread(self.read, data) for data in images]
+    async def read_all(self, images: Sequence[DecodedImage]) -> list[str]:
+        """``read`` each image in a worker thread, in order; one that cannot be decoded is
+        an InvalidRequest (400) naming it."""
+        texts: list[str] = []
+        for image in images:
+            with unreadable(image):
+                texts.append(await asyncio.to_thread(self.read, image.data))
+        return texts
 
     def _get_engine(self) -> Any:
         if self._engine is None:
@@ -62,21 +83,35 @@ class OCR:
         return self._engine
 
 
-def _to_rgb(data: bytes) -> Any:
-    """The first frame of the image as an RGB Pillow image, transparency on white.
+def _to_rgb(data: bytes, max_side: int = MAX_SIDE) -> PilImage:
+    """The first frame of the image as an RGB Pillow image of at most ``max_side`` pixels
+    a side, transparency on white.
 
     RapidOCR would read palette images (GIF, some PNG/BMP) as grayscale palette indices,
-    so every image is converted here.
+    so every image is converted here, after it is shrunk where the mode allows.
     """
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
+    mime = sniff_mime(data)
+    if mime is None:
+        raise ValueError("not an image enclave accepts")
+    with open_image(data, mime) as image:
         image.seek(0)
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            rgba = image.convert("RGBA")
+        width, height = image.size
+        scale = min(1.0, max_side / max(width, height, 1))
+        target = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image.draft(None, target)  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+        alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+        small: PilImage = image
+        if image.mode not in _FILTERABLE or (alpha and image.mode not in ("RGBA", "LA")):
+            small = image.convert("RGBA" if alpha else "RGB")
+        if max(small.size) > max_side:
+            small = small.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        if small.mode in ("RGBA", "LA"):
+            rgba = small.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             return Image.alpha_composite(background, rgba).convert("RGB")
-        return image.convert("RGB")
+        return small.convert("RGB")
 
 
 def _reading_order(lines: list[tuple[list[list[float]], str]]) -> list[str]:
