@@ -3,9 +3,9 @@
 The engine loads on first use (about a second) and reads one image at a time: each read
 already uses every core, so running two at once only makes both slower. Decoding is inside
 that one-at-a-time section too, and never keeps more than ``MAX_SIDE`` pixels a side: a
-JPEG is decoded at a reduced scale, other formats are shrunk right after decoding, so the
-memory of OCR is one image of at most ``limits.max_image_pixels`` (checked before, from
-the header) plus a working copy of at most MAX_SIDE x MAX_SIDE.
+JPEG is decoded at a reduced scale, other formats are shrunk strip by strip right after
+decoding, so the memory of OCR is one decoded image of at most ``limits.max_image_pixels``
+(checked before, from the header) plus the RGB result of at most MAX_SIDE a side.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,10 @@ _ROW_TOLERANCE = 0.5
 # a side and reads each box from the image it is given: 4096 keeps small print of a
 # 4K screenshot legible while a working RGB copy stays under 50 MB.
 MAX_SIDE = 4096
-# Modes Pillow shrinks with a filter (palette and 1-bit images are converted first).
-_FILTERABLE = ("L", "LA", "RGB", "RGBA")
+# Images are flattened and shrunk in strips of about this many bytes of source pixels;
+# each strip also reads the rows the Lanczos filter reaches (3 output pixels a side).
+_STRIP_BYTES = 4 * 2**20
+_LANCZOS_SUPPORT = 3
 
 
 class OCR:
@@ -88,30 +91,50 @@ def _to_rgb(data: bytes, max_side: int = MAX_SIDE) -> PilImage:
     a side, transparency on white.
 
     RapidOCR would read palette images (GIF, some PNG/BMP) as grayscale palette indices,
-    so every image is converted here, after it is shrunk where the mode allows.
+    so every image is converted. Beyond the decode itself nothing is done at full size:
+    strips of about ``_STRIP_BYTES`` are flattened to RGB and resampled into the result
+    (each with the rows around it that the filter reads, so no seams show).
     """
     from PIL import Image
 
     mime = sniff_mime(data)
     if mime is None:
         raise ValueError("not an image enclave accepts")
-    with open_image(data, mime) as image:
-        image.seek(0)
-        width, height = image.size
-        scale = min(1.0, max_side / max(width, height, 1))
-        target = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image.draft(None, target)  # JPEG: decode at 1/2, 1/4 or 1/8 scale
-        alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-        small: PilImage = image
-        if image.mode not in _FILTERABLE or (alpha and image.mode not in ("RGBA", "LA")):
-            small = image.convert("RGBA" if alpha else "RGB")
-        if max(small.size) > max_side:
-            small = small.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        if small.mode in ("RGBA", "LA"):
-            rgba = small.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(background, rgba).convert("RGB")
-        return small.convert("RGB")
+    image = open_image(data, mime)
+    image.seek(0)
+    width, height = image.size
+    scale = min(1.0, max_side / max(width, height, 1))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image.draft(None, target)  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+    image.load()
+    width, height = image.size
+    ratio = height / target[1]  # source rows per output row
+    margin = 0 if image.size == target else math.ceil(_LANCZOS_SUPPORT * ratio) + 1
+    rows = max(1, int(_STRIP_BYTES / (width * 4) / ratio))  # output rows per strip
+    result = Image.new("RGB", target)
+    for out_top in range(0, target[1], rows):
+        out_bottom = min(out_top + rows, target[1])
+        top, bottom = out_top * ratio, out_bottom * ratio
+        first = max(0, math.floor(top) - margin)
+        strip = _flatten(image.crop((0, first, width, min(height, math.ceil(bottom) + margin))))
+        if image.size != target:
+            box = (0.0, top - first, float(width), bottom - first)
+            size = (target[0], out_bottom - out_top)
+            strip = strip.resize(size, Image.Resampling.LANCZOS, box=box)
+        result.paste(strip, (0, out_top))
+    image.close()  # the full-size pixels go now
+    return result
+
+
+def _flatten(image: PilImage) -> PilImage:
+    """RGB, transparency on white."""
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def _reading_order(lines: list[tuple[list[list[float]], str]]) -> list[str]:
