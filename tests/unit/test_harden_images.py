@@ -117,8 +117,8 @@ def test_ocr_decodes_a_large_allowed_image_within_a_memory_bound(tmp_path: Path)
     assert done.returncode == 0, done.stderr
     out_width, out_height, grown = (int(n) for n in done.stdout.split())
 
-    assert max(out_width, out_height) <= 4096
     assert grown < width * height * 4 + 64 * 2**20
+    assert max(out_width, out_height) <= 4096
 
 
 def test_a_small_image_is_not_resized_for_ocr() -> None:
