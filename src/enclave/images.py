@@ -2,8 +2,9 @@
 
 No I/O, so the gateway can check images before it picks an upstream. Counting,
 base64 and the magic bytes are stdlib; the header, dimension and integrity checks use
-Pillow, imported on the first image (never by ``ask``). enclave never fetches a remote image URL: in an air-gapped network
-there is nothing to fetch, and fetching would be a way out of it. Images come inline as
+Pillow, imported on the first image (never by ``ask``). enclave never fetches a remote
+image URL: in an air-gapped network there is nothing to fetch, and fetching would be a
+way out of it. Images come inline as
 ``data:`` URLs with base64, as the OpenAI SDKs send local files.
 
 Each image is numbered from 1 across the whole request, in message and part order; error
@@ -143,8 +144,7 @@ def open_image(data: bytes, mime: str) -> ImageFile:
     Not ``Image.open``: that would try every format, and its own decompression-bomb
     check would warn or raise before ours can name the setting.
     """
-    from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin
-    from PIL import WebPImagePlugin
+    from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
 
     openers: dict[str, type[ImageFile]] = {
         "image/png": PngImagePlugin.PngImageFile,

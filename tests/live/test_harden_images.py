@@ -10,7 +10,6 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -89,18 +88,13 @@ def test_a_13000_square_png_is_refused_by_its_header(
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize(("fmt", "mime"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_a_truncated_image_is_a_400_naming_the_problem(
-    gateway: Gateway,
-    fake: FakeUpstream,
-    vision_fake: FakeUpstream,
-    model: str,
-    fmt: str,
-    mime: str,
+    gateway: Gateway, fake: FakeUpstream, vision_fake: FakeUpstream, model: str, fmt: str
 ) -> None:
     before = upstream_requests(fake, vision_fake)
 
-    message = refused(send(gateway, model, truncated(photo(fmt)), mime))
+    message = refused(send(gateway, model, truncated(photo(fmt)), f"image/{fmt.lower()}"))
 
     assert message.startswith(f"image 1 is not a valid {fmt} image (truncated or corrupt")
     assert upstream_requests(fake, vision_fake) == before

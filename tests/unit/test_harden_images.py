@@ -61,9 +61,10 @@ def test_the_limit_is_the_setting_and_an_image_at_it_passes() -> None:
     image = flat_png(100, 50)
     [decoded] = decode_images(chat(image), **LIMITS, max_image_pixels=5000)
     assert decoded.mime == "image/png"
-    assert "4999 pixels per image (limits.max_image_pixels)" in refusal(
-        image, max_image_pixels=4999
-    ).message
+    assert (
+        "4999 pixels per image (limits.max_image_pixels)"
+        in refusal(image, max_image_pixels=4999).message
+    )
 
 
 def test_pillows_own_bomb_limit_never_escapes() -> None:

@@ -11,15 +11,14 @@ decoding, so the memory of OCR is one decoded image of at most ``limits.max_imag
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import math
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from enclave.imagetypes import sniff_mime
 from enclave.images import DecodedImage, open_image, unreadable
+from enclave.imagetypes import sniff_mime
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PilImage
