@@ -50,3 +50,15 @@ def photo(fmt: str, size: tuple[int, int] = (320, 240)) -> bytes:
 def truncated(data: bytes) -> bytes:
     """The first 60 % of the file: the header is whole, the pixel data is not."""
     return data[: len(data) * 6 // 10]
+
+
+def garbled_png(width: int = 64, height: int = 64) -> bytes:
+    """A PNG whose chunks are whole and their CRCs right, but whose pixel data is not
+    deflate: only decoding it tells."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", random.Random(5).randbytes(512))
+        + _chunk(b"IEND", b"")
+    )

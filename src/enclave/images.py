@@ -156,14 +156,15 @@ def open_image(data: bytes, mime: str) -> ImageFile:
     return openers[mime](io.BytesIO(data))
 
 
-@contextmanager
-def unreadable(image: DecodedImage) -> Iterator[None]:
-    """Pillow's errors for a truncated, corrupt or bomb image as a 400 naming the image."""
+class ImageUnreadable(Exception):
+    """Pillow could not decode an image; the message is Pillow's reason."""
+
+
+def decode_errors() -> tuple[type[Exception], ...]:
+    """What Pillow raises for a truncated, corrupt or bomb image."""
     from PIL import Image
 
-    try:
-        yield
-    except (
+    return (
         OSError,  # truncated data; UnidentifiedImageError
         SyntaxError,  # a broken header or chunk (Pillow's choice)
         ValueError,
@@ -172,12 +173,26 @@ def unreadable(image: DecodedImage) -> Iterator[None]:
         struct.error,
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,  # where warnings are errors
-    ) as exc:
-        kind = image.mime.removeprefix("image/").upper()
-        raise InvalidRequest(
-            f"image {image.index} is not a valid {kind} image (truncated or corrupt: {exc})",
-            param=image.param,
-        ) from None
+        ImageUnreadable,
+    )
+
+
+@contextmanager
+def unreadable(image: DecodedImage) -> Iterator[None]:
+    """Pillow's errors for a truncated, corrupt or bomb image as a 400 naming the image."""
+    try:
+        yield
+    except decode_errors() as exc:
+        raise unreadable_error(image, exc) from None
+
+
+def unreadable_error(image: DecodedImage, reason: object) -> InvalidRequest:
+    """The 400 for an image that cannot be decoded, naming it and Pillow's reason."""
+    kind = image.mime.removeprefix("image/").upper()
+    return InvalidRequest(
+        f"image {image.index} is not a valid {kind} image (truncated or corrupt: {reason})",
+        param=image.param,
+    )
 
 
 def replace_images_with_text(

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.bad_images import flat_png, photo, truncated
+from tests.bad_images import flat_png, garbled_png, photo, truncated
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import Gateway, run_gateway
 
@@ -98,6 +98,18 @@ def test_a_truncated_image_is_a_400_naming_the_problem(
 
     assert message.startswith(f"image 1 is not a valid {fmt} image (truncated or corrupt")
     assert upstream_requests(fake, vision_fake) == before
+    assert "Traceback" not in gateway.log()
+
+
+def test_pixel_data_that_does_not_decode_is_a_400_on_the_ocr_path(
+    gateway: Gateway, fake: FakeUpstream
+) -> None:
+    before = fake.stats()["requests"]
+
+    message = refused(send(gateway, TEXT_MODEL, garbled_png()))
+
+    assert message.startswith("image 1 is not a valid PNG image (truncated or corrupt")
+    assert fake.stats()["requests"] == before
     assert "Traceback" not in gateway.log()
 
 

@@ -17,7 +17,13 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from enclave.images import DecodedImage, open_image, unreadable
+from enclave.images import (
+    DecodedImage,
+    ImageUnreadable,
+    decode_errors,
+    open_image,
+    unreadable_error,
+)
 from enclave.imagetypes import sniff_mime
 
 if TYPE_CHECKING:
@@ -52,12 +58,16 @@ class OCR:
     def read(self, data: bytes) -> str:
         """The text of the image (PNG, JPEG, WebP, GIF or BMP bytes), lines in reading order.
 
-        Returns an empty string when no text is found. Pillow's errors (truncated or
-        corrupt data) propagate; ``read_all`` turns them into a 400 naming the image.
+        Returns an empty string when no text is found. Raises ImageUnreadable where
+        Pillow cannot decode it (truncated or corrupt); ``read_all`` makes that a 400.
         """
         engine = self._get_engine()
         with self._run_lock:
-            result, _elapsed = engine(_to_rgb(data))
+            try:
+                image = _to_rgb(data)
+            except decode_errors() as exc:
+                raise ImageUnreadable(str(exc)) from exc
+            result, _elapsed = engine(image)
         if not result:
             return ""
         lines = [(box, str(text).strip()) for box, text, _score in result if str(text).strip()]
@@ -68,8 +78,10 @@ class OCR:
         an InvalidRequest (400) naming it."""
         texts: list[str] = []
         for image in images:
-            with unreadable(image):
+            try:
                 texts.append(await asyncio.to_thread(self.read, image.data))
+            except ImageUnreadable as exc:
+                raise unreadable_error(image, exc) from None
         return texts
 
     def _get_engine(self) -> Any:
