@@ -18,6 +18,7 @@ from pydantic import BaseModel, ByteSize, Field, SecretStr, ValidationError, mod
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from enclave.errors import ConfigError
+from enclave.images import DEFAULT_MAX_IMAGE_PIXELS
 from enclave.profiles import AssistantProfile
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
@@ -41,6 +42,11 @@ class LimitsSettings(_Section):
     )
     max_images: int = Field(8, ge=0, description="images per request")
     max_image_bytes: ByteSize = Field(ByteSize(20 * 2**20), description="one decoded image")
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="width x height of one image, read from its header before decoding",
+    )
 
 
 class EngineSettings(_Section):

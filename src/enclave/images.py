@@ -1,8 +1,10 @@
 """The image parts of a chat request: decode, check, and swap for OCR text.
 
-Pure and stdlib-only (no Pillow, no I/O), so the gateway can check images before it
-picks an upstream. enclave never fetches a remote image URL: in an air-gapped network
-there is nothing to fetch, and fetching would be a way out of it. Images come inline as
+No I/O, so the gateway can check images before it picks an upstream. Counting,
+base64 and the magic bytes are stdlib; the header, dimension and integrity checks use
+Pillow, imported on the first image (never by ``ask``). enclave never fetches a remote
+image URL: in an air-gapped network there is nothing to fetch, and fetching would be a
+way out of it. Images come inline as
 ``data:`` URLs with base64, as the OpenAI SDKs send local files.
 
 Each image is numbered from 1 across the whole request, in message and part order; error
@@ -14,8 +16,13 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from collections.abc import Sequence
+import io
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from enclave.errors import InvalidRequest, PayloadTooLarge
 from enclave.imagetypes import ACCEPTED, sniff_mime
@@ -27,8 +34,16 @@ from enclave.protocol.chat import (
     TextPart,
 )
 
+if TYPE_CHECKING:
+    from PIL.ImageFile import ImageFile
+
 _BASE64_WHITESPACE = " \t\r\n"
-# Header sizes of the BMP DIB variants (BITMAPCOREHEADER ... BITMAPV5HEADER).
+# limits.max_image_pixels: 40 MP holds an 8K frame (33 MP) and the photos of 12-24 MP
+# phone cameras with room to spare, and caps one decode at 160 MB (4 bytes a pixel).
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+# Formats Pillow decodes whole to check them (PNG and JPEG are checked without): one at a
+# time, so concurrent requests hold at most one such decode.
+_FULL_DECODE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -53,12 +68,17 @@ def image_params(request: ChatCompletionRequest) -> list[tuple[str, ImagePart]]:
 
 
 def decode_images(
-    request: ChatCompletionRequest, *, max_images: int, max_image_bytes: int
+    request: ChatCompletionRequest,
+    *,
+    max_images: int,
+    max_image_bytes: int,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> list[DecodedImage]:
-    """Decode the request's images and check count, encoding, size and format.
+    """Decode the request's images and check count, encoding, size, format and pixels.
 
-    Raises InvalidRequest (too many, not a data URL, bad base64, not an image) or
-    PayloadTooLarge (over ``max_image_bytes`` once decoded; checked from the base64
+    Raises InvalidRequest (too many, not a data URL, bad base64, not an image, over
+    ``max_image_pixels`` by its header, truncated or corrupt: see :func:`check_image`)
+    or PayloadTooLarge (over ``max_image_bytes`` once decoded; checked from the base64
     length before anything is decoded).
     """
     parts = image_params(request)
@@ -83,16 +103,96 @@ def decode_images(
         mime = sniff_mime(data)
         if mime is None:
             raise InvalidRequest(f"image {index} is not a {ACCEPTED} image", param=param)
-        decoded.append(
-            DecodedImage(
-                index=index,
-                param=param,
-                mime=mime,
-                data=data,
-                sha256=hashlib.sha256(data).hexdigest(),
-            )
+        image = DecodedImage(
+            index=index, param=param, mime=mime, data=data, sha256=hashlib.sha256(data).hexdigest()
         )
+        check_image(image, max_pixels=max_image_pixels)
+        decoded.append(image)
     return decoded
+
+
+def check_image(image: DecodedImage, *, max_pixels: int) -> None:
+    """Refuse an image whose header declares over ``max_pixels``, or that is truncated or
+    corrupt, before it goes to OCR or to a vision upstream (InvalidRequest, 400).
+
+    The dimensions come from the header alone, before any pixel is decoded. Integrity:
+    PNG by its chunk CRCs through IEND (nothing inflated), JPEG by a decode at 1/8 scale
+    (64 times fewer pixels); WebP, GIF and BMP by decoding the first frame, which the
+    pixel limit bounds, one at a time.
+    """
+    with unreadable(image), open_image(image.data, image.mime) as opened:
+        width, height = opened.size
+        if width * height > max_pixels:
+            raise InvalidRequest(
+                f"image {image.index} is {width}x{height} = {width * height} pixels; the "
+                f"limit is {max_pixels} pixels per image (limits.max_image_pixels)",
+                param=image.param,
+            )
+        if image.mime == "image/png":
+            opened.verify()
+        elif image.mime == "image/jpeg":
+            opened.draft(None, (1, 1))
+            opened.load()
+        else:
+            with _FULL_DECODE_LOCK:
+                opened.load()
+
+
+def open_image(data: bytes, mime: str) -> ImageFile:
+    """The image, opened lazily (header only) by the Pillow plugin of its sniffed type.
+
+    Not ``Image.open``: that would try every format, and its own decompression-bomb
+    check would warn or raise before ours can name the setting.
+    """
+    from PIL import BmpImagePlugin, GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
+
+    openers: dict[str, type[ImageFile]] = {
+        "image/png": PngImagePlugin.PngImageFile,
+        "image/jpeg": JpegImagePlugin.JpegImageFile,
+        "image/webp": WebPImagePlugin.WebPImageFile,
+        "image/gif": GifImagePlugin.GifImageFile,
+        "image/bmp": BmpImagePlugin.BmpImageFile,
+    }
+    return openers[mime](io.BytesIO(data))
+
+
+class ImageUnreadable(Exception):
+    """Pillow could not decode an image; the message is Pillow's reason."""
+
+
+def decode_errors() -> tuple[type[Exception], ...]:
+    """What Pillow raises for a truncated, corrupt or bomb image."""
+    from PIL import Image
+
+    return (
+        OSError,  # truncated data; UnidentifiedImageError
+        SyntaxError,  # a broken header or chunk (Pillow's choice)
+        ValueError,
+        EOFError,
+        IndexError,
+        struct.error,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,  # where warnings are errors
+        ImageUnreadable,
+    )
+
+
+@contextmanager
+def unreadable(image: DecodedImage) -> Iterator[None]:
+    """Pillow's errors for a truncated, corrupt or bomb image as a 400 naming the image."""
+    try:
+        yield
+    except decode_errors() as exc:
+        raise unreadable_error(image, exc) from None
+
+
+def unreadable_error(image: DecodedImage, reason: object) -> InvalidRequest:
+    """The 400 for an image that cannot be decoded, naming it and Pillow's reason."""
+    kind = image.mime.removeprefix("image/").upper()
+    return InvalidRequest(
+        f"image {image.index} is not a valid {kind} image (truncated or corrupt: {reason})",
+        param=image.param,
+    )
 
 
 def replace_images_with_text(

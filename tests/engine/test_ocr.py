@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from enclave.engine.ocr import OCR
+from enclave.images import DecodedImage
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -95,6 +96,10 @@ def test_read_all_keeps_the_order(ocr: OCR) -> None:
     first = render([((30, 40), "alpha")], size=(400, 140))
     second = render([((30, 40), "omega")], size=(400, 140))
 
-    texts = asyncio.run(ocr.read_all([first, second]))
+    images = [
+        DecodedImage(index=n, param=f"p{n}", mime="image/png", data=data, sha256="")
+        for n, data in enumerate([first, second], start=1)
+    ]
+    texts = asyncio.run(ocr.read_all(images))
 
     assert [words(t) for t in texts] == ["alpha", "omega"]

@@ -5,6 +5,7 @@ content the audit record keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from enclave.errors import ContextLengthExceeded, InvalidRequest
 from enclave.gateway.chat.intake import Asked
 from enclave.gateway.chat.model import Model
-from enclave.images import DecodedImage, decode_images, replace_images_with_text
+from enclave.images import DecodedImage, decode_images, image_params, replace_images_with_text
 from enclave.protocol import ChatCompletionRequest
 from enclave.router import CallRecord, Pool, Router
 
@@ -43,17 +44,29 @@ async def prompt(
     record = asked.record
     record.model, record.stream = model.public, bool(chat.stream)
     check_context(chat, pool)
-    images = decode_images(
-        chat, max_images=limits.max_images, max_image_bytes=int(limits.max_image_bytes)
-    )
+    images = await checked_images(chat, limits)
     keep_for_audit(record, services.settings.audit.content, asked.body, images)
     if images and not pool.vision:
         if services.ocr is None:
             raise InvalidRequest(f"model {pool.public} cannot read images and OCR is off")
-        texts = await services.ocr.read_all([image.data for image in images])
+        texts = await services.ocr.read_all(images)
         body = replace_images_with_text(chat, texts).wire()
         headers[OCR_HEADER] = str(len(images))
     return Prompt(body, chat, pool, model.public, record, headers)
+
+
+async def checked_images(chat: ChatCompletionRequest, limits: LimitsSettings) -> list[DecodedImage]:
+    """The request's images, decoded and checked (Pillow reads headers and checks
+    integrity) in a worker thread, off the event loop; a call without images stays on it."""
+    if not image_params(chat):
+        return []
+    return await asyncio.to_thread(
+        decode_images,
+        chat,
+        max_images=limits.max_images,
+        max_image_bytes=int(limits.max_image_bytes),
+        max_image_pixels=limits.max_image_pixels,
+    )
 
 
 def check_context(chat: ChatCompletionRequest, pool: Pool) -> None:
