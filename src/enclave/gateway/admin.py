@@ -132,8 +132,8 @@ def _tokens(services: Services, user: str, role: str, sid: str, jti: str) -> Tok
 
 
 async def _check_lock(services: Services, name: str) -> None:
-    """After ``login_attempts`` failures a name's logins are refused for a while that
-    doubles with each further failure (up to 5 minutes), right password or not. Failures
+    """After ``login_attempts`` failures a name's logins are refused for ``lockout_s``, a
+    while that doubles with each further failure (up to 5 minutes), right password or not. Failures
     are counted per name tried, so an unknown name locks exactly like a real one: the
     answers tell no one which names exist."""
     failures = await services.identity.failures.get(name)
@@ -141,11 +141,11 @@ async def _check_lock(services: Services, name: str) -> None:
     if failures is None or failures[0] < allowed:
         return
     count, last = failures
-    wait = min(2 ** (count - allowed), LOCK_MAX_S)
+    wait = min(services.settings.auth.lockout_s * 2 ** (count - allowed), LOCK_MAX_S)
     left = wait - (datetime.now(UTC) - last).total_seconds()
     if left > 0:
         raise TooManyRequests(
-            f"too many failed logins for {name} (auth.login_attempts={allowed}); "
+            f"too many failed logins for this user name (auth.login_attempts={allowed}); "
             f"retry in {math.ceil(left)} s",
             retry_after=math.ceil(left),
         )
