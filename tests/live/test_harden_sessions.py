@@ -113,6 +113,7 @@ def test_a_refresh_token_works_once_and_its_reuse_revokes_the_whole_family(
     third = refresh(gateway, rotated["refresh_token"])  # rotation goes on
     assert third.status_code == 200, third.text
     newest = third.json()
+    assert me(gateway, newest["access_token"]) == 200  # cached by the gateway now
     # A stolen copy of the first refresh token, replayed: refused, and everything
     # descended from that login, the newest pair included, stops working.
     replay = refresh(gateway, first["refresh_token"])

@@ -95,8 +95,12 @@ def _auth_routes(services: Services) -> APIRouter:
         given = await body_of(request, Refresh)
         claims = decode(services.secret, given.refresh_token, "refresh")
         ttl = services.settings.auth.refresh_ttl_s
-        user, jti = await services.identity.refresh(actor(request), claims.session, claims.jti, ttl)
-        services.gatekeeper.forget_sessions(session=claims.session)
+        try:
+            user, jti = await services.identity.refresh(
+                actor(request), claims.session, claims.jti, ttl
+            )
+        finally:  # a reuse revoked the session: its access tokens end here at once
+            services.gatekeeper.forget_sessions(session=claims.session)
         return _tokens(services, user.name, user.role, claims.session, jti)
 
     @router.post("/logout")
