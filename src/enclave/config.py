@@ -154,6 +154,13 @@ class AuthSettings(_Section):
         default_factory=list, description="CIDRs whose X-Forwarded-For is believed"
     )
     login_attempts: int = Field(5, ge=1, description="failed logins before slowing down")
+    lockout_s: int = Field(
+        1,
+        ge=1,
+        le=300,
+        description="the first lockout after login_attempts failures, in seconds; it doubles"
+        " with each further failure, up to 300",
+    )
     rate_limits: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
 

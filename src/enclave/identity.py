@@ -7,13 +7,15 @@ stores (through the repositories) and writes the administrative audit record.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from enclave.auth.apikeys import new_key, parse_expiry
 from enclave.auth.passwords import hash_password, verify_password
+from enclave.auth.tokens import new_id
 from enclave.errors import AuthenticationFailed, InvalidRequest
 from enclave.store.repos import KeyRepo, Store, UserRepo
+from enclave.store.sessions import LoginFailures, SessionRepo
 
 if TYPE_CHECKING:
     from enclave.audit.chain import AuditEntry
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 Role = Literal["admin", "user"]
 ROLES = ("admin", "user")
+LOGIN_REFUSED = "wrong user name or password"
+SESSION_REFUSED = "invalid or expired session"
 
 
 def now() -> datetime:
@@ -69,6 +73,31 @@ class KeySpec:
     allow: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class UserPolicy:
+    """What a user may do, like a key's scope: every key of the user and every web session
+    of the user is bounded by it as well as by the key's own (the stricter wins). A field
+    left ``None`` is not changed; ``0`` (or ``[]`` for models) means no limit."""
+
+    models: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The columns to set: given fields only, ``0`` stored as ``None`` (no limit)."""
+        found: dict[str, Any] = {}
+        if self.models is not None:
+            found["models"] = list(self.models)
+        for name in ("rpm", "tpm", "max_concurrency"):
+            value = getattr(self, name)
+            if value is not None:
+                if value < 0:
+                    raise InvalidRequest(f"{name} must be 0 (no limit) or more", param=name)
+                found[name] = value or None
+        return found
+
+
 def _key_detail(key: ApiKey) -> dict[str, Any]:
     """What the ``keys.create`` audit record says of a key (never its secret)."""
 
@@ -95,42 +124,107 @@ class Identity:
     def __init__(self, store: Store, audit: AuditWriter | None) -> None:
         self.users = UserRepo(store)
         self.keys = KeyRepo(store)
+        self.sessions = SessionRepo(store)
+        self.failures = LoginFailures(store)
         self.audit = audit
 
     # --- users -----------------------------------------------------------------------
 
-    async def add_user(self, actor: Actor, name: str, role: str, password: str) -> User:
+    async def add_user(
+        self, actor: Actor, name: str, role: str, password: str, policy: UserPolicy | None = None
+    ) -> User:
         if role not in ROLES:
             raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        values = (policy or UserPolicy()).values()
         user = await self.users.add(name, role, hash_password(password))
-        await self._audit(actor, "users.add", {"name": name, "role": role})
+        if values:
+            user = await self.users.change(name, **values)
+        await self._audit(actor, "users.add", {"name": name, "role": role, **values})
         return user
 
     async def list_users(self) -> list[User]:
         return await self.users.list()
 
+    async def set_user(
+        self, actor: Actor, name: str, *, role: str | None = None, policy: UserPolicy | None = None
+    ) -> User:
+        """Change a user's role and policy. A new role revokes the user's web sessions
+        (they carry the role they were issued with); a policy applies at the next call."""
+        values = (policy or UserPolicy()).values()
+        old = await self.users.get(name)
+        if role is not None:
+            values["role"] = role
+        user = await self.users.change(name, **values)
+        detail: dict[str, Any] = {"name": name, **values}
+        if old is not None and role is not None and role != old.role:
+            detail["sessions_revoked"] = await self.revoke_sessions(name, "role")
+        await self._audit(actor, "users.set", detail)
+        return user
+
     async def set_disabled(self, actor: Actor, name: str, disabled: bool) -> None:
         await self.users.set_disabled(name, disabled)
-        await self._audit(actor, "users.disable" if disabled else "users.enable", {"name": name})
+        detail: dict[str, Any] = {"name": name}
+        if disabled:
+            detail["sessions_revoked"] = await self.revoke_sessions(name, "disabled")
+        await self._audit(actor, "users.disable" if disabled else "users.enable", detail)
 
     async def set_password(self, actor: Actor, name: str, password: str) -> None:
+        """A new password; every web session of the user ends (API keys are kept)."""
         await self.users.set_password(name, hash_password(password))
-        await self._audit(actor, "users.passwd", {"name": name})
+        revoked = await self.revoke_sessions(name, "password")
+        await self.failures.clear(name)
+        await self._audit(actor, "users.passwd", {"name": name, "sessions_revoked": revoked})
+
+    async def revoke_sessions(self, name: str, why: str) -> int:
+        return await self.sessions.revoke_user(name, why, now=now())
+
+    # --- web sessions ----------------------------------------------------------------
 
     async def login(self, actor: Actor, name: str, password: str) -> User:
-        """The user, if the password is right; every failure is the same 401, and audited."""
+        """The user, if the password is right; every failure is the same 401, and audited
+        under the name tried (whether or not a user has it)."""
         user = await self.users.get(name)
         # Hash even for an unknown name, so the answer's timing does not tell names apart.
         right = verify_password(user.password_hash if user else None, password)
         ok = right and user is not None and not user.disabled
+        tried = Actor(name, None, actor.client_ip, actor.request_id)
         if not ok or user is None:
-            if user is not None:
-                await self.users.login_failed(name, now())
-            await self._audit(actor, "login.failed", {"name": name}, status=401)
-            raise AuthenticationFailed("wrong user name or password")
-        await self.users.login_ok(name)
-        await self._audit(Actor(name, None, actor.client_ip, actor.request_id), "login", {})
+            await self.failures.failed(name, now())
+            await self._audit(tried, "login.failed", {"name": name}, status=401)
+            raise AuthenticationFailed(LOGIN_REFUSED)
+        await self.failures.clear(name)
+        await self._audit(tried, "login", {})
         return user
+
+    async def open_session(self, user: User, ttl_s: int) -> tuple[str, str]:
+        """A new session of ``user``: its id and its first refresh token's id."""
+        sid, jti = new_id(), new_id()
+        at = now()
+        await self.sessions.open(user, sid, jti, now=at, expires_at=at + timedelta(seconds=ttl_s))
+        return sid, jti
+
+    async def refresh(self, actor: Actor, sid: str, jti: str, ttl_s: int) -> tuple[User, str]:
+        """Spend refresh token ``jti`` of session ``sid``: the user and the next token's id.
+
+        A token spent before is a stolen copy or a replay: the whole session (every token
+        descended from that login) is revoked, and the attempt audited.
+        """
+        new, at = new_id(), now()
+        outcome = await self.sessions.rotate(
+            sid, jti, new, now=at, expires_at=at + timedelta(seconds=ttl_s)
+        )
+        state = await self.sessions.state(sid)
+        if outcome == "reused" and state is not None:
+            who = Actor(state.user.name, None, actor.client_ip, actor.request_id)
+            await self._audit(who, "session.reuse", {"session": sid[:8]}, status=401)
+        if outcome != "rotated" or state is None or state.user.disabled:
+            raise AuthenticationFailed(SESSION_REFUSED)
+        return state.user, new
+
+    async def logout(self, actor: Actor, sid: str) -> None:
+        """End session ``sid``: its refresh token and its access tokens stop working."""
+        await self.sessions.revoke(sid, "logout", now=now())
+        await self._audit(actor, "logout", {"session": sid[:8]})
 
     # --- keys ------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ TABLES = {"users", "api_keys", "audit", "audit_head", "audit_checkpoints", "alem
 TABLES |= {"kb", "kb_documents", "kb_chunks"}  # knowledge bases (dialect-specific ones left out)
 TABLES |= {"memory_recent", "memories", "memory_owners"}  # memory tiers
 TABLES |= {"assistant_profiles", "conversations", "conversation_messages"}  # assistants
+TABLES |= {"web_sessions", "login_failures"}  # revocable web sessions, lockout per name
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 BEIJING = timezone(timedelta(hours=8))
 

@@ -146,19 +146,23 @@ def test_parse_expiry_names_the_accepted_forms(text: str) -> None:
 
 
 def test_token_round_trip() -> None:
-    token = tokens.issue(KEY, user="alice", role="admin", ttl_s=900, kind="access", now=1000)
+    token = tokens.issue(
+        KEY, user="alice", role="admin", ttl_s=900, kind="access", session="s1", now=1000
+    )
     assert not token.startswith(apikeys.KEY_START)
     assert apikeys.prefix_of(token) is None
     claims = tokens.decode(KEY, token, "access", now=1500)
     assert (claims.user, claims.role, claims.kind) == ("alice", "admin", "access")
     assert (claims.issued_at, claims.expires_at) == (1000, 1900)
     assert claims.jti
-    again = tokens.issue(KEY, user="alice", role="admin", ttl_s=900, kind="access", now=1000)
+    again = tokens.issue(
+        KEY, user="alice", role="admin", ttl_s=900, kind="access", session="s1", now=1000
+    )
     assert tokens.decode(KEY, again, "access", now=1500).jti != claims.jti
 
 
 def test_token_with_the_real_clock() -> None:
-    token = tokens.issue(KEY, user="bob", role="user", ttl_s=60, kind="refresh")
+    token = tokens.issue(KEY, user="bob", role="user", ttl_s=60, kind="refresh", session="s1")
     assert tokens.decode(KEY, token, "refresh").user == "bob"
 
 
@@ -178,9 +182,21 @@ def _forge(payload: dict[str, object], header: dict[str, object] | None = None) 
 
 
 def test_token_failures_all_say_the_same() -> None:
-    access = tokens.issue(KEY, user="alice", role="admin", ttl_s=900, kind="access", now=1000)
-    refresh = tokens.issue(KEY, user="alice", role="admin", ttl_s=900, kind="refresh", now=1000)
-    good = {"sub": "a", "role": "admin", "typ": "access", "iat": 1000, "exp": 9999, "jti": "j"}
+    access = tokens.issue(
+        KEY, user="alice", role="admin", ttl_s=900, kind="access", session="s1", now=1000
+    )
+    refresh = tokens.issue(
+        KEY, user="alice", role="admin", ttl_s=900, kind="refresh", session="s1", now=1000
+    )
+    good = {
+        "sub": "a",
+        "role": "admin",
+        "typ": "access",
+        "iat": 1000,
+        "exp": 9999,
+        "jti": "j",
+        "sid": "s",
+    }
     messages = {
         _refused(access, now=1900),  # expired, at the second
         _refused(access, now=10_000),
@@ -203,7 +219,7 @@ def test_token_failures_all_say_the_same() -> None:
 
 def test_short_signing_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="at least 32 bytes"):
-        tokens.issue(b"short", user="a", role="user", ttl_s=60, kind="access")
+        tokens.issue(b"short", user="a", role="user", ttl_s=60, kind="access", session="s1")
 
 
 # --- addresses ----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 A token never looks like an API key (JWTs start with ``eyJ``; keys with ``sk-enc-``), and
 a refresh token is refused where an access token is wanted and the other way round
-(the ``typ`` claim). Every failure raises the same :class:`AuthenticationFailed`,
+(the ``typ`` claim). Both name their session (``sid``, one login), so that a store can
+revoke every token of a session at once; a refresh token's ``jti`` is what the store keeps
+to spend it once. Every failure raises the same :class:`AuthenticationFailed`,
 whatever was wrong, so a caller learns nothing from the message.
 """
 
@@ -21,7 +23,7 @@ Kind = Literal["access", "refresh"]
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32  # RFC 7518 section 3.2: at least the hash's size
 REFUSED = "invalid or expired session token"
-_CLAIMS = ("sub", "role", "typ", "iat", "exp", "jti")
+_CLAIMS = ("sub", "role", "typ", "iat", "exp", "jti", "sid")
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class Claims:
     kind: Kind
     issued_at: int  # Unix seconds
     expires_at: int
-    jti: str  # unique per token: lets a store revoke one refresh token
+    jti: str  # unique per token: lets a store spend one refresh token once
+    session: str  # the login this token descends from (its refresh-token family)
 
 
 def issue(
@@ -41,6 +44,8 @@ def issue(
     role: str,
     ttl_s: int,
     kind: Kind,
+    session: str,
+    jti: str | None = None,
     now: float | None = None,
 ) -> str:
     """A signed token for ``user`` valid ``ttl_s`` seconds from ``now`` (default: the clock)."""
@@ -52,9 +57,15 @@ def issue(
         "typ": kind,
         "iat": issued,
         "exp": issued + ttl_s,
-        "jti": secrets.token_urlsafe(16),
+        "jti": jti or new_id(),
+        "sid": session,
     }
     return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def new_id() -> str:
+    """A random token or session id (128 bits)."""
+    return secrets.token_urlsafe(16)
 
 
 def decode(key: bytes, token: str, kind: Kind, *, now: float | None = None) -> Claims:
@@ -77,13 +88,15 @@ def decode(key: bytes, token: str, kind: Kind, *, now: float | None = None) -> C
 
 
 def _claims(payload: dict[str, Any]) -> Claims:
-    sub, role, typ, jti = (payload[name] for name in ("sub", "role", "typ", "jti"))
+    sub, role, typ, jti, sid = (payload[name] for name in ("sub", "role", "typ", "jti", "sid"))
     iat, exp = payload["iat"], payload["exp"]
-    texts_ok = all(isinstance(v, str) and v for v in (sub, role, jti))
+    texts_ok = all(isinstance(v, str) and v for v in (sub, role, jti, sid))
     times_ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (iat, exp))
     if not (texts_ok and times_ok) or typ not in ("access", "refresh"):
         raise ValueError("malformed claims")
-    return Claims(user=sub, role=role, kind=typ, issued_at=iat, expires_at=exp, jti=jti)
+    return Claims(
+        user=sub, role=role, kind=typ, issued_at=iat, expires_at=exp, jti=jti, session=sid
+    )
 
 
 def _check_key(key: bytes) -> None:

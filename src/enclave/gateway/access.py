@@ -17,7 +17,8 @@ The rules (:data:`RULES`; ``tests/unit/test_route_rules.py`` fails for a route w
 ``public``             anyone who can reach the gateway: ``/health``, login, refresh
 ``authenticated``      any caller the edge let in (a key or session; anyone when
                        authentication is off)
-``model_scope``        an authenticated caller, limited to its key's ``--models``
+``model_scope``        an authenticated caller, limited to its key's ``--models`` and
+                       its user's (a web session: its user's)
 ``admin``              administrators; closed when authentication is off
 ``kb_writer``          administrators may change knowledge bases; closed without auth
 ``memory_owner``       a caller's own memories; administrators may name any user
@@ -95,17 +96,22 @@ class Caller:
 
 @dataclass(frozen=True)
 class ModelScope:
-    """The models a caller's key may use (its ``--models`` patterns; all without a key)."""
+    """The models a caller may use: its key's ``--models`` patterns and its user's (both
+    must allow a model); all without authentication."""
 
     principal: Principal | None
 
     def allows(self, model: str) -> bool:
         principal = self.principal
-        return principal is None or model_allowed(list(principal.models), model)
+        return principal is None or (
+            model_allowed(principal.models, model) and model_allowed(principal.user_models, model)
+        )
 
     def check(self, model: str) -> None:
         if not self.allows(model):
-            raise Forbidden(f"this API key may not use the model {model}")
+            principal = self.principal
+            who = "this API key" if principal and principal.key_prefix else "this session"
+            raise Forbidden(f"{who} may not use the model {model}")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from enclave.auth.tokens import decode, issue
-from enclave.errors import TooManyRequests
+from enclave.errors import InvalidRequest, TooManyRequests
 from enclave.gateway import access
 from enclave.gateway.access import actor
 from enclave.gateway.apidoc import ERRORS, json_body
@@ -33,8 +33,9 @@ from enclave.gateway.schemas.admin import (
     UserDisabled,
     UserName,
     UserPublic,
+    UserUpdate,
 )
-from enclave.gateway.schemas.auth import Login, Me, Refresh, Tokens
+from enclave.gateway.schemas.auth import LoggedOut, Login, Me, Refresh, Tokens
 from enclave.identity import KeySpec
 
 if TYPE_CHECKING:
@@ -84,18 +85,36 @@ def _auth_routes(services: Services) -> APIRouter:
         given = await body_of(request, Login)
         await _check_lock(services, given.username)
         user = await services.identity.login(actor(request), given.username, given.password)
-        return _tokens(services, user.name, user.role)
+        sid, jti = await services.identity.open_session(user, services.settings.auth.refresh_ttl_s)
+        return _tokens(services, user.name, user.role, sid, jti)
 
     @router.post("/refresh", dependencies=[access.PUBLIC], openapi_extra=json_body(Refresh))
     async def refresh(request: Request) -> Tokens:
+        """A new access and refresh token; the refresh token given is spent. Presenting a
+        spent one again revokes its whole session (every token from that login)."""
         given = await body_of(request, Refresh)
         claims = decode(services.secret, given.refresh_token, "refresh")
-        user = await services.identity.users.get(claims.user)
-        if user is None or user.disabled:
-            from enclave.errors import AuthenticationFailed
+        ttl = services.settings.auth.refresh_ttl_s
+        try:
+            user, jti = await services.identity.refresh(
+                actor(request), claims.session, claims.jti, ttl
+            )
+        finally:  # a reuse revoked the session: its access tokens end here at once
+            services.gatekeeper.forget_sessions(session=claims.session)
+        return _tokens(services, user.name, user.role, claims.session, jti)
 
-            raise AuthenticationFailed("invalid or expired session")
-        return _tokens(services, user.name, user.role)
+    @router.post("/logout")
+    async def logout(request: Request, caller: access.CallerDep) -> LoggedOut:
+        """End the calling web session: its access and refresh tokens stop working."""
+        session = caller.principal.session if caller.principal else None
+        if session is None:
+            raise InvalidRequest(
+                "logout ends a web session; call it with the session's access token "
+                "(API keys are revoked with `enclave keys revoke`)"
+            )
+        await services.identity.logout(actor(request), session)
+        services.gatekeeper.forget_sessions(session=session)
+        return LoggedOut()
 
     @router.get("/me")
     async def me(request: Request, caller: access.CallerDep) -> Me:
@@ -105,29 +124,32 @@ def _auth_routes(services: Services) -> APIRouter:
     return router
 
 
-def _tokens(services: Services, user: str, role: str) -> Tokens:
-    auth = services.settings.auth
+def _tokens(services: Services, user: str, role: str, sid: str, jti: str) -> Tokens:
+    auth, key = services.settings.auth, services.secret
     return Tokens(
-        access_token=issue(services.secret, user=user, role=role, ttl_s=auth.session_ttl_s,
-                           kind="access"),
-        refresh_token=issue(services.secret, user=user, role=role, ttl_s=auth.refresh_ttl_s,
-                            kind="refresh"),
+        access_token=issue(key, user=user, role=role, ttl_s=auth.session_ttl_s, kind="access",
+                           session=sid),
+        refresh_token=issue(key, user=user, role=role, ttl_s=auth.refresh_ttl_s,
+                            kind="refresh", session=sid, jti=jti),
         expires_in=auth.session_ttl_s,
     )  # fmt: skip
 
 
 async def _check_lock(services: Services, name: str) -> None:
-    """After ``login_attempts`` failures a user's logins are refused for a while that
-    doubles with each further failure (up to 5 minutes), right password or not."""
-    user = await services.identity.users.get(name)
+    """After ``login_attempts`` failures a name's logins are refused for ``lockout_s``, a
+    while that doubles with each further failure (up to 5 minutes), right password or not. Failures
+    are counted per name tried, so an unknown name locks exactly like a real one: the
+    answers tell no one which names exist."""
+    failures = await services.identity.failures.get(name)
     allowed = services.settings.auth.login_attempts
-    if user is None or user.failed_logins < allowed or user.last_failed_at is None:
+    if failures is None or failures[0] < allowed:
         return
-    wait = min(2 ** (user.failed_logins - allowed), LOCK_MAX_S)
-    left = wait - (datetime.now(UTC) - user.last_failed_at).total_seconds()
+    count, last = failures
+    wait = min(services.settings.auth.lockout_s * 2 ** (count - allowed), LOCK_MAX_S)
+    left = wait - (datetime.now(UTC) - last).total_seconds()
     if left > 0:
         raise TooManyRequests(
-            f"too many failed logins for {name} (auth.login_attempts={allowed}); "
+            f"too many failed logins for this user name (auth.login_attempts={allowed}); "
             f"retry in {math.ceil(left)} s",
             retry_after=math.ceil(left),
         )
@@ -144,12 +166,23 @@ def _user_routes(router: APIRouter, services: Services) -> None:
     async def add_user(request: Request) -> UserPublic:
         given = await body_of(request, UserCreate)
         user = await services.identity.add_user(actor(request), given.name, given.role,
-                                                given.password)  # fmt: skip
+                                                given.password, given.policy())  # fmt: skip
+        return UserPublic.of(user)
+
+    @router.patch("/users/{name}", openapi_extra=json_body(UserUpdate))
+    async def change(name: str, request: Request) -> UserPublic:
+        """Change a user's role or policy; a new role ends the user's web sessions."""
+        given = await body_of(request, UserUpdate)
+        user = await services.identity.set_user(
+            actor(request), name, role=given.role, policy=given.policy()
+        )
+        services.gatekeeper.forget_sessions(user=name)
         return UserPublic.of(user)
 
     @router.post("/users/{name}/disable")
     async def disable(name: str, request: Request) -> UserDisabled:
         await services.identity.set_disabled(actor(request), name, True)
+        services.gatekeeper.forget_sessions(user=name)
         return UserDisabled(name=name, disabled=True)
 
     @router.post("/users/{name}/enable")
@@ -161,6 +194,7 @@ def _user_routes(router: APIRouter, services: Services) -> None:
     async def password(name: str, request: Request) -> UserName:
         given = await body_of(request, PasswordUpdate)
         await services.identity.set_password(actor(request), name, given.password)
+        services.gatekeeper.forget_sessions(user=name)
         return UserName(name=name)
 
 

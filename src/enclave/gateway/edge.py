@@ -7,7 +7,8 @@ A pure ASGI middleware inside the access log. For every HTTP request it
 2. authenticates ``/v1``, ``/api`` and ``/metrics`` calls by API key or web session
    (401, the same message whatever was wrong) and checks the key's own allowlist (403);
    what a caller may then do is each route's rule, declared from ``access.py``;
-3. takes a rate-limit permit for the key (429 with ``Retry-After`` and ``x-ratelimit-*``);
+3. takes a rate-limit permit for the key and one for its user, whose limits every key and
+   web session of the user share (429 with ``Retry-After`` and ``x-ratelimit-*``);
 4. writes the call's audit record, and in strict mode holds the response's last message
    until that record is committed: a crash cannot lose the record of a completed call.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ class _Call:
     started: float
     status: int = 500
     principal: Principal | None = None
-    permit: Permit | None = None
+    permits: list[Permit] = field(default_factory=list)
     answered: bool = False  # the response has started
     audited: bool = False
 
@@ -86,10 +87,12 @@ class Edge:
             await self._finish(call)
 
     async def _finish(self, call: _Call) -> None:
-        """Give the permit back; audit a call whose response never completed."""
-        if call.permit is not None:
+        """Give the permits back; audit a call whose response never completed."""
+        if call.permits:
             record: CallRecord = call.scope["state"]["call"]
-            await call.permit.release((record.prompt_tokens or 0) + (record.completion_tokens or 0))
+            used = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+            for permit in call.permits:
+                await permit.release(used)
         if not call.audited:
             with contextlib.suppress(Exception):  # _audit logged it; the response is gone
                 await self._audit(call)
@@ -107,17 +110,33 @@ class Edge:
         state["principal"] = call.principal = principal
         if principal.allow is not None and not principal.allow.allows(ip):
             raise Forbidden(f"this API key may not be used from {ip}")
-        if principal.limits is not None and path.startswith("/v1/"):
-            call.permit = await self.services.limiter.acquire(
-                principal.key_prefix or principal.user or "", principal.limits
-            )
+        if path.startswith("/v1/") and (principal.limits or principal.user_limits):
+            call.permits = await self._permits(principal)
+
+    async def _permits(self, principal: Principal) -> list[Permit]:
+        """The key's permit and the user's (shared by all the user's keys and sessions):
+        both limits apply, so the stricter refuses first."""
+        limiter, permits = self.services.limiter, []
+        try:
+            if principal.limits is not None:
+                key_id = principal.key_prefix or principal.user or ""
+                permits.append(await limiter.acquire(key_id, principal.limits))
+            if principal.user_limits is not None:
+                key_id = f"user:{principal.user}"
+                permits.append(await limiter.acquire(key_id, principal.user_limits))
+        except BaseException:
+            for permit in permits:
+                await permit.release(0)
+            raise
+        return permits
 
     def _sender(self, call: _Call, send: Send) -> Send:
         async def sender(message: Message) -> None:
             if message["type"] == "http.response.start":
                 call.status, call.answered = message["status"], True
-                if call.permit is not None:
-                    extra = [(k.encode(), v.encode()) for k, v in call.permit.headers().items()]
+                if call.permits:  # the key's when it has limits, else the user's
+                    headers = call.permits[0].headers().items()
+                    extra = [(k.encode(), v.encode()) for k, v in headers]
                     message["headers"] = [*message.get("headers", []), *extra]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 await self._audit(call)

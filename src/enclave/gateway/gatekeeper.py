@@ -3,6 +3,14 @@
 Keys are looked up by their visible prefix and checked against the stored hash. A key
 found is cached for ``CACHE_S`` seconds, so a revocation on another gateway replica takes
 effect within that time (on this one, at once). Last-used times are written in batches.
+
+A web session's access token names its session; the session's state (revoked or not) and
+its user are cached the same ``CACHE_S`` seconds, so a logout, a refresh-token reuse, a
+password change, disabling or a role change ends the session's access tokens at once on
+the replica that did it and within ``CACHE_S`` on the others.
+
+Users have a policy like keys (models, rpm, tpm, concurrency): a session obeys its user's;
+a key obeys its own and its user's (:attr:`Principal.user_models`, ``user_limits``).
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from enclave.auth.ratelimit import Limits
 from enclave.auth.tokens import decode
 from enclave.config import Settings
 from enclave.errors import AuthenticationFailed
-from enclave.store.models import ApiKey
-from enclave.store.repos import KeyRepo, Store, UserRepo
+from enclave.store.models import ApiKey, User
+from enclave.store.repos import KeyRepo, Store
+from enclave.store.sessions import SessionRepo, SessionState
 
 log = logging.getLogger("enclave.auth")
 
@@ -40,6 +49,17 @@ class Principal:
     models: tuple[str, ...] = ()  # glob patterns the key may use; () = all
     limits: Limits | None = None
     allow: Allowlist | None = None
+    user_models: tuple[str, ...] = ()  # the user's own patterns; () = all
+    user_limits: Limits | None = None  # the user's, shared by all their keys and sessions
+    session: str | None = None  # a web session's id (its tokens' ``sid``)
+
+
+def limits_of(rpm: int | None, tpm: int | None, concurrency: int | None) -> Limits | None:
+    return Limits(rpm=rpm, tpm=tpm, concurrency=concurrency) if rpm or tpm or concurrency else None
+
+
+def user_limits(user: User) -> Limits | None:
+    return limits_of(user.rpm, user.tpm, user.max_concurrency)
 
 
 def auth_enabled(settings: Settings) -> bool:
@@ -62,9 +82,10 @@ class Gatekeeper:
         self.allowlist = Allowlist(settings.auth.allow, name="auth.allow")
         self.trusted = Allowlist(settings.auth.trusted_proxies, name="auth.trusted_proxies")
         self.secret = secret
-        self.users = UserRepo(store)
         self.keys = KeyRepo(store)
+        self.sessions = SessionRepo(store)
         self._cache: dict[str, tuple[float, ApiKey]] = {}
+        self._session_cache: dict[str, tuple[float, SessionState | None]] = {}
         self._touched: dict[str, datetime] = {}
 
     def client_ip(self, scope: Scope) -> str:
@@ -90,6 +111,19 @@ class Gatekeeper:
         """Drop a cached key at once (it was revoked or rotated here)."""
         self._cache.pop(prefix, None)
 
+    def forget_sessions(self, user: str | None = None, session: str | None = None) -> None:
+        """Drop cached session states at once: one session, or every session of ``user``
+        (it was logged out, or the user changed, here). Keys of ``user`` too: their user's
+        policy and state are cached with them."""
+        self._session_cache.pop(session or "", None)
+        if user is not None:
+            for sid, (_, state) in list(self._session_cache.items()):
+                if state is not None and state.user.name == user:
+                    self._session_cache.pop(sid, None)
+            for prefix, (_, key) in list(self._cache.items()):
+                if key.user.name == user:
+                    self._cache.pop(prefix, None)
+
     async def _by_key(self, token: str) -> Principal:
         prefix = prefix_of(token) or ""
         key = await self._key(prefix)
@@ -103,16 +137,15 @@ class Gatekeeper:
         ):
             raise AuthenticationFailed(REFUSED)
         self._touched[prefix] = now
-        limits = None
-        if key.rpm or key.tpm or key.max_concurrency:
-            limits = Limits(rpm=key.rpm, tpm=key.tpm, concurrency=key.max_concurrency)
         return Principal(
             user=key.user.name,
             role=key.user.role,
             key_prefix=prefix,
             models=tuple(key.models),
-            limits=limits,
+            limits=limits_of(key.rpm, key.tpm, key.max_concurrency),
             allow=Allowlist(key.allow) if key.allow else None,
+            user_models=tuple(key.user.models or ()),
+            user_limits=user_limits(key.user),
         )
 
     async def _key(self, prefix: str) -> ApiKey | None:
@@ -129,10 +162,29 @@ class Gatekeeper:
             claims = decode(self.secret, token, "access")
         except AuthenticationFailed:
             raise AuthenticationFailed(REFUSED) from None  # the same words as for keys
-        user = await self.users.get(claims.user)
-        if user is None or user.disabled:
+        state = await self._session(claims.session)
+        if state is None or state.revoked:
             raise AuthenticationFailed(REFUSED)
-        return Principal(user=user.name, role=user.role)
+        user = state.user
+        if user.disabled or user.name != claims.user or user.role != claims.role:
+            raise AuthenticationFailed(REFUSED)
+        return Principal(
+            user=user.name,
+            role=user.role,
+            session=claims.session,
+            user_models=tuple(user.models or ()),
+            user_limits=user_limits(user),
+        )
+
+    async def _session(self, sid: str) -> SessionState | None:
+        cached = self._session_cache.get(sid)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_S:
+            return cached[1]
+        state = await self.sessions.state(sid)
+        if len(self._session_cache) > 10_000:  # forged ids cannot grow it without bound
+            self._session_cache.clear()
+        self._session_cache[sid] = (time.monotonic(), state)
+        return state
 
     async def flush_touches(self) -> None:
         """Write the keys' last-used times gathered since the last flush."""

@@ -23,6 +23,12 @@ class User(Base):
     created_at: Mapped[datetime]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_at: Mapped[datetime | None]
+    # The user's policy, like a key's: every key of the user and every web session is
+    # bounded by it as well as by the key's own (the stricter wins).
+    models: Mapped[list[str]] = mapped_column(JSON, default=list)  # glob patterns; [] = all
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
 

@@ -101,6 +101,7 @@ class UserRepo:
             disabled=False,
             created_at=as_utc(self._clock()),
             failed_logins=0,
+            models=[],
         )
         try:
             async with self._sessions.begin() as session:
@@ -119,6 +120,14 @@ class UserRepo:
         """All users, by name."""
         async with self._sessions() as session:
             return builtins.list((await session.scalars(select(User).order_by(User.name))).all())
+
+    async def change(self, name: str, **values: object) -> User:
+        """Set columns of user ``name`` (:class:`NotFound` if none): role, policy..."""
+        if "role" in values and values["role"] not in ROLES:
+            raise InvalidRequest(
+                f"role must be one of {', '.join(ROLES)}, not {values['role']!r}", param="role"
+            )
+        return await self._change(name, **values)
 
     async def set_disabled(self, name: str, disabled: bool) -> User:
         return await self._change(name, disabled=disabled)

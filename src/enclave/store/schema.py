@@ -7,9 +7,23 @@ code that uses a few tables imports their own module.
 
 from __future__ import annotations
 
-from enclave.store import models, models_assistants, models_knowledge, models_memory
+from enclave.store import (
+    models,
+    models_assistants,
+    models_knowledge,
+    models_memory,
+    models_sessions,
+)
 from enclave.store.base import Base
 
 metadata = Base.metadata
 
-__all__ = ["Base", "metadata", "models", "models_assistants", "models_knowledge", "models_memory"]
+__all__ = [
+    "Base",
+    "metadata",
+    "models",
+    "models_assistants",
+    "models_knowledge",
+    "models_memory",
+    "models_sessions",
+]

@@ -7,15 +7,34 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from enclave.gateway.schemas import iso
+from enclave.identity import UserPolicy
 
 if TYPE_CHECKING:
     from enclave.store.models import ApiKey, User
 
 
-class UserCreate(BaseModel):
+class _Policy(BaseModel):
+    """A user's policy, like a key's: ``null``/absent leaves a field as it is; ``0`` (or
+    ``[]`` for models) removes that limit."""
+
+    models: list[str] | None = None
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
+    max_concurrency: int | None = Field(None, ge=0)
+
+    def policy(self) -> UserPolicy:
+        return UserPolicy(models=self.models, rpm=self.rpm, tpm=self.tpm,
+                          max_concurrency=self.max_concurrency)  # fmt: skip
+
+
+class UserCreate(_Policy):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
     role: str = "user"
     password: str = Field(min_length=1, max_length=1024)
+
+
+class UserUpdate(_Policy):
+    role: str | None = None
 
 
 class PasswordUpdate(BaseModel):
@@ -27,11 +46,16 @@ class UserPublic(BaseModel):
     role: str
     disabled: bool
     created_at: str
+    models: list[str] = Field(default_factory=list)
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
 
     @classmethod
     def of(cls, user: User) -> UserPublic:
         return cls(name=user.name, role=user.role, disabled=user.disabled,
-                   created_at=user.created_at.isoformat())  # fmt: skip
+                   created_at=user.created_at.isoformat(), models=list(user.models or []),
+                   rpm=user.rpm, tpm=user.tpm, max_concurrency=user.max_concurrency)  # fmt: skip
 
 
 class UserDisabled(BaseModel):

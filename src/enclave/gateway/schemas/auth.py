@@ -27,3 +27,7 @@ class Me(BaseModel):
     user: str | None
     role: str | None
     key_prefix: str | None
+
+
+class LoggedOut(BaseModel):
+    logged_out: Literal[True] = True
