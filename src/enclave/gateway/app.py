@@ -24,7 +24,7 @@ from enclave.gateway.access import ModelScope, ModelScopeDep
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.apidoc import ERRORS, document, json_body
 from enclave.gateway.body import parse, read_json
-from enclave.gateway.calls import complete
+from enclave.gateway.calls import caller_of, complete
 from enclave.gateway.chat import chat_completions
 from enclave.gateway.edge import Edge
 from enclave.gateway.metrics import CONTENT_TYPE, Metrics
@@ -166,7 +166,9 @@ def _v1_routes(services: Services) -> APIRouter:
         scope.check(pool.public)
         record = call_record(request)
         record.model = pool.public
-        result, lease = await router.send(pool, body, complete("embeddings"), record)
+        result, lease = await router.send(
+            pool, body, complete("embeddings"), record, caller=caller_of(request)
+        )
         lease.done(True)
         record.usage(result.get("usage"))
         result["model"] = pool.public
