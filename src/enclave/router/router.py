@@ -142,11 +142,17 @@ class Router:
             rng=self.rng,
         )
 
-    def resolve(self, model: str, kind: Kind) -> Pool:
+    def resolve(
+        self, model: str, kind: Kind, *, visible: Callable[[str], bool] = lambda name: True
+    ) -> Pool:
+        """The pool serving ``model``; :class:`ModelNotFound` lists only the models the
+        caller may see (``visible``: its key's model scope, as ``/v1/models`` applies)."""
         name = self.default_model if model == DEFAULT_ALIAS and self.default_model else model
         pool = self.pools.get((kind, name))
         if pool is None:
-            known = sorted(p.public for p in self.pools.values() if p.kind == kind)
+            known = sorted(
+                p.public for p in self.pools.values() if p.kind == kind and visible(p.public)
+            )
             what = "chat model" if kind == "chat" else "embedding model"
             raise ModelNotFound(
                 f"The model '{model}' does not exist as a {what} here; "
