@@ -93,7 +93,7 @@ def render(body: dict[str, Any], url: str) -> str:
     version = body.get("version")
     head = f"enclave {version} at {url}" if version else f"enclave at {url}"
     lines = [f"{head}: {_text(body.get('status'))}", ""]
-    if "upstreams" not in body:  # what the gateway tells callers without a key
+    if set(body) == {"status"}:  # what the gateway tells callers without a key
         lines.append("the members are shown to authenticated callers: --api-key KEY")
         return "\n".join(lines)
     upstreams = [u for u in _list(body.get("upstreams")) if isinstance(u, dict)]
