@@ -33,6 +33,12 @@ def setup_logging(settings: Settings) -> None:
         access.addHandler(sink)
 
 
+# What enclave keeps in its data directory (the memory archive's default folder included)
+OWN_ENTRIES = (
+    "enclave.db", "enclave.db-wal", "enclave.db-shm", "secret.key", "logs", "models", "archive",
+)  # fmt: skip
+
+
 def make_private(settings: Settings) -> None:
     """Everything the gateway writes is its owner's alone: the umask makes new directories
     0700 and files 0600 (the database, its -wal and -shm, logs, models, knowledge files),
@@ -41,8 +47,12 @@ def make_private(settings: Settings) -> None:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     fixed = [_private(home)]
-    for folder, dirs, files in os.walk(home):
-        fixed += [_private(Path(folder, name)) for name in [*dirs, *files]]
+    for entry in (home / name for name in OWN_ENTRIES):  # not all of a home set too wide
+        fixed.append(_private(entry))
+        if entry.is_symlink():
+            continue  # a models folder kept elsewhere is the operator's to set
+        for folder, dirs, files in os.walk(entry):
+            fixed += [_private(Path(folder, name)) for name in [*dirs, *files]]
     database = sqlite_file(settings.database)
     if database is not None and home not in database.parents:
         fixed += [_private(Path(f"{database}{end}")) for end in ("", "-wal", "-shm")]
@@ -69,7 +79,9 @@ def _private(path: Path) -> bool:
         if stat.S_ISLNK(mode) or not stat.S_IMODE(mode) & 0o077:
             return False
         path.chmod(stat.S_IMODE(mode) & ~0o077)
-    except OSError as exc:  # gone meanwhile, or another user's file
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # another user's file
         logging.getLogger("enclave.gateway").warning("cannot make %s private: %s", path, exc)
         return False
     return True
