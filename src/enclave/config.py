@@ -137,6 +137,20 @@ class RouterSettings(_Section):
     health_timeout_s: float = Field(3.0, gt=0)
     breaker_failures: int = Field(3, ge=1, description="consecutive failures that eject")
     breaker_open_s: float = Field(5.0, gt=0, description="first ejection; doubles up to 60 s")
+    breaker_callers: int = Field(
+        2, ge=1, description="distinct callers whose requests must be among the failures (5xx "
+        "answers) within breaker_window_s to eject a member; 1 = one caller alone can"
+    )  # fmt: skip
+    breaker_window_s: float = Field(
+        60.0, gt=0, description="how far back failures count towards breaker_callers"
+    )
+    caller_backoff_s: float = Field(
+        5.0, gt=0, description="a caller whose own requests made a member fail "
+        "breaker_failures times in a row gets 429 for it this long; doubles up to 60 s"
+    )  # fmt: skip
+    caller_backoff_max: int = Field(
+        10000, ge=1, description="(caller, member) failure records kept for caller backoff"
+    )
 
 
 class AuthSettings(_Section):

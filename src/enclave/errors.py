@@ -157,6 +157,12 @@ class QueueFull(TooManyRequests):
     code = "queue_full"
 
 
+class CallerBackoff(TooManyRequests):
+    """This caller's own requests kept making a member fail: it (not everyone) waits."""
+
+    code = "caller_backoff"
+
+
 class RateLimited(TooManyRequests):
     """A key went over one of its limits (requests or tokens per minute, requests at once).
 

@@ -65,6 +65,9 @@ too, ``--ttft-ms`` for ``ttft_ms`` and so on):
     to first token is MS instead of ``ttft_ms``). Setting it starts again at its first
     step. E.g.
     ``ok,ok,status:503,drop:2`` — the benchmark's tests count errors by type with it.
+``poison`` (str or null)
+    a chat call whose request body contains this text fails with 500 (one caller's
+    "poison" request, while the others' calls succeed).
 ``stamp`` (bool)
     every content chunk of a stream carries ``"stamp"``: the fake's ``time.monotonic()``
     just before the chunk is handed to the server (the same clock as the client's
@@ -160,6 +163,7 @@ class Options:
     health_status: int = 200
     reply: str | None = None
     script: str | None = None
+    poison: str | None = None
     stamp: bool = False
     lenient: bool = False
 
@@ -181,6 +185,7 @@ LIVE_OPTIONS: dict[str, tuple[type, bool]] = {
     "health_status": (int, False),
     "reply": (str, True),
     "script": (str, True),
+    "poison": (str, True),
     "stamp": (bool, False),
     "lenient": (bool, False),
 }
@@ -568,6 +573,8 @@ class FakeUpstream:
             self.stats.cancelled += 1
             raise
         self.scripted_failure()
+        if self.options.poison is not None and self.options.poison in json.dumps(body):
+            raise FakeError(500, "poisoned request", "upstream_error")
         step = self.next_step()
         if step.kind == "status":
             raise FakeError(step.value, "scripted failure", "upstream_error")

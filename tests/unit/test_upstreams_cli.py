@@ -215,3 +215,8 @@ def test_local_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert local_url(load_settings()) == "http://[::1]:9000"
     monkeypatch.setenv("ENCLAVE_HOST", "0.0.0.0")
     assert local_url(load_settings()) == "http://127.0.0.1:9000"
+
+
+def test_a_bare_status_says_the_members_need_a_key() -> None:
+    text = render({"status": "ok"}, "http://x")
+    assert text.splitlines()[-1] == "the members are shown to authenticated callers: --api-key KEY"

@@ -30,13 +30,17 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--url", help="the gateway (default: $ENCLAVE_URL, else host and port of the settings)"
     )
+    parser.add_argument(
+        "--api-key", help="a key of the gateway, which shows the members to authenticated "
+        "callers only (default: $ENCLAVE_API_KEY)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print /health's JSON body")
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     url = (args.url or os.environ.get("ENCLAVE_URL") or local_url(settings)).rstrip("/")
-    body = fetch_health(url)
+    body = fetch_health(url, args.api_key or os.environ.get("ENCLAVE_API_KEY") or None)
     if args.json:
         print(json.dumps(body, indent=2, ensure_ascii=False))
     else:
@@ -54,14 +58,15 @@ def local_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def fetch_health(url: str) -> dict[str, Any]:
+def fetch_health(url: str, api_key: str | None = None) -> dict[str, Any]:
     """The JSON body of ``url``/health, whatever its HTTP status."""
     import httpx
 
     from enclave.errors import ClientError, InvalidRequest
 
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with httpx.Client(trust_env=False, timeout=TIMEOUT_S) as client:
+        with httpx.Client(trust_env=False, timeout=TIMEOUT_S, headers=headers) as client:
             response = client.get(url + "/health")
     except httpx.InvalidURL as exc:
         raise InvalidRequest(f"not a URL: {url} ({exc})") from None
@@ -88,6 +93,9 @@ def render(body: dict[str, Any], url: str) -> str:
     version = body.get("version")
     head = f"enclave {version} at {url}" if version else f"enclave at {url}"
     lines = [f"{head}: {_text(body.get('status'))}", ""]
+    if set(body) == {"status"}:  # what the gateway tells callers without a key
+        lines.append("the members are shown to authenticated callers: --api-key KEY")
+        return "\n".join(lines)
     upstreams = [u for u in _list(body.get("upstreams")) if isinstance(u, dict)]
     lines.append(_table([_row(u) for u in upstreams]) if upstreams else "no upstream members")
     lines.extend(["", "pools: " + _pools(_list(body.get("pools")))])

@@ -19,12 +19,13 @@ from starlette.responses import Response
 
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
+from enclave.errors import EnclaveError
 from enclave.gateway import access, admin, assistants_api, errors, kb_api, memory_api
 from enclave.gateway.access import ModelScope, ModelScopeDep
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.apidoc import ERRORS, document, json_body
 from enclave.gateway.body import parse, read_json
-from enclave.gateway.calls import complete
+from enclave.gateway.calls import caller_of, complete
 from enclave.gateway.chat import chat_completions
 from enclave.gateway.deadline import BodyDeadline
 from enclave.gateway.edge import Edge
@@ -122,9 +123,14 @@ def _routes(services: Services, metrics: Metrics) -> APIRouter:
     router = APIRouter()
 
     @router.get("/health", dependencies=[access.PUBLIC])
-    async def health() -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
+        """The status for anyone (load balancers, probes); the members, their addresses
+        and errors only for a caller with a valid key or session (or with auth off)."""
         router = services.router
-        body = {"status": "", "version": __version__} | router.health()
+        report = router.health()
+        body: dict[str, Any] = {"status": report["status"]}
+        if await _sees_details(services, request):
+            body = {"status": "", "version": __version__} | report
         if body["status"] in HEALTHY:
             return JSONResponse(body)
         waits = [m.upstream.state().retry_after for m in router.members.values()]
@@ -136,6 +142,23 @@ def _routes(services: Services, metrics: Metrics) -> APIRouter:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return router
+
+
+async def _sees_details(services: Services, request: Request) -> bool:
+    """Whether ``/health`` may show its details: auth is off, or the caller presents a
+    valid API key or session (from an address that key may use)."""
+    gate = services.gatekeeper
+    if not gate.enabled:
+        return True
+    header = request.headers.get("authorization")
+    if not header:
+        return False
+    try:
+        principal = await gate.principal(header)
+    except EnclaveError:
+        return False
+    ip = request.scope.get("state", {}).get("client_ip", "")
+    return principal.allow is None or principal.allow.allows(ip)
 
 
 def _v1_routes(services: Services) -> APIRouter:
@@ -164,11 +187,13 @@ def _v1_routes(services: Services) -> APIRouter:
         router = services.router
         body = await read_json(request, int(services.settings.limits.max_body_bytes))
         parsed = parse(EmbeddingRequest, body)
-        pool = router.resolve(parsed.model, "embeddings")
+        pool = router.resolve(parsed.model, "embeddings", visible=scope.allows)
         scope.check(pool.public)
         record = call_record(request)
         record.model = pool.public
-        result, lease = await router.send(pool, body, complete("embeddings"), record)
+        result, lease = await router.send(
+            pool, body, complete("embeddings"), record, caller=caller_of(request)
+        )
         lease.done(True)
         record.usage(result.get("usage"))
         result["model"] = pool.public

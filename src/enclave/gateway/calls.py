@@ -77,6 +77,18 @@ def open_stream(add_usage: bool) -> Callable[[Lease, dict[str, Any]], Awaitable[
     return call
 
 
+def caller_of(request: Request) -> str:
+    """Who asked, as the router tells callers apart (one caller's failing requests slow
+    that caller down, not the member): the API key, else the user, else the address."""
+    state = request.scope.get("state", {})
+    principal = state.get("principal")
+    if principal is not None and principal.key_prefix:
+        return f"key:{principal.key_prefix}"
+    if principal is not None and principal.user:
+        return f"user:{principal.user}"
+    return f"ip:{state.get('client_ip') or 'unknown'}"
+
+
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """``work``, cancelled if the client disconnects first (then :class:`ClientGone`)."""
     task = asyncio.ensure_future(work)

@@ -79,14 +79,19 @@ def is_loopback(host: str) -> bool:
 class Gatekeeper:
     def __init__(self, settings: Settings, store: Store, secret: bytes) -> None:
         self.enabled = auth_enabled(settings)
-        self.allowlist = Allowlist(settings.auth.allow, name="auth.allow")
-        self.trusted = Allowlist(settings.auth.trusted_proxies, name="auth.trusted_proxies")
+        self.configure(settings)
         self.secret = secret
         self.keys = KeyRepo(store)
         self.sessions = SessionRepo(store)
         self._cache: dict[str, tuple[float, ApiKey]] = {}
         self._session_cache: dict[str, tuple[float, SessionState | None]] = {}
         self._touched: dict[str, datetime] = {}
+
+    def configure(self, settings: Settings) -> None:
+        """Take ``auth.allow`` and ``auth.trusted_proxies`` (at start and on a reload)."""
+        allowlist = Allowlist(settings.auth.allow, name="auth.allow")
+        trusted = Allowlist(settings.auth.trusted_proxies, name="auth.trusted_proxies")
+        self.allowlist, self.trusted = allowlist, trusted
 
     def client_ip(self, scope: Scope) -> str:
         peer = scope.get("client")

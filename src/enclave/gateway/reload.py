@@ -1,9 +1,12 @@
 """Hot reload: SIGHUP, or a change of the config file, swaps the pools in place.
 
 A new config that does not load is refused with one log line and the old one stays.
-Requests in flight finish on the pools they started with. Settings that only a restart
-can apply (address, port, data directory, the embedded engine) keep their old values,
-and the log says so.
+Requests in flight finish on the pools they started with. Every setting is either
+applied (upstreams, router, limits, default model, assistants, ``audit.content`` and
+``audit.retention_days``, and of ``auth``: ``allow``, ``trusted_proxies``,
+``session_ttl_s``, ``refresh_ttl_s``, ``login_attempts``) or listed in
+:data:`RESTART_ONLY`: those keep their running values, and one warning names each that
+changed ("needs a restart"). Nothing is ignored silently.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from enclave.errors import ConfigError
 
 log = logging.getLogger("enclave.reload")
 
-RESTART_ONLY = ("home", "host", "port", "engine")
+# What only a restart applies: read once when the gateway starts (the listening socket,
+# the database and data directory, the embedded engine, the logs, the limiter, the
+# audit writer, the knowledge and memory services).
+RESTART_ONLY = (
+    "home", "host", "port", "engine", "database_url", "tls_cert", "tls_key", "log_level",
+    "access_log", "watch_config", "auth.mode", "auth.rate_limits", "auth.redis_url",
+    "audit.enabled", "audit.strict", "knowledge", "memory",
+)  # fmt: skip
 POLL_S = 1.0
 
 
@@ -49,11 +59,20 @@ class Reloader:
             self.on_result("refused")
             return False
         old = self.current()
-        stuck = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
+        stuck = [name for name in RESTART_ONLY if _value(new, name) != _value(old, name)]
         if stuck:
-            log.warning("config reload: %s change(s) only on restart", ", ".join(stuck))
-            new = new.model_copy(update={name: getattr(old, name) for name in stuck})
-        self.apply(new)
+            log.warning(
+                "config reload: %s change(s) only on restart (needs a restart; the running "
+                "value stays)", ", ".join(stuck),
+            )  # fmt: skip
+            for name in stuck:
+                new = _keep(new, old, name)
+        try:
+            self.apply(new)
+        except ConfigError as exc:
+            log.error("config reload (%s) refused, keeping the running config: %s", reason, exc)
+            self.on_result("refused")
+            return False
         names = ", ".join(u.name for u in new.upstreams) or "none"
         log.info("config reloaded (%s); upstreams: %s", reason, names)
         self.on_result("applied")
@@ -74,6 +93,22 @@ class Reloader:
             if seen != self._seen and seen is not None:
                 self._seen = seen
                 self.reload(f"{self.path} changed")
+
+
+def _value(settings: Settings, dotted: str) -> object:
+    value: object = settings
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _keep(new: Settings, old: Settings, dotted: str) -> Settings:
+    """``new`` with the setting ``dotted`` (``section`` or ``section.field``) of ``old``."""
+    section, _, name = dotted.partition(".")
+    if not name:
+        return new.model_copy(update={section: getattr(old, section)})
+    part = getattr(new, section).model_copy(update={name: getattr(getattr(old, section), name)})
+    return new.model_copy(update={section: part})
 
 
 def _fingerprint(path: Path | None) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 
@@ -29,6 +31,60 @@ def setup_logging(settings: Settings) -> None:
     ):
         sink.setFormatter(bare)
         access.addHandler(sink)
+
+
+# What enclave keeps in its data directory (the memory archive's default folder included)
+OWN_ENTRIES = (
+    "enclave.db", "enclave.db-wal", "enclave.db-shm", "secret.key", "logs", "models", "archive",
+)  # fmt: skip
+
+
+def make_private(settings: Settings) -> None:
+    """Everything the gateway writes is its owner's alone: the umask makes new directories
+    0700 and files 0600 (the database, its -wal and -shm, logs, models, knowledge files),
+    and what an older version left readable to others in the data directory is fixed."""
+    os.umask(0o077)
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    fixed = [_private(home)]
+    for entry in (home / name for name in OWN_ENTRIES):  # not all of a home set too wide
+        fixed.append(_private(entry))
+        if entry.is_symlink():
+            continue  # a models folder kept elsewhere is the operator's to set
+        for folder, dirs, files in os.walk(entry):
+            fixed += [_private(Path(folder, name)) for name in [*dirs, *files]]
+    database = sqlite_file(settings.database)
+    if database is not None and home not in database.parents:
+        fixed += [_private(Path(f"{database}{end}")) for end in ("", "-wal", "-shm")]
+    if any(fixed):
+        logging.getLogger("enclave.gateway").info(
+            "made %d file(s) in %s readable by their owner only", sum(fixed), home
+        )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite+aiosqlite:///PATH`` database URL (None for others)."""
+    prefix = "sqlite+aiosqlite:///"
+    path = url.removeprefix(prefix)
+    if path == url or not path or path.startswith((":memory:", "file:")):
+        return None
+    return Path(path).expanduser()
+
+
+def _private(path: Path) -> bool:
+    """Take group and other permissions off ``path`` (never through a link): True if
+    it had any."""
+    try:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode) or not stat.S_IMODE(mode) & 0o077:
+            return False
+        path.chmod(stat.S_IMODE(mode) & ~0o077)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # another user's file
+        logging.getLogger("enclave.gateway").warning("cannot make %s private: %s", path, exc)
+        return False
+    return True
 
 
 def engine_model(settings: Settings) -> Path | None:
@@ -98,6 +154,7 @@ def serve(
     from enclave.gateway.connections import protocol_class
 
     check_exposure(settings, insecure=insecure)
+    make_private(settings)
     check_witness(settings)  # a witness that cannot be written: one line, before starting
     setup_logging(settings)
     raise_file_limit()

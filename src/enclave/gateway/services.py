@@ -132,7 +132,9 @@ class Services:
         return str((choices[0].get("message") or {}).get("content") or "")
 
     def swap(self, settings: Settings) -> None:
-        """Route new requests by ``settings``; old members close once their calls end."""
+        """Route new requests by ``settings``; old members close once their calls end.
+        The address rules of ``auth`` apply at once (a bad one raises first)."""
+        self.gatekeeper.configure(settings)
         old = self.router
         self.router = build_router(
             settings, engine=self.engine, embedder=self.embedder, previous=old

@@ -41,7 +41,10 @@ def build_router(
     specs += [
         _remote_spec(settings, config, _find(old, config.name)) for config in settings.upstreams
     ]
-    return Router(specs, settings.router, default_model=settings.default_model)
+    router = Router(specs, settings.router, default_model=settings.default_model)
+    if previous is not None:  # who is being slowed down survives a reload
+        router.strikes.adopt(previous.strikes)
+    return router
 
 
 def retired(previous: Router, current: Router) -> list[Member]:
@@ -59,7 +62,10 @@ def _member(
     options: MemberOptions | None = None,
 ) -> Member:  # fmt: skip
     router = settings.router
-    breaker = Breaker(router.breaker_failures, router.breaker_open_s)
+    breaker = Breaker(
+        router.breaker_failures, router.breaker_open_s,
+        callers=router.breaker_callers, window_s=router.breaker_window_s,
+    )  # fmt: skip
     return Member(name, upstream, options or MemberOptions(probe=False), breaker)
 
 
@@ -95,6 +101,8 @@ def _remote_spec(settings: Settings, config: UpstreamSettings, previous: Spec | 
         member.options = options
         member.breaker.threshold = settings.router.breaker_failures
         member.breaker.base_open_s = settings.router.breaker_open_s
+        member.breaker.callers = settings.router.breaker_callers
+        member.breaker.window_s = settings.router.breaker_window_s
     else:
         member = _member(settings, config.name, _upstream(config), options)
     aliases = dict(config.aliases)

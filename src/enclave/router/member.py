@@ -128,19 +128,24 @@ class Lease:
         self.queued_s = 0.0
         self.released = False
 
-    def done(self, ok: bool | None, error: str = "") -> None:
-        """``ok`` True: the member did its job; False: its fault; None: nobody's (client)."""
+    def done(self, ok: bool | None, error: str = "", *, caller: str | None = None) -> bool:
+        """``ok`` True: the member did its job; False: its fault; None: nobody's (client).
+
+        A failure on ``caller``'s request (the upstream answered it with an error) may be
+        that caller's alone; the result says whether it counted against the member."""
         if self.released:
-            return
+            return True
         self.released = True
         member = self.member
         member.outstanding -= 1
+        counted = True
         if ok is True:
             member.breaker.success()
         elif ok is False:
             member.failures += 1
             member.last_error = error
-            member.breaker.failure()
+            counted = member.breaker.failure(caller if member.healthy else None)
         else:
             member.breaker.trial = False  # a half-open trial that proved nothing
         member.notify()
+        return counted

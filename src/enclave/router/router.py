@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from enclave.config import RouterSettings
-from enclave.errors import EnclaveError, ModelNotFound, RetryLater, UpstreamStatusError
+from enclave.errors import (
+    CallerBackoff,
+    EnclaveError,
+    ModelNotFound,
+    RetryLater,
+    UpstreamStatusError,
+)
 from enclave.protocol import ModelCard
 from enclave.router.member import Lease, Member
 from enclave.router.pool import Kind, Pool
 from enclave.router.record import CallRecord
+from enclave.router.strikes import Strikes
 from enclave.upstream.openai import HTTPUpstream
 
 log = logging.getLogger("enclave.router")
@@ -91,6 +99,9 @@ class Router:
         self.members = {spec.member.name: spec.member for spec in self.specs}
         self.rng = random.Random()  # noqa: S311 (spreading load, not secrets)
         self.budget = RetryBudget(settings.retry_budget)
+        self.strikes = Strikes(
+            settings.breaker_failures, settings.caller_backoff_s, settings.caller_backoff_max
+        )
         self._default = default_model
         self.pools: dict[tuple[Kind, str], Pool] = {}
         self.default_model: str | None = None
@@ -131,11 +142,17 @@ class Router:
             rng=self.rng,
         )
 
-    def resolve(self, model: str, kind: Kind) -> Pool:
+    def resolve(
+        self, model: str, kind: Kind, *, visible: Callable[[str], bool] = lambda name: True
+    ) -> Pool:
+        """The pool serving ``model``; :class:`ModelNotFound` lists only the models the
+        caller may see (``visible``: its key's model scope, as ``/v1/models`` applies)."""
         name = self.default_model if model == DEFAULT_ALIAS and self.default_model else model
         pool = self.pools.get((kind, name))
         if pool is None:
-            known = sorted(p.public for p in self.pools.values() if p.kind == kind)
+            known = sorted(
+                p.public for p in self.pools.values() if p.kind == kind and visible(p.public)
+            )
             what = "chat model" if kind == "chat" else "embedding model"
             raise ModelNotFound(
                 f"The model '{model}' does not exist as a {what} here; "
@@ -172,17 +189,22 @@ class Router:
         record: CallRecord,
         *,
         key: str | None = None,
+        caller: str | None = None,
     ) -> tuple[T, Lease]:
         """Run ``call`` on a member; before it returns (no byte sent to the client yet) a
         connect error, timeout or 5xx is retried on another member, within the budget.
 
-        The lease is the caller's to give back (``lease.done``)."""
+        ``caller`` (an API key prefix, user or client address) is who asked: a member
+        that keeps failing only that caller's requests is kept for the others, and the
+        caller waits (:class:`CallerBackoff`). The lease is the caller's to give back
+        (``lease.done``)."""
         self.budget.deposit()
+        held = self._held(pool, caller)
         tried: list[str] = []
         last: EnclaveError | None = None
         while True:
             try:
-                lease = await pool.acquire(tried, key)
+                lease = await pool.acquire([*held, *tried], key)
             except RetryLater:
                 if last is not None:  # none left to try: the last member's error stands
                     raise last from None
@@ -190,12 +212,12 @@ class Router:
             record.member, record.attempts = lease.member.name, record.attempts + 1
             record.queue_s += lease.queued_s
             try:
-                return await call(lease, {**body, "model": lease.upstream_model}), lease
+                result = await call(lease, {**body, "model": lease.upstream_model})
             except EnclaveError as exc:
                 retry, ok = verdict(exc)
-                lease.done(ok, exc.message)
+                self._failed(lease, ok, exc, caller)
                 tried.append(lease.member.name)
-                if not (retry and self._may_retry(pool, tried)):
+                if not (retry and self._may_retry(pool, tried, held)):
                     raise
                 last = exc
                 record.retries += 1
@@ -203,9 +225,47 @@ class Router:
             except BaseException:
                 lease.done(None)
                 raise
+            else:
+                if caller is not None:
+                    self.strikes.succeeded(caller, lease.member.name)
+                return result, lease
 
-    def _may_retry(self, pool: Pool, tried: list[str]) -> bool:
-        return len(tried) <= self.settings.retries and pool.others(tried) and self.budget.withdraw()
+    def _may_retry(self, pool: Pool, tried: list[str], held: list[str]) -> bool:
+        return (
+            len(tried) <= self.settings.retries
+            and pool.others([*held, *tried])
+            and self.budget.withdraw()
+        )
+
+    def _held(self, pool: Pool, caller: str | None) -> list[str]:
+        """The members ``caller`` must keep away from for now; :class:`CallerBackoff`
+        when that leaves none that could serve it."""
+        if caller is None:
+            return []
+        waits = {m.name: self.strikes.wait(caller, m.name) for m in pool.members}
+        held = [name for name, wait in waits.items() if wait > 0]
+        if held and not pool.others(held):
+            settings = self.settings
+            raise CallerBackoff(
+                f"your recent requests to {pool.public} kept making its upstream fail "
+                f"(router.breaker_failures={settings.breaker_failures} in a row) while "
+                f"other callers' succeed; you are slowed down for "
+                f"router.caller_backoff_s={settings.caller_backoff_s:g} s (doubling on "
+                "each further failure); other callers are not affected",
+                retry_after=math.ceil(min(w for w in waits.values() if w > 0)),
+            )
+        return held
+
+    def _failed(self, lease: Lease, ok: bool | None, exc: EnclaveError, caller: str | None) -> None:
+        """Give the lease back after ``exc``; blame the caller when only its requests fail."""
+        blame = caller if _answered(exc) else None
+        counted = lease.done(ok, exc.message, caller=blame)
+        if ok is not False or blame is None:
+            return
+        if counted:
+            self.strikes.forget(lease.member.name)  # the member's fault, not the caller's
+        else:
+            self.strikes.failed(blame, lease.member.name)
 
     # --- health ----------------------------------------------------------------------
 
@@ -260,6 +320,12 @@ class Router:
             "pools": [pool.view() for pool in self.pools.values()],
             "upstreams": [member.view() for member in self.members.values()],
         }
+
+
+def _answered(exc: EnclaveError) -> bool:
+    """The upstream answered the request with an error: that request may be the cause
+    (a refused connection, a timeout or a broken stream says nothing about it)."""
+    return isinstance(exc, UpstreamStatusError) and exc.status >= 500
 
 
 def _same(pool: Pool, entries: list[tuple[Member, str]]) -> bool:

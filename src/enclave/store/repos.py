@@ -11,6 +11,8 @@ times are refused.
 from __future__ import annotations
 
 import builtins
+import contextlib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,7 +78,14 @@ def _make_sqlite_dir(url: str) -> None:
         return
     if database.startswith("file:"):  # URI filename; leave it to SQLite
         return
-    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # SQLite gives -wal and -shm the mode of the database file: make that its owner's only
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
 
 
 def _sessions(source: Store | Sessions) -> Sessions:

@@ -43,8 +43,9 @@ async def stream(request: Request, router: Router, prompt: Prompt) -> Streamed:
     key = affinity_key(router.settings.affinity, prompt.body, request.headers)
     strip_usage = not prompt.chat.wants_usage()
     opened, lease = await router.send(
-        prompt.pool, prompt.body, calls.open_stream(strip_usage), prompt.record, key=key
-    )
+        prompt.pool, prompt.body, calls.open_stream(strip_usage), prompt.record, key=key,
+        caller=calls.caller_of(request),
+    )  # fmt: skip
     started = request.state.started
     events = relay(
         opened, lease, prompt.record, public=prompt.public, started=started,
@@ -57,7 +58,10 @@ async def complete(request: Request, router: Router, prompt: Prompt) -> dict[str
     """The whole answer, its usage noted and its model named as the client knows it."""
     key = affinity_key(router.settings.affinity, prompt.body, request.headers)
     record = prompt.record
-    send = router.send(prompt.pool, prompt.body, calls.complete("chat"), record, key=key)
+    caller = calls.caller_of(request)
+    send = router.send(
+        prompt.pool, prompt.body, calls.complete("chat"), record, key=key, caller=caller
+    )
     try:
         result, lease = await calls.unless_disconnected(request, send)
     except ClientGone:

@@ -27,6 +27,6 @@ async def model(
         profile = await services.assistants.resolve(name)
         assert profile is not None
         return Assistant(services.assistants, profile, request)
-    pool = router.resolve(name, "chat")
+    pool = router.resolve(name, "chat", visible=scope.allows)
     scope.check(pool.public)
     return Plain(pool)
