@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from enclave.gateway.schemas import iso
+from enclave.gateway.schemas import INT64_MAX, iso
 
 if TYPE_CHECKING:
     from enclave.store.models import ApiKey, User
@@ -48,9 +48,9 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     expires: str = "30d"
     models: list[str] = Field(default_factory=list)
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    max_concurrency: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1, le=INT64_MAX)
+    tpm: int | None = Field(None, ge=1, le=INT64_MAX)
+    max_concurrency: int | None = Field(None, ge=1, le=INT64_MAX)
     allow: list[str] = Field(default_factory=list)
 
 
