@@ -4,9 +4,10 @@ the local embedder on for knowledge bases and memory), as an administrator, so t
 handlers behind the admin checks are reached too.
 
 The budget is fixed so CI is deterministic and bounded: hypothesis is derandomized (the
-same cases every run), ``FUZZ_EXAMPLES`` cases per operation and generation mode
-(``ENCLAVE_FUZZ_EXAMPLES`` to run longer locally), no deadline (timing never fails a
-test). A failing case is logged as the curl command that reproduces it."""
+same cases every run), ``FUZZ_EXAMPLES`` cases per operation and generation mode (set
+``ENCLAVE_FUZZ_EXAMPLES`` to run longer locally), no deadline (timing never fails a test),
+no shrinking (each step would be another live request). A failing case is reported as the
+curl command that reproduces it, with the gateway log that holds its traceback."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.config import SanitizationConfig
 
 from tests.fakes.procs import FakeUpstream
 from tests.gateway import Gateway, add_user, cli, run_gateway
@@ -28,15 +31,21 @@ from tests.gateway import Gateway, add_user, cli, run_gateway
 pytestmark = pytest.mark.fake_upstream(models=["fake-model"], vision=True)
 
 SPEC = Path(__file__).parents[2] / "docs" / "openapi.json"
-FUZZ_EXAMPLES = int(os.environ.get("ENCLAVE_FUZZ_EXAMPLES", "12"))
+FUZZ_EXAMPLES = int(os.environ.get("ENCLAVE_FUZZ_EXAMPLES", "25"))
 ADMIN = "fuzz-admin"  # the fuzzing principal: an administrator and its key
 VICTIM = "fuzz-victim"  # a throwaway principal the destructive operations act on
 log = logging.getLogger(__name__)
+FuzzCase = schemathesis.Case[schemathesis.APIOperation]
 
 schema = schemathesis.openapi.from_path(SPEC)
-# Operations that would destroy the fuzzing principal itself. Schemathesis reuses values
-# it read in earlier responses (a user name from /api/auth/me, a key prefix from
-# /api/admin/keys), so it does find ADMIN and its key, and would disable it, change its
+# The reproduction shows every field (by default "max_tokens" would read "[Filtered]": it
+# holds "token"); only the fuzzing key is masked.
+schema.config.output.sanitization = SanitizationConfig(
+    keys_to_sanitize=("authorization",), sensitive_markers=("authorization",)
+)
+# Operations that would destroy the fuzzing principal itself. Schemathesis reuses values it
+# can take from earlier responses (a user name from /api/auth/me, a key prefix from
+# /api/admin/keys): it found ADMIN and its key that way, and would disable it, change its
 # password, revoke or rotate its key, and every later case would be a 401. Such a case is
 # pointed at the throwaway VICTIM instead, and so is every other case of these operations,
 # so that the existing-principal path of each runs too.
@@ -86,7 +95,7 @@ def keys(gateway: Gateway) -> Principals:
     return Principals(key_of(gateway, ADMIN), key_of(gateway, VICTIM))
 
 
-def aim_at_victim(case: schemathesis.Case, keys: Principals) -> None:
+def aim_at_victim(case: FuzzCase, keys: Principals) -> None:
     """Point a destructive operation at the throwaway principal: always where the case
     names the fuzzing one, and every other case besides."""
     path, params = case.operation.path, case.path_parameters or {}
@@ -98,7 +107,7 @@ def aim_at_victim(case: schemathesis.Case, keys: Principals) -> None:
     case.path_parameters = params
 
 
-def aim_at_models(case: schemathesis.Case) -> None:
+def aim_at_models(case: FuzzCase) -> None:
     """Name a model the gateway serves in every other case, so that the fuzzer's other
     fields reach the chat and embeddings paths instead of all ending in a 404."""
     model = MODELS.get(case.operation.path)
@@ -115,9 +124,7 @@ def aim_at_models(case: schemathesis.Case) -> None:
     phases=[Phase.explicit, Phase.generate],  # no shrinking: each call is a real request
     suppress_health_check=list(HealthCheck),
 )
-def test_no_input_gives_a_server_error(
-    case: schemathesis.Case, gateway: Gateway, keys: Principals
-) -> None:
+def test_no_input_gives_a_server_error(case: FuzzCase, gateway: Gateway, keys: Principals) -> None:
     aim_at_victim(case, keys)
     aim_at_models(case)
     headers = {"Authorization": f"Bearer {keys.admin_key}"}
@@ -125,5 +132,14 @@ def test_no_input_gives_a_server_error(
     try:
         case.validate_response(response, checks=[not_a_server_error], headers=headers)
     except Exception:
-        log.error("5xx from: %s", case.as_curl_command(headers=headers, base_url=gateway.url))
+        log.error("5xx (traceback in %s) from: %s", gateway.running.log,
+                  case.as_curl_command(headers=headers, base_url=gateway.url))  # fmt: skip
         raise
+
+
+def test_the_fuzzing_principal_survived(gateway: Gateway, keys: Principals) -> None:
+    """Runs after the fuzzing: had a case disabled ADMIN or revoked its key, the cases
+    after it were all 401s and tested nothing."""
+    me = httpx.get(gateway.url + "/api/auth/me", trust_env=False, timeout=30,
+                   headers={"Authorization": f"Bearer {keys.admin_key}"})  # fmt: skip
+    assert me.status_code == 200, me.text
