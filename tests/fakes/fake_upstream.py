@@ -11,7 +11,8 @@ The reply is built from the request so that a test can check what arrived::
 (N image parts and M text parts over all messages; ``t<k>`` pads it), one word per
 stream chunk, padded or cut to exactly ``max_tokens`` (or ``--tokens``) words.
 Without ``--vision`` an image part is refused with 400, like a text-only vLLM model.
-Unknown request fields come back, sorted and comma-separated, in ``x-fake-extras``.
+Unknown request fields come back, sorted and comma-separated, in ``x-fake-extras``
+(escaped beyond printable ASCII).
 Every response carries ``x-fake-name: <--name>`` (default ``fake``), so a test that
 runs several fakes behind one gateway can tell which one answered.
 
@@ -388,7 +389,10 @@ def build_reply(body: dict[str, Any], options: Options) -> Reply:
 
 def extras_header(body: dict[str, Any]) -> dict[str, str]:
     extras = sorted(key for key in body if key not in STANDARD_FIELDS)
-    return {"x-fake-extras": ",".join(extras)} if extras else {}
+    # A header holds printable ASCII: a field name with more (a fuzzer's) comes back escaped
+    # instead of failing the whole reply with a 500.
+    names = ",".join(extras).encode("unicode_escape").decode("ascii")
+    return {"x-fake-extras": names} if extras else {}
 
 
 # --- checks ----------------------------------------------------------------------------

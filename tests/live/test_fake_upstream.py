@@ -105,6 +105,14 @@ def test_extra_fields_echoed_in_header(client: openai.OpenAI, fake: FakeUpstream
     assert fake.stats()["last_request"]["top_k"] == 5
 
 
+def test_odd_extra_field_names_come_back_escaped(client: openai.OpenAI) -> None:
+    """A fuzzer's field names (non-ASCII, control characters) must not make it a 500."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}], extra_body={"é\r\u2603": 1}
+    )
+    assert raw.headers["x-fake-extras"] == "\\xe9\\r\\u2603"
+
+
 def test_models(client: openai.OpenAI) -> None:
     models = client.models.list()
     assert [m.id for m in models.data] == [MODEL, "other"]

@@ -27,7 +27,7 @@ from enclave.gateway import access
 from enclave.gateway.access import ConversationAccessDep, ModelScopeDep, actor
 from enclave.gateway.admin import body_of
 from enclave.gateway.apidoc import ERRORS, json_body
-from enclave.gateway.schemas import Page
+from enclave.gateway.schemas import DbInt, Page
 from enclave.gateway.schemas.assistants import AssistantDeleted, AssistantPublic
 from enclave.gateway.schemas.conversations import (
     ConversationDeleted,
@@ -112,7 +112,7 @@ def _conversation_routes(services: Services) -> APIRouter:
     @router.get("")
     async def listing(
         who: ConversationAccessDep, *, all: bool = False, assistant: str | None = None,
-        limit: int = 50, offset: int = 0,
+        limit: int = 50, offset: DbInt = 0,
     ) -> Page[ConversationPublic]:  # fmt: skip
         rows = await conversations().listing(
             who.owner(everyone=all), limit=min(max(limit, 1), 500),

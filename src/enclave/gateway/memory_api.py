@@ -28,7 +28,7 @@ from fastapi import APIRouter, Request
 from enclave.gateway.access import MemoryAccessDep, actor
 from enclave.gateway.admin import body_of
 from enclave.gateway.apidoc import ERRORS, json_body
-from enclave.gateway.schemas import Page
+from enclave.gateway.schemas import DbInt, Page
 from enclave.gateway.schemas.memory import (
     ArchivedCount,
     ArchivedPublic,
@@ -59,7 +59,7 @@ def _read_routes(router: APIRouter, memory: Any) -> None:
     @router.get("")
     async def listing(
         who: MemoryAccessDep, user: str | None = None, q: str | None = None,
-        *, k: int = 10, limit: int = 100, offset: int = 0,
+        *, k: int = 10, limit: int = 100, offset: DbInt = 0,
     ) -> Page[MemoryHit] | Page[MemoryPublic]:  # fmt: skip
         owner, service = who.owner(user), await memory()
         if q is not None:
@@ -84,7 +84,7 @@ def _read_routes(router: APIRouter, memory: Any) -> None:
         return Page[ArchivedPublic](data=[ArchivedPublic.of(item) for item in items])
 
     @router.get("/{memory_id}")
-    async def one(who: MemoryAccessDep, memory_id: int, user: str | None = None) -> MemoryPublic:
+    async def one(who: MemoryAccessDep, memory_id: DbInt, user: str | None = None) -> MemoryPublic:
         owner, service = who.owner(user), await memory()
         return MemoryPublic.of(await service.get(owner, memory_id))
 
@@ -99,7 +99,7 @@ def _write_routes(router: APIRouter, memory: Any) -> None:
 
     @router.patch("/{memory_id}", openapi_extra=json_body(MemoryUpdate))
     async def edit(
-        request: Request, who: MemoryAccessDep, memory_id: int, user: str | None = None
+        request: Request, who: MemoryAccessDep, memory_id: DbInt, user: str | None = None
     ) -> MemoryPublic:
         given = await body_of(request, MemoryUpdate)
         owner, service = who.owner(user), await memory()
@@ -108,7 +108,7 @@ def _write_routes(router: APIRouter, memory: Any) -> None:
 
     @router.delete("/{memory_id}")
     async def delete(
-        request: Request, who: MemoryAccessDep, memory_id: int, user: str | None = None
+        request: Request, who: MemoryAccessDep, memory_id: DbInt, user: str | None = None
     ) -> MemoryDeleted:
         owner, service = who.owner(user), await memory()
         await service.delete(actor(request), owner, memory_id)

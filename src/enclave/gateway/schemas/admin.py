@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from enclave.gateway.schemas import iso
+from enclave.gateway.schemas import INT64_MAX, iso
 from enclave.identity import UserPolicy
 
 if TYPE_CHECKING:
@@ -18,9 +18,9 @@ class _Policy(BaseModel):
     ``[]`` for models) removes that limit."""
 
     models: list[str] | None = None
-    rpm: int | None = Field(None, ge=0)
-    tpm: int | None = Field(None, ge=0)
-    max_concurrency: int | None = Field(None, ge=0)
+    rpm: int | None = Field(None, ge=0, le=INT64_MAX)
+    tpm: int | None = Field(None, ge=0, le=INT64_MAX)
+    max_concurrency: int | None = Field(None, ge=0, le=INT64_MAX)
 
     def policy(self) -> UserPolicy:
         return UserPolicy(models=self.models, rpm=self.rpm, tpm=self.tpm,
@@ -72,9 +72,9 @@ class KeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     expires: str = "30d"
     models: list[str] = Field(default_factory=list)
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    max_concurrency: int | None = Field(None, ge=1)
+    rpm: int | None = Field(None, ge=1, le=INT64_MAX)
+    tpm: int | None = Field(None, ge=1, le=INT64_MAX)
+    max_concurrency: int | None = Field(None, ge=1, le=INT64_MAX)
     allow: list[str] = Field(default_factory=list)
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from enclave.gateway.schemas import iso
+from enclave.gateway.schemas import DbInt, iso
 
 if TYPE_CHECKING:
     from enclave.memory.archive import Archived
@@ -26,7 +26,7 @@ class MemoryUpdate(BaseModel):
 
 
 class Selection(BaseModel):
-    ids: list[int] | None = None
+    ids: list[DbInt] | None = None
     user: str | None = None
 
 
