@@ -4,8 +4,9 @@ Pure-Python parsing (python-docx over lxml, pypdf) cannot be interrupted in a th
 :func:`extract_isolated` runs :func:`~enclave.knowledge.documents.extract` in a fresh
 interpreter (``python -m enclave.knowledge.sandbox``): the file goes in on stdin, the
 sections come back as JSON on stdout. The child limits its own address space
-(``RLIMIT_AS``, ``knowledge.ingest.max_memory_bytes``) before it imports a parser, and is
-killed past ``knowledge.ingest.timeout_s`` or when its job is cancelled (:class:`Stopper`).
+(``RLIMIT_AS``, ``knowledge.ingest.max_memory_bytes``) and CPU time (``RLIMIT_CPU``, a
+little over the timeout) before it imports a parser, and is killed past
+``knowledge.ingest.timeout_s`` or when its job is cancelled (:class:`Stopper`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -64,7 +66,8 @@ async def extract_isolated(
     stopper = stopper or Stopper()
     stopper.check()
     limits = limits_of(settings)
-    spec = {"name": name, "memory": int(settings.max_memory_bytes), **limits.__dict__}
+    spec = {"name": name, "memory": int(settings.max_memory_bytes),
+            "cpu": math.ceil(settings.timeout_s) + 5, **limits.__dict__}  # fmt: skip
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "enclave.knowledge.sandbox", json.dumps(spec),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -105,18 +108,21 @@ def _kill(child: Process) -> None:
             child.kill()
 
 
-def _limit_memory(limit: int) -> None:
+def _limit(memory: int, cpu: int) -> None:
+    """Cap this process's address space, and its CPU seconds: should the parent die, the
+    kernel still ends a parse that runs on."""
     try:
         import resource
-    except ImportError:  # not POSIX: the timeout still bounds the parse
+    except ImportError:  # not POSIX: the parent's timeout still bounds the parse
         return
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
 
 def main() -> None:
     """The child: ``spec`` in argv, the file on stdin, JSON on stdout."""
     spec = json.loads(sys.argv[1])
-    _limit_memory(int(spec.pop("memory")))
+    _limit(int(spec.pop("memory")), int(spec.pop("cpu")))
     name = str(spec.pop("name"))
     data = sys.stdin.buffer.read()
     try:
