@@ -15,7 +15,8 @@ from sqlalchemy import select
 from enclave.audit import AuditWriter
 from enclave.config import KnowledgeSettings
 from enclave.errors import Conflict, InvalidRequest, NotFound, UpstreamError
-from enclave.knowledge.service import Hit, IngestProgress, KnowledgeBases, fuse
+from enclave.knowledge.report import IngestProgress
+from enclave.knowledge.service import Hit, KnowledgeBases, fuse
 from enclave.store.models import AuditRecord
 from enclave.store.repos import Store
 from enclave.vectors.embedding import Embedder, LocalEmbedder

@@ -26,7 +26,7 @@ from enclave.knowledge.sandbox import Stopped, Stopper
 
 if TYPE_CHECKING:
     from enclave.config import IngestSettings
-    from enclave.knowledge.service import IngestProgress, IngestReport
+    from enclave.knowledge.report import IngestProgress, IngestReport
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 ACTIVE: frozenset[Status] = frozenset({"queued", "running"})

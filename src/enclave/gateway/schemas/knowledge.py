@@ -8,8 +8,9 @@ from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from enclave.knowledge.jobs import IngestJob
+    from enclave.knowledge.report import IngestReport
     from enclave.knowledge.repository import DocInfo, KbInfo
-    from enclave.knowledge.service import Hit, IngestReport
+    from enclave.knowledge.service import Hit
 
 
 class KbCreate(BaseModel):
