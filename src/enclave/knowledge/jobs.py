@@ -56,12 +56,6 @@ class IngestJob:
         self.chunks_done = progress.chunks_done
         self.chunks_total = max(progress.chunks_total, progress.chunks_done)
 
-    async def wait(self) -> IngestJob:
-        """This job, once it has finished."""
-        if self.task is not None:
-            await asyncio.shield(self.task)
-        return self
-
 
 Run = Callable[[IngestJob], Awaitable["IngestReport"]]
 
