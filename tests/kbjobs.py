@@ -1,13 +1,17 @@
-"""Uploads to ``/api/kb`` are ingested by a background job: wait for it, boundedly."""
+"""Uploads to ``/api/kb`` are ingested by a background job: wait for it, boundedly; and
+the document bomb the hardening tests send."""
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from tests.faq import SECURITY, docx
 from tests.gateway import Gateway
 
 FINISHED = {"done", "failed", "cancelled"}
@@ -38,3 +42,17 @@ def upload(
                     headers=headers, trust_env=False, timeout=120)  # fmt: skip
     assert put.status_code == 202, put.text
     return wait_job(gateway, headers, put.json())
+
+
+def docx_bomb(paragraphs: int) -> bytes:
+    """A real .docx whose body holds ``paragraphs`` empty paragraphs (7 bytes each)."""
+    source = zipfile.ZipFile(io.BytesIO(docx(SECURITY)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
+        for member in source.infolist():
+            data = source.read(member)
+            if member.filename == "word/document.xml":
+                head, tail = data.split(b"<w:body>")
+                data = head + b"<w:body>" + b"<w:p/>" * paragraphs + tail
+            bomb.writestr(member.filename, data)
+    return out.getvalue()

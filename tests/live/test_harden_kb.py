@@ -18,14 +18,14 @@ import pytest
 from tests.fakes.procs import FakeUpstream
 from tests.gateway import Gateway, run_gateway
 from tests.gateway import cli as run_cli
-from tests.kbjobs import upload, wait_job
-from tests.unit.test_harden_documents import SLOW
+from tests.kbjobs import docx_bomb, upload, wait_job
 
 pytestmark = pytest.mark.fake_upstream(models=["fake-model"])
 
 NO_ENGINE = {"enabled": False, "embeddings": False, "ocr": False}
 INGEST = {"timeout_s": 15, "max_text_chars": 100_000, "max_compression_ratio": 1_000_000}
 GOOD = b"# Quokkas\n\nQuokkas live on Rottnest Island and smile for photographs.\n"
+SLOW = docx_bomb(40_000)  # under every size limit, minutes of python-docx
 LONG = b"lorem ipsum dolor sit amet " * 8000  # 216 000 characters
 
 

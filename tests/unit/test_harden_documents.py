@@ -13,21 +13,7 @@ from enclave.errors import InvalidRequest
 from enclave.knowledge.documents import Limits, document_name, extract
 from enclave.knowledge.sandbox import Stopped, Stopper, extract_isolated
 from tests.faq import SECURITY, docx, pdf
-
-
-def docx_bomb(paragraphs: int) -> bytes:
-    """A real .docx whose body holds ``paragraphs`` empty paragraphs (7 bytes each)."""
-    source = zipfile.ZipFile(io.BytesIO(docx(SECURITY)))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
-        for member in source.infolist():
-            data = source.read(member)
-            if member.filename == "word/document.xml":
-                head, tail = data.split(b"<w:body>")
-                data = head + b"<w:body>" + b"<w:p/>" * paragraphs + tail
-            bomb.writestr(member.filename, data)
-    return out.getvalue()
-
+from tests.kbjobs import docx_bomb
 
 BOMB = docx_bomb(30 * 2**20 // 6)  # 30 MiB of empty paragraphs
 SLOW = docx_bomb(40_000)  # under every size limit, minutes of python-docx
