@@ -228,6 +228,27 @@ class MemorySettings(_Section):
     s3: S3Settings | None = Field(None, description="archive to S3 instead of archive_dir")
 
 
+class IngestSettings(_Section):
+    """Bounds on reading one uploaded or added document (``knowledge.ingest``): each file
+    is parsed in a child process killed past these limits; a file over one fails alone."""
+
+    max_unpacked_bytes: ByteSize = Field(
+        ByteSize(64 * 2**20), description="one file's size, or a docx's uncompressed members"
+    )
+    max_compression_ratio: float = Field(
+        100.0, ge=1, description="uncompressed / compressed size of a docx member over 1 MiB"
+    )
+    max_text_chars: int = Field(
+        5_000_000, ge=1000, description="characters of text extracted from one file"
+    )
+    timeout_s: float = Field(60.0, gt=0, description="wall-clock seconds to parse one file")
+    max_memory_bytes: ByteSize = Field(
+        ByteSize(1024 * 2**20), description="address space of the child process parsing a file"
+    )
+    max_jobs: int = Field(16, ge=1, description="upload jobs queued or running at once")
+    keep_jobs: int = Field(100, ge=1, description="finished upload jobs kept for polling")
+
+
 class KnowledgeSettings(_Section):
     """Knowledge bases (RAG): defaults for ``enclave kb create`` and ``POST /api/kb``."""
 
@@ -238,6 +259,7 @@ class KnowledgeSettings(_Section):
     embedder_api_key: SecretStr | None = None
     chunk_size: int = Field(500, ge=100, le=20000, description="characters per chunk")
     chunk_overlap: int = Field(80, ge=0, description="characters repeated from the chunk before")
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
 
 class ServerSettings(_Section):

@@ -16,6 +16,7 @@ from tests.fakes.procs import FakeUpstream
 from tests.faq import write_faq
 from tests.gateway import Gateway, audit_records, run_gateway
 from tests.gateway import cli as run_cli
+from tests.kbjobs import upload
 
 pytestmark = pytest.mark.fake_upstream(models=["fake-model"])
 
@@ -77,13 +78,11 @@ def test_api_create_upload_search_and_delete(
     assert refused.json()["error"]["type"] == "permission_error"
 
     for path in write_faq(tmp_path / "faq"):
-        put = call(gateway, "PUT", f"/api/kb/faq/documents/{path.name}", alice,
-                   content=path.read_bytes())  # fmt: skip
-        assert put.status_code == 200, put.text
-        assert put.json()["added"] == [path.name]
-    again = call(gateway, "PUT", "/api/kb/faq/documents/faq.md", alice,
-                 content=(tmp_path / "faq" / "faq.md").read_bytes())  # fmt: skip
-    assert again.json()["unchanged"] == ["faq.md"]
+        job = upload(gateway, alice, "faq", path.name, path.read_bytes())
+        assert job["status"] == "done", job
+        assert job["result"]["added"] == [path.name]
+    again = upload(gateway, alice, "faq", "faq.md", (tmp_path / "faq" / "faq.md").read_bytes())
+    assert again["result"]["unchanged"] == ["faq.md"]
 
     found = call(gateway, "POST", "/api/kb/faq/search", bob,
                  json={"query": "硬盘指示灯红色是什么意思", "k": 3})  # fmt: skip

@@ -15,7 +15,8 @@ from sqlalchemy import select
 from enclave.audit import AuditWriter
 from enclave.config import KnowledgeSettings
 from enclave.errors import Conflict, InvalidRequest, NotFound, UpstreamError
-from enclave.knowledge.service import Hit, IngestProgress, KnowledgeBases, fuse
+from enclave.knowledge.report import IngestProgress
+from enclave.knowledge.service import Hit, KnowledgeBases, fuse
 from enclave.store.models import AuditRecord
 from enclave.store.repos import Store
 from enclave.vectors.embedding import Embedder, LocalEmbedder
@@ -159,10 +160,10 @@ async def test_reingest_skips_unchanged_replaces_changed_and_prunes(
 
 async def test_uploads_and_failures(kbs: KnowledgeBases, tmp_path: Path) -> None:
     await kbs.create("up")
-    report = await kbs.add_bytes("up", "notes/price.csv", b"item,price\nwidget,42 CNY\n")
-    assert report.added == ["notes/price.csv"]
+    report = await kbs.add_bytes("up", "price.csv", b"item,price\nwidget,42 CNY\n")
+    assert report.added == ["price.csv"]
     hit = (await kbs.search("up", "widget price", k=1))[0]
-    assert (hit.document, hit.source) == ("price.csv", "notes/price.csv")
+    assert (hit.document, hit.source) == ("price.csv", "price.csv")
     assert "widget" in hit.text
 
     broken = tmp_path / "broken.pdf"
@@ -177,6 +178,8 @@ async def test_uploads_and_failures(kbs: KnowledgeBases, tmp_path: Path) -> None
         await kbs.add_paths("up", [tmp_path / "missing"])
     with pytest.raises(InvalidRequest, match="supported suffix"):
         await kbs.add_bytes("up", "noext", b"x")
+    with pytest.raises(InvalidRequest, match="one file name"):  # a name, not a path
+        await kbs.add_bytes("up", "notes/price.csv", b"x")
 
 
 def _touch(path: Path) -> bool:

@@ -15,7 +15,8 @@ from enclave.config import Settings
 from enclave.progress import ProgressBar
 
 if TYPE_CHECKING:
-    from enclave.knowledge.service import IngestProgress, KnowledgeBases
+    from enclave.knowledge.report import IngestProgress
+    from enclave.knowledge.service import KnowledgeBases
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ class IngestBar(ProgressBar):
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.knowledge.service import IngestReport
+    from enclave.knowledge.report import IngestReport
 
     async def work(kbs: KnowledgeBases) -> IngestReport:
         bar = IngestBar(f"{args.name}:")

@@ -5,14 +5,20 @@
     GET    /api/kb/{name}                       one, with its documents
     DELETE /api/kb/{name}                       remove
     PUT    /api/kb/{name}/documents/{filename}  upload: the body is the file (any type
-                                                enclave reads: md, pdf, docx, ...)
+                                                enclave reads: md, pdf, docx, ...);
+                                                202 and the job that ingests it
+    GET    /api/kb/{name}/jobs                  ingestion jobs (this process's, recent)
+    GET    /api/kb/{name}/jobs/{id}             one job: status, progress, per-file errors
+    POST   /api/kb/{name}/jobs/{id}/cancel      stop it (a running parse is killed)
     DELETE /api/kb/{name}/documents/{source}    remove one document
     POST   /api/kb/{name}/search                {query, k?, mode?} → {"data": [hits]}
 
 Searching is open to every caller the edge let in (``access.authenticated``); changing
 knowledge bases is for administrators, and closed when authentication is off
-(``access.kb_writer``); each change is audited (``kb.*`` records). Uploads are ingested
-within the request (limited by ``limits.max_body_bytes``).
+(``access.kb_writer``), and so are the ingestion jobs; each change is audited (``kb.*``
+records). An upload (limited by ``limits.max_body_bytes``) is kept in memory and ingested
+by a background job (:mod:`enclave.knowledge.jobs`), each file bounded by
+``knowledge.ingest``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from enclave.gateway import access
 from enclave.gateway.access import actor
@@ -33,7 +39,8 @@ from enclave.gateway.schemas.knowledge import (
     DocPublic,
     HitList,
     HitPublic,
-    IngestPublic,
+    IngestJobList,
+    IngestJobPublic,
     KbCreate,
     KbDeleted,
     KbDetail,
@@ -92,15 +99,34 @@ def _write_routes(router: APIRouter, services: Services, kbs: Callable[[], Knowl
         return KbDeleted(name=name, deleted=True)
 
     @router.put(
-        "/{name}/documents/{filename:path}", dependencies=[access.KB_WRITER],
+        "/{name}/documents/{filename:path}", status_code=202, dependencies=[access.KB_WRITER],
         openapi_extra=raw_body("the document: md, txt, html, pdf, docx, ..."),
     )  # fmt: skip
-    async def upload(name: str, filename: str, request: Request) -> IngestPublic:
+    async def upload(
+        name: str, filename: str, request: Request, response: Response
+    ) -> IngestJobPublic:
         data = await read_body(request, int(services.settings.limits.max_body_bytes), what="upload")
-        report = await kbs().add_bytes(name, filename, data, actor=actor(request))
-        return IngestPublic.of(report)
+        job = await kbs().submit_bytes(name, filename, data, actor=actor(request))
+        response.headers["Location"] = f"/api/kb/{name}/jobs/{job.id}"
+        return IngestJobPublic.of(job)
+
+    _job_routes(router, kbs)
 
     @router.delete("/{name}/documents/{source:path}", dependencies=[access.KB_WRITER])
     async def remove_document(name: str, source: str, request: Request) -> DocDeleted:
         await kbs().remove_document(name, source, actor=actor(request))
         return DocDeleted(name=name, source=source, deleted=True)
+
+
+def _job_routes(router: APIRouter, kbs: Callable[[], KnowledgeBases]) -> None:
+    @router.get("/{name}/jobs", dependencies=[access.KB_WRITER])
+    async def jobs(name: str) -> IngestJobList:
+        return IngestJobList(data=[IngestJobPublic.of(j) for j in kbs().jobs.list(name)])
+
+    @router.get("/{name}/jobs/{job_id}", dependencies=[access.KB_WRITER])
+    async def job(name: str, job_id: str) -> IngestJobPublic:
+        return IngestJobPublic.of(kbs().jobs.get(name, job_id))
+
+    @router.post("/{name}/jobs/{job_id}/cancel", dependencies=[access.KB_WRITER])
+    async def cancel_job(name: str, job_id: str) -> IngestJobPublic:
+        return IngestJobPublic.of(kbs().jobs.cancel(name, job_id))

@@ -10,10 +10,12 @@
     hits[0].document, hits[0].heading, hits[0].text           # what to cite
 
 Ingestion reads each file, skips it when its SHA-256 is the one stored for its source
-(absolute path, or an upload's name), else extracts sections (:mod:`.extract`), chunks
+(absolute path, or an upload's name), else extracts sections in a child process bounded
+by ``knowledge.ingest`` (:mod:`.sandbox`, :mod:`.documents`), chunks
 them (:mod:`.chunking`), cuts words for keyword search (:mod:`.segment`), embeds the
 chunks in batches across files, and replaces the document's old chunks in one
-transaction.
+transaction. Uploads over HTTP are ingested by a background job (:meth:`submit_bytes`,
+:mod:`.jobs`).
 
 Search is ``vector`` (cosine over embeddings: pgvector's HNSW on PostgreSQL, else an
 in-process :class:`~enclave.vectors.index.VectorIndex` rebuilt from the stored
@@ -41,7 +43,9 @@ from typing import TYPE_CHECKING, Literal
 from enclave.errors import InvalidRequest, NotFound, UpstreamError
 from enclave.identity import CLI, Actor
 from enclave.knowledge.chunking import chunk_sections
-from enclave.knowledge.documents import extract, kind_of
+from enclave.knowledge.documents import document_name, extract, kind_of
+from enclave.knowledge.jobs import IngestJob, IngestJobs
+from enclave.knowledge.report import IngestProgress, IngestReport, Progress
 from enclave.knowledge.repository import (
     DocInfo,
     KbInfo,
@@ -52,11 +56,13 @@ from enclave.knowledge.repository import (
     Scored,
     kb_repo,
 )
+from enclave.knowledge.sandbox import Stopper, extract_isolated
 from enclave.knowledge.segment import index_text, query_terms
 
 if TYPE_CHECKING:
     from enclave.audit.writer import AuditWriter
     from enclave.config import KnowledgeSettings
+    from enclave.knowledge.chunking import Section
     from enclave.store.repos import Store
     from enclave.vectors.embedding import Embedder, Matrix
     from enclave.vectors.index import VectorIndex
@@ -87,46 +93,6 @@ class Hit:
 
     def citation(self) -> str:
         return f"{self.document} § {self.heading}" if self.heading else self.document
-
-
-@dataclass(frozen=True)
-class IngestProgress:
-    files_done: int
-    files_total: int
-    chunks_done: int
-    current: str  # the source just handled
-
-
-@dataclass
-class IngestReport:
-    added: list[str] = field(default_factory=list)  # sources new to the knowledge base
-    updated: list[str] = field(default_factory=list)  # changed: old chunks replaced
-    unchanged: list[str] = field(default_factory=list)  # same SHA-256: skipped
-    failed: dict[str, str] = field(default_factory=dict)  # source → why
-    removed: list[str] = field(default_factory=list)  # pruned: gone from a directory
-    chunks: int = 0  # chunks embedded and stored
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        parts = [f"{len(self.added)} added", f"{len(self.updated)} updated",
-                 f"{len(self.unchanged)} unchanged"]  # fmt: skip
-        if self.removed:
-            parts.append(f"{len(self.removed)} removed")
-        if self.failed:
-            parts.append(f"{len(self.failed)} failed")
-        rate = self.chunks / self.seconds if self.seconds else 0.0
-        return f"{', '.join(parts)}; {self.chunks} chunks in {self.seconds:.1f} s ({rate:.0f}/s)"
-
-    def changes(self, most: int = 50) -> dict[str, object]:
-        """What changed, for the audit record: sources (the first ``most``), counts."""
-        changed = {"added": self.added, "updated": self.updated, "removed": self.removed,
-                   "failed": list(self.failed)}  # fmt: skip
-        detail: dict[str, object] = {key: value[:most] for key, value in changed.items() if value}
-        detail["chunks"] = self.chunks
-        return detail
-
-
-Progress = Callable[[IngestProgress], None]
 
 
 @dataclass(frozen=True)
@@ -178,6 +144,7 @@ class KnowledgeBases:
         self._make_embedder = embedders or self._default_embedder
         self._embedders: dict[tuple[str, str, int], Embedder] = {}
         self._indexes: dict[int, _Cached] = {}
+        self.jobs = IngestJobs(settings.ingest)
 
     # knowledge bases
 
@@ -254,7 +221,7 @@ class KnowledgeBases:
 
     async def add_paths(
         self, name: str, paths: Sequence[Path], *, progress: Progress | None = None,
-        prune: bool = False, actor: Actor = CLI,
+        prune: bool = False, actor: Actor = CLI, stopper: Stopper | None = None,
     ) -> IngestReport:  # fmt: skip
         """Ingest files and whole directories (recursively, supported types only).
 
@@ -266,25 +233,36 @@ class KnowledgeBases:
         sources = [_Source(str(f), f.name, f.read_bytes) for f in files]
         report = IngestReport()
         async with self._audited(actor, name, report):
-            await self._ingest(kb, sources, progress, report)
+            await self._ingest(kb, sources, progress, report, stopper or Stopper())
             if prune:
                 await self._prune(kb, paths, {s.source for s in sources}, report)
         return report
 
     async def add_bytes(
         self, name: str, filename: str, data: bytes, *, progress: Progress | None = None,
-        actor: Actor = CLI,
+        actor: Actor = CLI, stopper: Stopper | None = None,
     ) -> IngestReport:  # fmt: skip
         """Ingest one uploaded file; ``filename`` (its type from the suffix) is its source."""
         kb = await self.repo.get(name)
-        clean = filename.strip().lstrip("/")
-        if not clean or kind_of(clean) is None:
-            raise InvalidRequest(f"{filename!r}: give a file name with a supported suffix")
+        clean = _upload_name(filename)
         report = IngestReport()
         async with self._audited(actor, name, report):
             source = _Source(clean, PurePath(clean).name, lambda: data)
-            await self._ingest(kb, [source], progress, report)
+            await self._ingest(kb, [source], progress, report, stopper or Stopper())
         return report
+
+    async def submit_bytes(
+        self, name: str, filename: str, data: bytes, *, actor: Actor = CLI
+    ) -> IngestJob:
+        """:meth:`add_bytes` as a background job, returned at once (queued)."""
+        await self.repo.get(name)
+        clean = _upload_name(filename)
+
+        async def run(job: IngestJob) -> IngestReport:
+            return await self.add_bytes(name, clean, data, progress=job.update, actor=actor,
+                                        stopper=job.stopper)  # fmt: skip
+
+        return self.jobs.start(name, [clean], run)
 
     @asynccontextmanager
     async def _audited(self, actor: Actor, name: str, report: IngestReport) -> AsyncIterator[None]:
@@ -299,38 +277,45 @@ class KnowledgeBases:
 
     async def _ingest(
         self, kb: KbInfo, sources: Sequence[_Source], progress: Progress | None,
-        report: IngestReport,
+        report: IngestReport, stopper: Stopper,
     ) -> None:  # fmt: skip
         started = time.perf_counter()
         known = await self.repo.hashes(kb.id)
         pending: builtins.list[_Prepared] = []
-        done = 0
+        done = parsed = 0
 
         def tick(current: str, count: int = 1) -> None:
             nonlocal done
             done += count
             if progress:
-                progress(IngestProgress(done, len(sources), report.chunks, current))
+                progress(IngestProgress(done, len(sources), report.chunks, current, parsed))
 
         for item in sources:
-            prepared = await self._prepare(kb, item, known, report)
+            stopper.check()
+            prepared = await self._prepare(kb, item, known, report, stopper)
             if prepared is None:
                 tick(item.source)
                 continue
+            parsed += len(prepared.chunks)
+            tick(item.source, 0)
             pending.append(prepared)
             if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
+                stopper.check()
                 await self._store(kb, pending, report)
                 tick(item.source, len(pending))
                 pending = []
         if pending:
+            stopper.check()
             await self._store(kb, pending, report)
             tick(pending[-1].doc.source, len(pending))
         report.seconds = time.perf_counter() - started
 
     async def _prepare(
-        self, kb: KbInfo, item: _Source, known: dict[str, str], report: IngestReport
-    ) -> _Prepared | None:
-        """Read, hash, extract, chunk and segment one file (in a worker thread)."""
+        self, kb: KbInfo, item: _Source, known: dict[str, str], report: IngestReport,
+        stopper: Stopper,
+    ) -> _Prepared | None:  # fmt: skip
+        """Read and hash one file, extract it in a child process, chunk and segment it in
+        a worker thread."""
         try:
             data = await asyncio.to_thread(item.read)
         except OSError as exc:
@@ -341,7 +326,8 @@ class KnowledgeBases:
             report.unchanged.append(item.source)
             return None
         try:
-            chunks, texts = await asyncio.to_thread(_chunks_of, kb, item.name, data)
+            sections = await extract_isolated(item.name, data, self.settings.ingest, stopper)
+            chunks, texts = await asyncio.to_thread(_chunks_of, kb, sections)
         except InvalidRequest as exc:
             report.failed[item.source] = exc.message
             return None
@@ -489,8 +475,14 @@ class KnowledgeBases:
         )
 
 
-def _chunks_of(kb: KbInfo, name: str, data: bytes) -> tuple[list[NewChunk], list[str]]:
-    sections = extract(name, data)
+def _upload_name(filename: str) -> str:
+    clean = document_name(filename)
+    if kind_of(clean) is None:
+        raise InvalidRequest(f"{filename!r}: give a file name with a supported suffix")
+    return clean
+
+
+def _chunks_of(kb: KbInfo, sections: list[Section]) -> tuple[list[NewChunk], list[str]]:
     chunks = chunk_sections(sections, size=kb.chunk_size, overlap=kb.chunk_overlap)
     texts = [c.embedding_text() for c in chunks]
     new = [NewChunk(c.index, c.heading, c.text, index_text(t)) for c, t in

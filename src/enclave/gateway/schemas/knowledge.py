@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
+    from enclave.knowledge.jobs import IngestJob
+    from enclave.knowledge.report import IngestReport
     from enclave.knowledge.repository import DocInfo, KbInfo
-    from enclave.knowledge.service import Hit, IngestReport
+    from enclave.knowledge.service import Hit
 
 
 class KbCreate(BaseModel):
@@ -111,6 +113,40 @@ class IngestPublic(BaseModel):
         return cls(added=report.added, updated=report.updated, unchanged=report.unchanged,
                    removed=report.removed, failed=report.failed, chunks=report.chunks,
                    seconds=round(report.seconds, 3))  # fmt: skip
+
+
+class IngestJobPublic(BaseModel):
+    """An upload's ingestion job (``202`` from the upload; poll it until it has finished)."""
+
+    id: str
+    object: Literal["kb.ingest_job"] = "kb.ingest_job"
+    kb: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    files: list[str]
+    files_total: int
+    files_done: int
+    chunks_done: int
+    chunks_total: int = Field(description="chunks of the files parsed so far")
+    errors: dict[str, str] = Field(description="file → why it was not ingested")
+    error: str | None = Field(description="why the whole job failed")
+    result: IngestPublic | None = Field(description="what changed, once finished")
+    created_at: float
+    finished_at: float | None
+
+    @classmethod
+    def of(cls, job: IngestJob) -> IngestJobPublic:
+        return cls(
+            id=job.id, kb=job.kb, status=job.status, files=job.files,
+            files_total=len(job.files), files_done=job.files_done,
+            chunks_done=job.chunks_done, chunks_total=job.chunks_total, errors=job.errors,
+            error=job.error, result=IngestPublic.of(job.report) if job.report else None,
+            created_at=job.created_at, finished_at=job.finished_at,
+        )  # fmt: skip
+
+
+class IngestJobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[IngestJobPublic]
 
 
 class KbDeleted(BaseModel):
