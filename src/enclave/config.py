@@ -38,6 +38,15 @@ class LimitsSettings(_Section):
     max_body_bytes: ByteSize = Field(ByteSize(64 * 2**20), description="largest request body")
     max_images: int = Field(8, ge=0, description="images per request")
     max_image_bytes: ByteSize = Field(ByteSize(20 * 2**20), description="one decoded image")
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="inputs (texts or token arrays) in one /v1/embeddings request"
+    )
+    max_embedding_input_tokens: int = Field(
+        8192, ge=1, description="tokens in one embeddings input (before the model's own window)"
+    )
+    max_embedding_request_tokens: int = Field(
+        300_000, ge=1, description="tokens in all the inputs of one embeddings request"
+    )
 
 
 class EngineSettings(_Section):
