@@ -50,6 +50,8 @@ class FairQueue:
         self._worker: threading.Thread | None = None
         self.texts_encoded = 0  # texts the worker has encoded, for tests and metrics
         self.batches = 0
+        self._running = 0  # texts of the batch being encoded
+        self._serving: tuple[str, deque[_Job]] | None = None  # whose batch that is
 
     async def encode(self, texts: list[str], is_query: bool) -> tuple[Any, int]:
         """Vectors and prompt tokens of ``texts``; cancelling the caller drops what is left."""
@@ -67,7 +69,11 @@ class FairQueue:
     def submit(self, caller: str, texts: list[str], is_query: bool) -> Future[tuple[Any, int]]:
         job = _Job(list(texts), is_query, Future())
         with self._ready:
-            self._callers.setdefault(caller, deque()).append(job)
+            serving = self._serving
+            if serving is not None and serving[0] == caller:
+                serving[1].append(job)  # its turn comes again after the batch running now
+            else:
+                self._callers.setdefault(caller, deque()).append(job)
             if self._worker is None:
                 self._worker = threading.Thread(
                     target=self._work, name="enclave-embedder", daemon=True
@@ -77,9 +83,15 @@ class FairQueue:
         return job.future
 
     def pending(self) -> int:
-        """Texts queued and not yet taken by the worker."""
+        """Texts queued or being encoded (0: the worker is idle)."""
         with self._ready:
-            return sum(len(j.texts) - j.taken for jobs in self._callers.values() for j in jobs)
+            queues = list(self._callers.values())
+            if self._serving is not None:
+                queues.append(self._serving[1])
+            waiting = (
+                len(j.texts) - j.taken for jobs in queues for j in jobs if not j.future.cancelled()
+            )
+            return self._running + sum(waiting)
 
     def _work(self) -> None:
         while True:
@@ -87,17 +99,30 @@ class FairQueue:
             try:
                 vectors, tokens = self._run(part, job.is_query)
             except BaseException as exc:  # handed to the waiting caller
+                self._running = 0
+                self._back_of_the_line()
                 self._fail(job, exc)
                 continue
             self.texts_encoded += len(part)
+            self._running = 0
+            self._back_of_the_line()
             self.batches += 1
             job.parts.append(vectors)
             job.tokens += tokens
             if job.taken == len(job.texts):
                 self._finish(job)
 
+    def _back_of_the_line(self) -> None:
+        """The caller just served queues again behind those who came meanwhile."""
+        with self._ready:
+            if self._serving is not None:
+                caller, jobs = self._serving
+                self._serving = None
+                if jobs:
+                    self._callers.setdefault(caller, deque()).extend(jobs)
+
     def _next(self) -> tuple[_Job, list[str]]:
-        """The next caller's next batch: that caller goes to the back of the line."""
+        """The next caller's next batch (that caller waits out of line until it is done)."""
         with self._ready:
             while True:
                 while not self._callers:
@@ -110,10 +135,10 @@ class FairQueue:
                 job = jobs[0]
                 part = job.texts[job.taken : job.taken + self.batch]
                 job.taken += len(part)
+                self._running = len(part)
                 if job.taken == len(job.texts):
                     jobs.popleft()
-                if jobs:
-                    self._callers[caller] = jobs
+                self._serving = (caller, jobs)
                 return job, part
 
     @staticmethod
@@ -125,7 +150,10 @@ class FairQueue:
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
         with self._ready:
-            for jobs in self._callers.values():
+            queues = list(self._callers.values())
+            if self._serving is not None:
+                queues.append(self._serving[1])
+            for jobs in queues:
                 if job in jobs:
                     jobs.remove(job)
         with suppress(InvalidStateError):

@@ -186,3 +186,9 @@ def shared(model_name: str = "multilingual-e5-small") -> E5Model:
         if model_name not in _SHARED:
             _SHARED[model_name] = E5Model(model_name)
         return _SHARED[model_name]
+
+
+def loaded() -> dict[str, E5Model]:
+    """The process's embedders made so far, by model name."""
+    with _SHARED_LOCK:
+        return dict(_SHARED)
