@@ -47,6 +47,15 @@ class LimitsSettings(_Section):
         ge=1,
         description="width x height of one image, read from its header before decoding",
     )
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="inputs (texts or token arrays) in one /v1/embeddings request"
+    )
+    max_embedding_input_tokens: int = Field(
+        8192, ge=1, description="tokens in one embeddings input (before the model's own window)"
+    )
+    max_embedding_request_tokens: int = Field(
+        300_000, ge=1, description="tokens in all the inputs of one embeddings request"
+    )
 
 
 class EngineSettings(_Section):

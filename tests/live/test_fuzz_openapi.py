@@ -45,9 +45,9 @@ schema.config.output.sanitization = SanitizationConfig(
 # Operations that would destroy the fuzzing principal itself. Schemathesis reuses values it
 # can take from earlier responses (a user name from /api/auth/me, a key prefix from
 # /api/admin/keys): it found ADMIN and its key that way, and would disable it, change its
-# password or role or policy, revoke or rotate its key, and every later case would be a 401. Such a case is
-# pointed at the throwaway VICTIM instead, and so is every other case of these operations,
-# so that the existing-principal path of each runs too.
+# password, role or policy, revoke or rotate its key, and every later case would be a 401.
+# Such a case is pointed at the throwaway VICTIM instead, and so is every other case of
+# these operations, so that the existing-principal path of each runs too.
 ON_VICTIM_USER = {"/api/admin/users/{name}", "/api/admin/users/{name}/disable",
                   "/api/admin/users/{name}/enable", "/api/admin/users/{name}/password"}  # fmt: skip
 ON_VICTIM_KEY = {"/api/admin/keys/{prefix}/revoke", "/api/admin/keys/{prefix}/rotate"}

@@ -19,16 +19,17 @@ from starlette.responses import Response
 
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
-from enclave.errors import EnclaveError
+from enclave.errors import ClientGone, EnclaveError
 from enclave.gateway import access, admin, assistants_api, errors, kb_api, memory_api
 from enclave.gateway.access import ModelScope, ModelScopeDep
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.apidoc import ERRORS, document, json_body
 from enclave.gateway.body import parse, read_json
-from enclave.gateway.calls import caller_of, complete
+from enclave.gateway.calls import caller_of, complete, unless_disconnected
 from enclave.gateway.chat import chat_completions
 from enclave.gateway.deadline import BodyDeadline
 from enclave.gateway.edge import Edge
+from enclave.gateway.embed_limits import check_embeddings, take_turns_as
 from enclave.gateway.metrics import CONTENT_TYPE, Metrics
 from enclave.gateway.record import call_record
 from enclave.gateway.reload import Reloader
@@ -184,16 +185,22 @@ def _v1_routes(services: Services) -> APIRouter:
     )  # fmt: skip
     @access.scoped
     async def embeddings(request: Request, scope: ModelScope) -> Response:
-        router = services.router
-        body = await read_json(request, int(services.settings.limits.max_body_bytes))
+        router, limits = services.router, services.settings.limits
+        body = await read_json(request, int(limits.max_body_bytes))
         parsed = parse(EmbeddingRequest, body)
         pool = router.resolve(parsed.model, "embeddings", visible=scope.allows)
         scope.check(pool.public)
         record = call_record(request)
         record.model = pool.public
-        result, lease = await router.send(
-            pool, body, complete("embeddings"), record, caller=caller_of(request)
-        )
+        take_turns_as(scope.principal)
+        count = services.embedder.embedder.count_tokens if services.embedder else None
+        await unless_disconnected(request, check_embeddings(parsed, limits, count))
+        send = router.send(pool, body, complete("embeddings"), record, caller=caller_of(request))
+        try:
+            result, lease = await unless_disconnected(request, send)
+        except ClientGone:
+            record.outcome = "client_disconnected"
+            raise
         lease.done(True)
         record.usage(result.get("usage"))
         result["model"] = pool.public

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from enclave.router import CallRecord, Router
@@ -60,6 +60,7 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.registry.register(_Members(router))
+        self.registry.register(_Embedders())
 
     def started(self, path: str) -> None:
         self.in_flight.labels(_route(path)).inc()
@@ -125,3 +126,24 @@ class _Members(Collector):
             queued.add_metric([pool.public, pool.kind], len(pool.waiters))
             available.add_metric([pool.public, pool.kind], pool.available())
         yield from (healthy, breaker, outstanding, queued, available)
+
+
+class _Embedders(Collector):
+    """The bundled embedders' work: texts encoded, and texts waiting or being encoded."""
+
+    def collect(self) -> Iterator[Metric]:
+        from enclave.engine.embedder import loaded
+
+        encoded = CounterMetricFamily(
+            "enclave_embedder_texts_encoded", "Texts the bundled embedder encoded",
+            labels=["model"],
+        )  # fmt: skip
+        queued = GaugeMetricFamily(
+            "enclave_embedder_queued_texts", "Texts waiting for or in the bundled embedder",
+            labels=["model"],
+        )  # fmt: skip
+        for name, embedder in loaded().items():
+            encoded.add_metric([name], embedder.queue.texts_encoded)
+            queued.add_metric([name], embedder.queue.pending())
+        yield encoded
+        yield queued

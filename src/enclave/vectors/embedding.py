@@ -12,7 +12,6 @@ not care get the ``input_type`` field and ignore it.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
 from enclave.errors import UpstreamError
@@ -51,7 +50,8 @@ def unit_rows(rows: Any) -> Matrix:
 
 
 class LocalEmbedder:
-    """The bundled e5 model in this process; batches run in a worker thread."""
+    """The bundled e5 model in this process: each text cut to its 512-token window, batches
+    taking fair turns with every other caller in its worker thread."""
 
     name = "multilingual-e5-small"
     dims = 384
@@ -72,7 +72,7 @@ class LocalEmbedder:
 
         if not texts:
             return np.zeros((0, self.dims), dtype=np.float32)
-        vectors, _tokens = await asyncio.to_thread(self._engine.encode, texts, input_type)
+        vectors, _tokens = await self._engine.encode_async(texts, input_type)
         return unit_rows(vectors)
 
 
