@@ -486,6 +486,39 @@ async def test_retention_prunes_in_the_background(store: Store, writer: AuditWri
     assert (await verify_store(store.sessions, KEY)).ok
 
 
+async def test_retention_reads_its_days_anew_each_round(store: Store, writer: AuditWriter) -> None:
+    """The gateway passes ``audit.retention_days`` as a callable: 0 keeps everything, and
+    a reload that sets it is applied at the next round."""
+    await write_many(writer, 3)
+    days = [0]
+    rounds: list[int] = []
+
+    def current() -> int:
+        rounds.append(days[0])
+        return days[0]
+
+    task = asyncio.create_task(
+        retain(store.sessions, KEY, current, every_s=0.01, clock=lambda: NOW)
+    )
+    try:
+        for _ in range(500):
+            if len(rounds) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert await seqs(store) == [1, 2, 3]
+        days[0] = 30
+        for _ in range(500):
+            if await seqs(store) == [4]:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert await seqs(store) == [4]
+    assert (await verify_store(store.sessions, KEY)).ok
+
+
 @pytest.mark.parametrize(
     "change",
     [{"upto_seq": 2}, {"last_hash": "e" * 64}, {"signature": "0" * 64}, {"created_at": "x"}],

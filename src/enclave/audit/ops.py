@@ -320,22 +320,35 @@ async def _verified_prefix(
 async def retain(
     sessions: async_sessionmaker[AsyncSession],
     key: bytes,
-    days: int,
+    days: int | Callable[[], int],
     *,
     every_s: float = 3600.0,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     witness: Witness | None = None,
 ) -> None:
     """``audit.retention_days``: prune now and every ``every_s`` until cancelled (a
-    background task of the gateway; replicas doing it at once is harmless)."""
+    background task of the gateway; replicas doing it at once is harmless). ``days`` may
+    be read anew each time (a reload changes it); 0 keeps everything."""
     while True:
+        kept = days() if callable(days) else days
         try:
-            cutoff = clock() - timedelta(days=days)
-            count = await prune(sessions, key, cutoff, actor="retention", witness=witness)
-            if count:
-                log.info("audit retention: pruned %d records older than %d days", count, days)
+            if kept > 0:
+                await _retain_once(sessions, key, kept, clock(), witness)
         except AuditTampered as exc:
             log.error("audit retention: %s", exc.message)
         except Exception:
             log.exception("audit retention failed; trying again later")
         await asyncio.sleep(every_s)
+
+
+async def _retain_once(
+    sessions: async_sessionmaker[AsyncSession],
+    key: bytes,
+    days: int,
+    now: datetime,
+    witness: Witness | None,
+) -> None:
+    cutoff = now - timedelta(days=days)
+    count = await prune(sessions, key, cutoff, actor="retention", witness=witness)
+    if count:
+        log.info("audit retention: pruned %d records older than %d days", count, days)

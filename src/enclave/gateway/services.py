@@ -19,6 +19,7 @@ from enclave.upstream import HTTPUpstream
 
 if TYPE_CHECKING:
     from enclave.assistants.service import Assistants
+    from enclave.audit.witness import Witness
     from enclave.audit.writer import AuditWriter
     from enclave.auth.ratelimit import Limiter
     from enclave.engine.local_embeddings import LocalEmbeddingsUpstream
@@ -84,10 +85,20 @@ class Services:
             )
             self.audit.start()
             self.spawn(self.audit.witness_head())
+            self.spawn(self._retain_audit(witness))
         self.identity = Identity(self.store, self.audit)
         self.gatekeeper = Gatekeeper(settings, self.store, self.secret)
         self.limiter = _limiter(settings)
         self.assistants = self._open_assistants()
+
+    async def _retain_audit(self, witness: Witness | None) -> None:
+        """``audit.retention_days``, read anew every hour: a reload applies it."""
+        from enclave.audit.ops import retain
+
+        await retain(
+            self.store.sessions, self.secret, lambda: self.settings.audit.retention_days,
+            witness=witness,
+        )  # fmt: skip
 
     def _open_assistants(self) -> Assistants:
         from enclave.assistants.conversations import Conversations, ProfileRows
