@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from enclave.store.models import User
@@ -80,22 +80,17 @@ class SessionRepo:
 
     async def revoke(self, sid: str, why: str, *, now: datetime) -> bool:
         """Revoke one session (logout); whether it was live until now."""
-        statement = (
-            update(WebSession)
-            .where(WebSession.id == sid, WebSession.revoked_at.is_(None))
-            .values(revoked_at=as_utc(now), revoked_why=why)
-        )
-        async with self._sessions.begin() as session:
-            result = await session.execute(statement)
-        assert isinstance(result, CursorResult)
-        return result.rowcount == 1
+        return await self._revoke(WebSession.id == sid, why, now) == 1
 
     async def revoke_user(self, name: str, why: str, *, now: datetime) -> int:
         """Revoke every live session of user ``name``; how many there were."""
         users = select(User.id).where(User.name == name).scalar_subquery()
+        return await self._revoke(WebSession.user_id == users, why, now)
+
+    async def _revoke(self, which: ColumnElement[bool], why: str, now: datetime) -> int:
         statement = (
             update(WebSession)
-            .where(WebSession.user_id == users, WebSession.revoked_at.is_(None))
+            .where(which, WebSession.revoked_at.is_(None))
             .values(revoked_at=as_utc(now), revoked_why=why)
         )
         async with self._sessions.begin() as session:
