@@ -99,8 +99,8 @@ def create_app(
 def _routers(services: Services, metrics: Metrics) -> list[APIRouter]:
     """Every route, by API surface; each declares its rule from ``access.py``."""
     return [
+        _v1_routes(services),  # first: routes are matched in order, and these are the busiest
         _routes(services, metrics),
-        _v1_routes(services),
         *admin.routers(services),
         memory_api.router(services),
         kb_api.router(services),

@@ -30,6 +30,7 @@ from uvicorn.server import ServerState
 
 from enclave.config import ServerSettings
 from enclave.errors import EnclaveError, RequestTimeout, ServiceUnavailable
+from enclave.gateway.deadline import BODY_COMPLETE
 
 log = logging.getLogger("enclave.gateway")
 
@@ -92,6 +93,8 @@ def protocol_class(server: ServerSettings) -> type[HttpToolsProtocol]:
             super().__init__(config, server_state, app_state, _loop)
             self.timeout_keep_alive = server.idle_timeout_s  # type: ignore[assignment]
             self._header_timer: asyncio.TimerHandle | None = None
+            self._headers_pending = False  # a request has begun; its headers have not ended
+            self._message_complete = True  # the current request's body has ended
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -105,13 +108,33 @@ def protocol_class(server: ServerSettings) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self.cycle is None or self.cycle.response_complete:
-                self._start_header_timer()  # the first bytes of the next request
             super().data_received(data)
+            # A timer only when these bytes left something unfinished: headers of a request
+            # that has begun, or the unread body of one already answered. A request that
+            # arrives whole (the usual case) arms none.
+            if self._header_timer is None and (
+                self._headers_pending
+                or (
+                    not self._message_complete
+                    and self.cycle is not None
+                    and self.cycle.response_complete
+                )
+            ):
+                self._start_header_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._headers_pending, self._message_complete = True, False
 
         def on_headers_complete(self) -> None:
+            self._headers_pending = False
             self._stop_header_timer()
             super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._message_complete = True
+            self.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
 
         def _start_header_timer(self) -> None:
             if self._header_timer is None:

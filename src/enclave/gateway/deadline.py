@@ -4,7 +4,9 @@ A pure ASGI middleware around ``receive``, so every reader of a body is bounded 
 routes' ``body.read_body``, uploads, anything Starlette parses): a client that trickles
 its body, or stops sending it, gets a 408 naming the setting when the time is up. Once
 the body is complete, ``receive`` passes through untouched (it then only says that the
-client left, which streams wait for).
+client left, which streams wait for). A body the server had whole before the app ran
+(``BODY_COMPLETE`` in the scope, set by ``connections.py``'s protocol: most requests) is
+not wrapped at all: there is nothing left to wait for, and no timer is armed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enclave.errors import RequestTimeout
 
+BODY_COMPLETE = "enclave.body_complete"  # scope key: the whole body has been received
+
 
 class BodyDeadline:
     def __init__(self, app: ASGIApp, *, seconds: Callable[[], float]) -> None:
@@ -23,7 +27,7 @@ class BodyDeadline:
         self.seconds = seconds  # read per request: a config reload applies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or BODY_COMPLETE in scope:
             await self.app(scope, receive, send)
             return
         await self.app(scope, _bounded(receive, self.seconds()), send)
