@@ -247,6 +247,17 @@ def test_admin_api_with_a_web_session(gateway: Gateway) -> None:
     assert chat(gateway, tokens["refresh_token"]).status_code == 401
 
 
+def test_an_admin_body_over_its_limit_is_a_413_naming_that_limit(gateway: Gateway) -> None:
+    """The admin API reads at most 64 KiB; the refusal says so, not a setting that does
+    not bound it."""
+    admin = auth(login(gateway, "alice", ADMIN_PASSWORD).json()["access_token"])
+    body = {"user": "bob", "name": "x" * (65 * 1024)}
+    refused = httpx.post(gateway.url + "/api/admin/keys", headers=admin, json=body,
+                         trust_env=False)  # fmt: skip
+    message = error_of(refused, 413)["message"]
+    assert message == "request body is larger than 64 KiB (the admin API's fixed limit)"
+
+
 def test_admin_paths_no_route_has_are_403_for_non_administrators(
     gateway: Gateway, bob_key: str
 ) -> None:

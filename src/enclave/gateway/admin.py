@@ -48,7 +48,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 async def body_of(request: Request, model: type[M]) -> M:
-    return parse(model, await read_json(request, BODY_LIMIT))
+    return parse(model, await read_json(request, BODY_LIMIT, "the admin API's fixed limit"))
 
 
 def routers(services: Services) -> list[APIRouter]:

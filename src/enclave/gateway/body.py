@@ -27,27 +27,36 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _CONTAINERS = frozenset({dict, list})  # what json.loads makes of arrays and objects
 
 
-def _too_large(limit: int, what: str) -> PayloadTooLarge:
-    return PayloadTooLarge(f"{what} is larger than {limit / 2**20:.1f} MiB (limits.max_body_bytes)")
+def _too_large(limit: int, what: str, setting: str) -> PayloadTooLarge:
+    size = f"{limit / 2**20:.1f} MiB" if limit >= 2**20 else f"{limit / 2**10:.0f} KiB"
+    return PayloadTooLarge(f"{what} is larger than {size} ({setting})")
 
 
-async def read_body(request: Request, limit: int, what: str = "request body") -> bytes:
-    """The whole body; past ``limit`` bytes (declared or streamed) a 413 naming ``what``."""
+async def read_body(
+    request: Request,
+    limit: int,
+    what: str = "request body",
+    setting: str = "limits.max_body_bytes",
+) -> bytes:
+    """The whole body; past ``limit`` bytes (declared or streamed) a 413 naming ``what``
+    and the ``setting`` that bounds it."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, what)
+        raise _too_large(limit, what, setting)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit, what)
+            raise _too_large(limit, what, setting)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    body = await read_body(request, limit)
+async def read_json(
+    request: Request, limit: int, setting: str = "limits.max_body_bytes"
+) -> dict[str, Any]:
+    body = await read_body(request, limit, setting=setting)
     return loads(body, _depth_limit(request))
 
 
