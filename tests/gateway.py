@@ -140,3 +140,12 @@ def wait_member(
         if time.monotonic() > deadline:
             raise TimeoutError(f"member {name} never got there; last seen: {member}")
         time.sleep(0.05)
+
+
+def write_config(gateway: Gateway, settings: dict[str, Any]) -> None:
+    """Replace the config file whole, the way editors and config managers do."""
+    path = gateway.home / "enclave.yaml"
+    port = yaml.safe_load(path.read_text())["port"]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(yaml.safe_dump({"port": port, **settings}))
+    temporary.replace(path)

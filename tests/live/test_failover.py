@@ -17,10 +17,9 @@ from typing import Any
 
 import openai
 import pytest
-import yaml
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
-from tests.gateway import Gateway, health_of, run_gateway, wait_member
+from tests.gateway import Gateway, health_of, run_gateway, wait_member, write_config
 
 ROUTER = {
     "health_interval_s": 0.2,
@@ -289,15 +288,6 @@ def whole_stream(client: openai.OpenAI) -> None:
     result = stream_text(client)
     if result["end"] != "stop":
         raise AssertionError(f"a stream ended badly: {result}")
-
-
-def write_config(gateway: Gateway, settings: dict[str, Any]) -> None:
-    """Replace the config file whole, the way editors and config managers do."""
-    path = gateway.home / "enclave.yaml"
-    port = yaml.safe_load(path.read_text())["port"]
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(yaml.safe_dump({"port": port, **settings}))
-    temporary.replace(path)
 
 
 def wait_log(gateway: Gateway, text: str, after: int = 0, timeout: float = 10) -> None:

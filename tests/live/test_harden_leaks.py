@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
-from tests.gateway import Gateway, add_user, cli, run_gateway
+from tests.gateway import Gateway, add_user, cli, run_gateway, write_config
 
 ENGINE_OFF = {"enabled": False, "embeddings": False, "ocr": False}
 
@@ -113,14 +112,6 @@ def test_the_data_directory_database_and_logs_are_the_owners_alone(
     files += [p for p in (home / "enclave.db-wal", home / "enclave.db-shm") if p.exists()]
     for path in files:
         assert mode(path) & 0o077 == 0, f"{path} is {mode(path):04o}"
-
-
-def write_config(gateway: Gateway, settings: dict[str, Any]) -> None:
-    path = gateway.home / "enclave.yaml"
-    port = yaml.safe_load(path.read_text())["port"]
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(yaml.safe_dump({"port": port, **settings}))
-    temporary.replace(path)
 
 
 def wait_log(gateway: Gateway, text: str, after: int, timeout: float = 15) -> None:
