@@ -20,7 +20,7 @@ from starlette.responses import Response
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
 from enclave.errors import ClientGone, EnclaveError
-from enclave.gateway import access, admin, assistants_api, errors, kb_api, memory_api
+from enclave.gateway import access, admin, assistants_api, console, errors, kb_api, memory_api
 from enclave.gateway.access import ModelScope, ModelScopeDep
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.apidoc import ERRORS, document, json_body
@@ -105,6 +105,7 @@ def _routers(services: Services, metrics: Metrics) -> list[APIRouter]:
         memory_api.router(services),
         kb_api.router(services),
         *assistants_api.routers(services),
+        console.router(),
         admin.unknown_admin_paths(),  # last: what no route above matched
     ]
 
