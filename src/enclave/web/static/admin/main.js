@@ -1,0 +1,40 @@
+// The administration console at /admin. Each page is a module loaded when first opened.
+import { html, useEffect, useState } from "../vendor/preact.js";
+import { boot } from "../core/shell.js";
+import { t } from "../core/i18n.js";
+import { Loading } from "../core/ui.js";
+import "./strings.js";
+
+const PAGES = {
+  dashboard: () => import("./dashboard.js"),
+  upstreams: () => import("./upstreams.js"),
+  users: () => import("./users.js"),
+  keys: () => import("./keys.js"),
+  assistants: () => import("./assistants.js"),
+  memories: () => import("./memories.js"),
+  audit: () => import("./audit.js"),
+  config: () => import("./config.js"),
+};
+
+function nav() {
+  const items = Object.keys(PAGES).map((id) => ({ id, label: t(`admin.nav.${id}`), href: `#/${id}` }));
+  // Agent tasks come next (issue 15): the place is kept.
+  items.push({ id: "tasks", label: t("admin.nav.tasks"), disabled: true, title: t("admin.soon") });
+  items.push({ id: "chat", label: t("app.chat"), href: "/" });
+  return items;
+}
+
+function App({ who, route }) {
+  const name = route[0] in PAGES ? route[0] : "dashboard";
+  const [state, setState] = useState({ name: null, page: null, error: null });
+  useEffect(() => {
+    PAGES[name]().then(
+      (module) => setState({ name, page: module.default, error: null }),
+      (error) => setState({ name, page: null, error }),
+    );
+  }, [name]);
+  if (state.name !== name || !state.page) return html`<${Loading} error=${state.error} />`;
+  return html`<${state.page} who=${who} route=${route} />`;
+}
+
+boot(App, { nav, admin: true });

@@ -1,0 +1,43 @@
+"""The web console in a real headless Chromium (Debian's ``chromium``, driven by
+Playwright; never a browser Playwright downloads). Every test here is ``live`` and
+``browser``. Each page is guarded: a request to anything but the gateway's own origin is
+aborted and fails the test, and so does an uncaught error in the page's scripts.
+
+Screenshots go to ``test-output/screenshots/`` (``shot``), to be looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.console import CHROMIUM, Guard, launch
+from tests.helpers import mark_directory
+
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium", allow_module_level=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    mark_directory(items, here, pytest.mark.live)
+    mark_directory(items, here, pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    with launch() as running:
+        yield running
+
+
+@pytest.fixture
+def guard() -> Iterator[Guard]:
+    """Collects what the pages of one test did wrong; fails the test at its end."""
+    found = Guard()
+    yield found
+    found.check()
