@@ -161,8 +161,9 @@ def serve(
     app = create_app(settings, engine_model=engine_model(settings), source=source)
     scheme = "https" if settings.tls_cert else "http"
     logging.getLogger("enclave.gateway").info(
-        "enclave listening on %s://%s:%s", scheme, settings.host, settings.port
-    )
+        "enclave listening on %s://%s:%s (web console at /, administration at /admin)",
+        scheme, settings.host, settings.port,
+    )  # fmt: skip
     uvicorn.run(
         app,
         host=settings.host,
