@@ -133,7 +133,8 @@ class LdapServer:
         (self.base / "slapd.conf").write_text(conf, encoding="utf-8")
         (self.base / "skeleton.ldif").write_text(SKELETON, encoding="utf-8")
         done = subprocess.run(
-            [str(SLAPADD), "-f", str(self.base / "slapd.conf"), "-l", str(self.base / "skeleton.ldif")],
+            [str(SLAPADD), "-f", str(self.base / "slapd.conf"), "-l",
+             str(self.base / "skeleton.ldif")],
             capture_output=True, text=True, check=False, timeout=60,
         )  # fmt: skip
         if done.returncode != 0:

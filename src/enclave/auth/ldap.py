@@ -246,8 +246,9 @@ class _Session:
     def _connection(self, server: Any, user: str | None, password: str | None) -> Any:
         from ldap3 import Connection
 
+        wait = math.ceil(self.cfg.timeout_s)  # ldap3 wants whole seconds here
         return Connection(server, user=user, password=password, read_only=True,
-                          receive_timeout=math.ceil(self.cfg.timeout_s), raise_exceptions=False)  # fmt: skip
+                          receive_timeout=wait, raise_exceptions=False)  # fmt: skip
 
     def _open(self, conn: Any) -> None:
         conn.open()
