@@ -9,6 +9,7 @@ over LDAP, so the memberof overlay gives each person a ``memberOf`` attribute:
 
     alice (password alice-pw)  in cn=admins,ou=groups
     bob   (password bob-pw)    in cn=staff,ou=groups
+    dave  (password dave-pw)   in cn=staff,ou=groups
     carol (password carol-pw)  in no group
 
 The server gets SIGTERM if the test process dies (``setpriv --pdeathsig``).
@@ -36,8 +37,8 @@ SERVICE_DN = f"cn=enclave,ou=services,{SUFFIX}"
 SERVICE_PASSWORD = "service-secret"
 PEOPLE = f"ou=people,{SUFFIX}"
 GROUPS = f"ou=groups,{SUFFIX}"
-USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
-MEMBERS = {"admins": ["alice"], "staff": ["bob"]}
+USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw", "dave": "dave-pw"}
+MEMBERS = {"admins": ["alice"], "staff": ["bob", "dave"]}
 
 CONF = """\
 include /etc/ldap/schema/core.schema

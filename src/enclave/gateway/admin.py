@@ -84,7 +84,11 @@ def _auth_routes(services: Services) -> APIRouter:
     async def login(request: Request) -> Tokens:
         given = await body_of(request, Login)
         await _check_lock(services, given.username)
-        user = await services.identity.login(actor(request), given.username, given.password)
+        user = await services.identity.login(
+            actor(request), given.username, given.password, services.directory()
+        )
+        if user.source == "ldap":  # its role may have changed: sessions were revoked
+            services.gatekeeper.forget_sessions(user=user.name)
         sid, jti = await services.identity.open_session(user, services.settings.auth.refresh_ttl_s)
         return _tokens(services, user.name, user.role, sid, jti)
 
