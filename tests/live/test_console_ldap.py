@@ -120,7 +120,8 @@ def test_a_member_of_the_admins_group_signs_in_as_an_administrator(gateway: Gate
     assert (alice["source"], alice["role"]) == ("ldap", "admin")
     assert users(gateway)["root"]["source"] == "local"
     logins = [r for r in audit_records(gateway) if r["action"] == "login" and r["user"] == "alice"]
-    assert logins and logins[-1]["detail"]["source"] == "ldap"
+    assert logins
+    assert logins[-1]["detail"]["source"] == "ldap"
     assert logins[-1]["detail"]["role"] == "admin"
 
 
@@ -201,7 +202,8 @@ def test_a_directory_users_password_cannot_be_changed_here(gateway: Gateway) -> 
     assert "auth.ldap" in reply.json()["error"]["message"]
     done = cli(gateway, "users", "passwd", "dave", "--password-stdin",
                stdin="a-new-long-password\n")  # fmt: skip
-    assert done.returncode != 0 and "directory" in done.stderr
+    assert done.returncode != 0
+    assert "directory" in done.stderr
     signed_in(gateway, "dave", "dave-pw")
 
 
@@ -224,7 +226,8 @@ def test_with_the_directory_down_its_users_get_a_clear_503_and_local_admins_get_
         assert reply.status_code == 503, reply.text
         error = reply.json()["error"]
         assert error["code"] == "directory_unavailable"
-        assert "directory" in error["message"] and dead in error["message"]
+        assert "directory" in error["message"]
+        assert dead in error["message"]
         assert "auth.ldap" in error["message"]
         assert role_of(gw, signed_in(gw, "root", ROOT_PASSWORD)) == "admin"
 
