@@ -2,10 +2,12 @@
 
 ``LdapServer.start()`` writes a ``slapd.conf`` (mdb backend, the core, cosine,
 inetorgperson and nis schemas, the memberof overlay, access rules that let only bound
-users read and let no one read a password) into a temporary directory, loads the tree's
-skeleton and the search account with ``slapadd``, starts ``slapd`` in the foreground as a
-child process and waits (bounded) until it answers. People and groups are then added
-over LDAP, so the memberof overlay gives each person a ``memberOf`` attribute:
+users read and let no one read a password, TLS with a self-signed certificate for
+127.0.0.1: ``ldaps://`` on a second port, StartTLS on the first) into a temporary
+directory, loads the tree's skeleton and the search account with ``slapadd``, starts
+``slapd`` in the foreground as a child process and waits (bounded) until it answers.
+People and groups are then added over LDAP, so the memberof overlay gives each person
+a ``memberOf`` attribute:
 
     alice (password alice-pw)  in cn=admins,ou=groups
     bob   (password bob-pw)    in cn=staff,ou=groups
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.procs import HOST, free_port
+from tests.gateway import self_signed
 
 SLAPD = Path("/usr/sbin/slapd")
 SLAPADD = Path("/usr/sbin/slapadd")
@@ -49,6 +52,8 @@ modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload memberof
 pidfile {base}/slapd.pid
+TLSCertificateFile {base}/cert.pem
+TLSCertificateKeyFile {base}/key.pem
 database mdb
 suffix "{suffix}"
 rootdn "{root_dn}"
@@ -106,18 +111,29 @@ def group(cn: str) -> str:
 @dataclass
 class LdapServer:
     base: Path
-    port: int
+    port: int  # ldap:// (StartTLS offered)
+    tls_port: int  # ldaps://
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"ldap://{HOST}:{self.port}"
 
+    @property
+    def tls_url(self) -> str:
+        return f"ldaps://{HOST}:{self.tls_port}"
+
+    @property
+    def cert(self) -> Path:
+        """The server's self-signed certificate (for 127.0.0.1): its own CA."""
+        return self.base / "cert.pem"
+
     @classmethod
     def start(cls, timeout: float = 30.0) -> LdapServer:
         if not available():
             raise LdapUnavailable(f"{SLAPD} is not installed (apt-get install slapd ldap-utils)")
-        server = cls(base=Path(tempfile.mkdtemp(prefix="enclave-ldap-")), port=free_port())
+        base = Path(tempfile.mkdtemp(prefix="enclave-ldap-"))
+        server = cls(base=base, port=free_port(), tls_port=free_port())
         try:
             server._configure()
             server._launch(timeout)
@@ -129,6 +145,7 @@ class LdapServer:
 
     def _configure(self) -> None:
         (self.base / "db").mkdir()
+        self_signed(self.base)  # cert.pem and key.pem
         conf = CONF.format(base=self.base, suffix=SUFFIX, root_dn=ROOT_DN,
                            root_password=ROOT_PASSWORD)  # fmt: skip
         (self.base / "slapd.conf").write_text(conf, encoding="utf-8")
@@ -142,7 +159,8 @@ class LdapServer:
             raise LdapUnavailable(f"slapadd failed: {done.stdout}{done.stderr}")
 
     def _launch(self, timeout: float) -> None:
-        args = [str(SLAPD), "-f", str(self.base / "slapd.conf"), "-h", f"{self.url}/", "-d", "0"]
+        listen = f"{self.url}/ {self.tls_url}/"
+        args = [str(SLAPD), "-f", str(self.base / "slapd.conf"), "-h", listen, "-d", "0"]
         if shutil.which("setpriv"):
             args = ["setpriv", "--pdeathsig", "TERM", "--", *args]
         with (self.base / "slapd.log").open("ab") as log:

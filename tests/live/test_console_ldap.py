@@ -15,6 +15,7 @@ import pytest
 
 from enclave.auth.ldap import Directory
 from enclave.config import LdapSettings
+from enclave.errors import DirectoryUnavailable
 from tests.fakes.procs import FakeUpstream, free_port
 from tests.gateway import Gateway, add_user, audit_records, cli, run_gateway
 from tests.ldapserver import (
@@ -45,7 +46,7 @@ def directory() -> Iterator[LdapServer]:
         server.stop()
 
 
-def ldap_settings(urls: list[str], **more: Any) -> dict[str, Any]:
+def ldap_settings(urls: list[str] | None = None, **more: Any) -> dict[str, Any]:
     return {
         "urls": urls,
         "bind_dn": SERVICE_DN,
@@ -250,3 +251,31 @@ async def _sign_in_all(directory: Directory) -> dict[str, str | None]:
         return found
     finally:
         directory.aclose()
+
+
+def tls_sign_in(**more: Any) -> str | None:
+    """alice's role through a directory with these settings (TLS ones), or the 503."""
+    directory = Directory(LdapSettings.model_validate(ldap_settings(**more)))
+
+    async def sign_in() -> str | None:
+        try:
+            answer = await directory.authenticate("alice", "alice-pw")
+        finally:
+            directory.aclose()
+        assert answer.user is not None, answer.reason
+        return answer.user.role
+
+    return asyncio.run(sign_in())
+
+
+def test_ldaps_and_starttls_verify_the_certificate_and_its_name(directory: LdapServer) -> None:
+    ca = str(directory.cert)
+    assert tls_sign_in(urls=[directory.tls_url], ca_file=ca) == "admin"
+    assert tls_sign_in(urls=[directory.url], start_tls=True, ca_file=ca) == "admin"
+    # Not signed by a CA we trust, or not for the name we asked: refused, by default.
+    for wrong in ({"urls": [directory.tls_url]},
+                  {"urls": [directory.tls_url.replace("127.0.0.1", "localhost")], "ca_file": ca},
+                  {"urls": [directory.url], "start_tls": True}):  # fmt: skip
+        with pytest.raises(DirectoryUnavailable, match=r"(?i)certificate.*auth.ldap.ca_file"):
+            tls_sign_in(**wrong)
+    assert tls_sign_in(urls=[directory.tls_url], verify=False) == "admin"

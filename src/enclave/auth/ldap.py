@@ -17,6 +17,8 @@ sign-in. ldap3 is imported only when a directory is configured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
 import ssl
 import warnings
@@ -172,7 +174,13 @@ class _Session:
                 self._open(conn)
                 bound = conn.bind()
             except LDAPException as exc:
-                problems.append(f"{url}: {_say(exc)}")
+                said = _say(exc)
+                hint = (
+                    " (auth.ldap.ca_file, auth.ldap.verify)"
+                    if "CERTIFICATE" in said.upper()
+                    else ""
+                )
+                problems.append(f"{url}: {said}{hint}")
                 _close(conn)
                 continue
             if not bound:
@@ -234,13 +242,14 @@ class _Session:
         return [(e["dn"], _values(e.get("attributes", {}))) for e in entries]
 
     def _server(self, url: str) -> Any:
-        from ldap3 import NONE, Server, Tls
+        from ldap3 import NONE, Server
 
         cfg = self.cfg
-        tls = Tls(
-            validate=ssl.CERT_REQUIRED if cfg.verify else ssl.CERT_NONE,
-            ca_certs_file=str(cfg.ca_file) if cfg.ca_file else None,
-        )
+        context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        if not cfg.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        tls = _tls_class()(context)
         return Server(url, get_info=NONE, tls=tls, connect_timeout=cfg.timeout_s)
 
     def _connection(self, server: Any, user: str | None, password: str | None) -> Any:
@@ -258,6 +267,26 @@ class _Session:
             raise LDAPStartTLSError(f"StartTLS refused: {conn.result.get('description')}")
 
 
+@functools.cache
+def _tls_class() -> type[Any]:
+    """ldap3's ``Tls`` with the certificate and the host name checked by Python's own
+    ``ssl`` (ldap3 checks names with ``ssl.match_hostname``, deprecated, gone in 3.12)."""
+    from ldap3 import Tls
+
+    class VerifiedTls(Tls):  # type: ignore[misc]
+        def __init__(self, context: ssl.SSLContext) -> None:
+            super().__init__(validate=context.verify_mode)
+            self.context = context
+
+        def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+            connection.socket = self.context.wrap_socket(
+                connection.socket, server_side=False, do_handshake_on_connect=do_handshake,
+                server_hostname=connection.server.host,
+            )  # fmt: skip
+
+    return VerifiedTls
+
+
 def _values(attributes: dict[str, Any]) -> dict[str, list[Any]]:
     """Attribute values as lists, keyed by the attribute's name in lower case."""
     return {
@@ -268,7 +297,10 @@ def _values(attributes: dict[str, Any]) -> dict[str, list[Any]]:
 
 def _close(conn: Any) -> None:
     """Unbind and close: ldap3 leaves the socket of a failed connect open."""
-    conn.unbind()
+    from ldap3.core.exceptions import LDAPException
+
+    with contextlib.suppress(LDAPException, OSError):  # a broken connection: nothing to say
+        conn.unbind()
     sock = getattr(conn, "socket", None)
     if sock is not None:
         sock.close()
