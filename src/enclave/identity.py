@@ -35,6 +35,11 @@ LOGIN_REFUSED = "wrong user name or password"
 SESSION_REFUSED = "invalid or expired session"
 
 
+def directory_lock_key(name: str) -> str:
+    """The name failed directory sign-ins are counted under: ``ALICE`` is ``alice``."""
+    return name.casefold()
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -213,8 +218,11 @@ class Identity:
         await self._audit(tried, "login", {"source": "local"})
         return user
 
-    async def _refuse(self, tried: Actor, name: str, detail: dict[str, Any]) -> NoReturn:
-        await self.failures.failed(name, now())
+    async def _refuse(
+        self, tried: Actor, name: str, detail: dict[str, Any], counted: str | None = None
+    ) -> NoReturn:
+        """401 for ``name``, a failure counted under ``counted`` (default: the name)."""
+        await self.failures.failed(counted or name, now())
         await self._audit(tried, "login.failed", {"name": name, **detail}, status=401)
         raise AuthenticationFailed(LOGIN_REFUSED)
 
@@ -224,6 +232,7 @@ class Identity:
         """Sign in with the directory: its answer, then the local row of that user, made
         or given the role of the user's groups now (``source="ldap"``, no password)."""
         ldap = {"source": "ldap"}
+        key = directory_lock_key(name)  # directories compare names without case
         try:
             answer = await directory.authenticate(name, password)
         except DirectoryUnavailable as exc:  # not the user's fault: no lockout count
@@ -232,11 +241,11 @@ class Identity:
             raise
         found = answer.user
         if found is None:
-            await self._refuse(tried, name, {**ldap, "reason": answer.reason})
+            await self._refuse(tried, name, {**ldap, "reason": answer.reason}, key)
         row = await self.users.get(found.name)
         if row is not None and (row.source != "ldap" or row.disabled):
             why = "disabled here" if row.source == "ldap" else "a local user has this name"
-            await self._refuse(tried, name, {**ldap, "reason": why})
+            await self._refuse(tried, name, {**ldap, "reason": why}, key)
         who = Actor(found.name, None, tried.client_ip, tried.request_id)
         if found.role is None:
             await self._audit(who, "login.failed", {"name": found.name, **ldap,
@@ -246,7 +255,7 @@ class Identity:
                 "(auth.ldap.role_map), and auth.ldap.default_role is not set"
             )
         user = await self._provision(who, found, found.role, row)
-        await self.failures.clear(name)
+        await self.failures.clear(key)
         await self._audit(who, "login", {**ldap, "role": found.role, "groups": list(found.groups)})
         return user
 

@@ -209,9 +209,10 @@ def test_a_directory_users_password_cannot_be_changed_here(gateway: Gateway) -> 
 
 
 def test_failed_directory_sign_ins_lock_the_name_like_local_ones(gateway: Gateway) -> None:
-    for _ in range(ATTEMPTS):
-        assert login(gateway, "carol", "not-carols").status_code == 401
-    locked = login(gateway, "carol", "carol-pw")
+    # The directory finds CAROL as carol: changing the case buys no more tries.
+    for name in ("carol", "Carol", "CAROL")[:ATTEMPTS]:
+        assert login(gateway, name, "not-carols").status_code == 401
+    locked = login(gateway, "cArol", "carol-pw")
     assert locked.status_code == 429
     assert "auth.login_attempts" in locked.json()["error"]["message"]
 

@@ -36,7 +36,7 @@ from enclave.gateway.schemas.admin import (
     UserUpdate,
 )
 from enclave.gateway.schemas.auth import LoggedOut, Login, Me, Refresh, Tokens
-from enclave.identity import KeySpec
+from enclave.identity import KeySpec, directory_lock_key
 
 if TYPE_CHECKING:
     from enclave.gateway.services import Services
@@ -84,6 +84,9 @@ def _auth_routes(services: Services) -> APIRouter:
     async def login(request: Request) -> Tokens:
         given = await body_of(request, Login)
         await _check_lock(services, given.username)
+        key = directory_lock_key(given.username)  # directory names: counted without case
+        if services.settings.auth.ldap is not None and key != given.username:
+            await _check_lock(services, key)
         user = await services.identity.login(
             actor(request), given.username, given.password, services.directory()
         )
