@@ -20,7 +20,8 @@ Code raises these; the gateway maps them to HTTP in one place
     │   └── ServiceUnavailable         503 service_unavailable
     │       ├── EngineLoading          503 engine_loading
     │       ├── NoHealthyUpstream      503 no_healthy_upstream
-    │       └── AuditUnavailable       503 audit_unavailable (strict audit could not commit)
+    │       ├── AuditUnavailable       503 audit_unavailable (strict audit could not commit)
+    │       └── DirectoryUnavailable   503 directory_unavailable (auth.ldap cannot be asked)
     ├── UpstreamError                  502 upstream_error
     │   ├── UpstreamTimeout            504 upstream_timeout
     │   ├── ConnectionClosed           502 upstream_error: the server closed the connection
@@ -204,6 +205,13 @@ class AuditUnavailable(ServiceUnavailable):
     """An audit record could not be committed (strict mode fails the call with 503)."""
 
     code = "audit_unavailable"
+
+
+class DirectoryUnavailable(ServiceUnavailable):
+    """The company directory (``auth.ldap``) could not be asked: no server answered, or it
+    refused the search account. Local users can still sign in."""
+
+    code = "directory_unavailable"
 
 
 class UpstreamError(EnclaveError):

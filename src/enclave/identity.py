@@ -8,24 +8,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from enclave.auth.apikeys import new_key, parse_expiry
 from enclave.auth.passwords import hash_password, verify_password
 from enclave.auth.tokens import new_id
-from enclave.errors import AuthenticationFailed, InvalidRequest
+from enclave.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DirectoryUnavailable,
+    Forbidden,
+    InvalidRequest,
+)
 from enclave.store.repos import KeyRepo, Store, UserRepo
 from enclave.store.sessions import LoginFailures, SessionRepo
 
 if TYPE_CHECKING:
     from enclave.audit.chain import AuditEntry
     from enclave.audit.writer import AuditWriter
+    from enclave.auth.ldap import Directory, DirectoryUser
     from enclave.store.models import ApiKey, User
 
 Role = Literal["admin", "user"]
 ROLES = ("admin", "user")
 LOGIN_REFUSED = "wrong user name or password"
 SESSION_REFUSED = "invalid or expired session"
+
+
+def directory_lock_key(name: str) -> str:
+    """The name failed directory sign-ins are counted under: ``ALICE`` is ``alice``."""
+    return name.casefold()
 
 
 def now() -> datetime:
@@ -169,7 +181,15 @@ class Identity:
         await self._audit(actor, "users.disable" if disabled else "users.enable", detail)
 
     async def set_password(self, actor: Actor, name: str, password: str) -> None:
-        """A new password; every web session of the user ends (API keys are kept)."""
+        """A new password; every web session of the user ends (API keys are kept). A user
+        of the company directory has no password here: it is changed in the directory."""
+        old = await self.users.get(name)
+        if old is not None and old.source == "ldap":
+            raise InvalidRequest(
+                f"user {name!r} signs in with the company directory (auth.ldap): change "
+                "the password in the directory, not in enclave",
+                param="password",
+            )
         await self.users.set_password(name, hash_password(password))
         revoked = await self.revoke_sessions(name, "password")
         await self.failures.clear(name)
@@ -180,20 +200,84 @@ class Identity:
 
     # --- web sessions ----------------------------------------------------------------
 
-    async def login(self, actor: Actor, name: str, password: str) -> User:
+    async def login(
+        self, actor: Actor, name: str, password: str, directory: Directory | None = None
+    ) -> User:
         """The user, if the password is right; every failure is the same 401, and audited
-        under the name tried (whether or not a user has it)."""
+        under the name tried (whether or not a user has it). A name that is no local user
+        is asked of ``directory`` (the company directory), when one is configured."""
         user = await self.users.get(name)
+        tried = Actor(name, None, actor.client_ip, actor.request_id)
+        if directory is not None and (user is None or user.source == "ldap"):
+            return await self._directory_login(tried, name, password, directory)
         # Hash even for an unknown name, so the answer's timing does not tell names apart.
         right = verify_password(user.password_hash if user else None, password)
-        ok = right and user is not None and not user.disabled
-        tried = Actor(name, None, actor.client_ip, actor.request_id)
-        if not ok or user is None:
-            await self.failures.failed(name, now())
-            await self._audit(tried, "login.failed", {"name": name}, status=401)
-            raise AuthenticationFailed(LOGIN_REFUSED)
+        if not right or user is None or user.disabled:
+            await self._refuse(tried, name, {})
         await self.failures.clear(name)
-        await self._audit(tried, "login", {})
+        await self._audit(tried, "login", {"source": "local"})
+        return user
+
+    async def _refuse(
+        self, tried: Actor, name: str, detail: dict[str, Any], counted: str | None = None
+    ) -> NoReturn:
+        """401 for ``name``, a failure counted under ``counted`` (default: the name)."""
+        await self.failures.failed(counted or name, now())
+        await self._audit(tried, "login.failed", {"name": name, **detail}, status=401)
+        raise AuthenticationFailed(LOGIN_REFUSED)
+
+    async def _directory_login(
+        self, tried: Actor, name: str, password: str, directory: Directory
+    ) -> User:
+        """Sign in with the directory: its answer, then the local row of that user, made
+        or given the role of the user's groups now (``source="ldap"``, no password)."""
+        ldap = {"source": "ldap"}
+        key = directory_lock_key(name)  # directories compare names without case
+        try:
+            answer = await directory.authenticate(name, password)
+        except DirectoryUnavailable as exc:  # not the user's fault: no lockout count
+            await self._audit(tried, "login.failed", {"name": name, **ldap, "reason": exc.message},
+                              status=503)  # fmt: skip
+            raise
+        found = answer.user
+        if found is None:
+            await self._refuse(tried, name, {**ldap, "reason": answer.reason}, key)
+        row = await self.users.get(found.name)
+        if row is not None and (row.source != "ldap" or row.disabled):
+            why = "disabled here" if row.source == "ldap" else "a local user has this name"
+            await self._refuse(tried, name, {**ldap, "reason": why}, key)
+        who = Actor(found.name, None, tried.client_ip, tried.request_id)
+        if found.role is None:
+            await self._audit(who, "login.failed", {"name": found.name, **ldap,
+                              "reason": "in no mapped group"}, status=403)  # fmt: skip
+            raise Forbidden(
+                f"{found.name} is in no directory group that gives a role here "
+                "(auth.ldap.role_map), and auth.ldap.default_role is not set"
+            )
+        user = await self._provision(who, found, found.role, row)
+        await self.failures.clear(key)
+        await self._audit(who, "login", {**ldap, "role": found.role, "groups": list(found.groups)})
+        return user
+
+    async def _provision(
+        self, who: Actor, found: DirectoryUser, role: str, row: User | None
+    ) -> User:
+        """The local row of a directory user, with ``role``: made at the first sign-in;
+        a changed role ends the sessions issued with the old one."""
+        if row is None:
+            try:
+                user = await self.users.add(found.name, role, None, source="ldap")
+            except Conflict:  # a sign-in of the same user at the same time made it
+                return await self.users.change(found.name, role=role)
+            await self._audit(who, "users.add", {"name": found.name, "role": role,
+                                                 "source": "ldap"})  # fmt: skip
+            return user
+        if row.role == role:
+            return row
+        user = await self.users.change(found.name, role=role)
+        revoked = await self.revoke_sessions(found.name, "role")
+        await self._audit(who, "users.set", {"name": found.name, "role": role, "source": "ldap",
+                                             "sessions_revoked": revoked})  # fmt: skip
         return user
 
     async def open_session(self, user: User, ttl_s: int) -> tuple[str, str]:

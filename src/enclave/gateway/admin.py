@@ -36,7 +36,7 @@ from enclave.gateway.schemas.admin import (
     UserUpdate,
 )
 from enclave.gateway.schemas.auth import LoggedOut, Login, Me, Refresh, Tokens
-from enclave.identity import KeySpec
+from enclave.identity import KeySpec, directory_lock_key
 
 if TYPE_CHECKING:
     from enclave.gateway.services import Services
@@ -84,7 +84,14 @@ def _auth_routes(services: Services) -> APIRouter:
     async def login(request: Request) -> Tokens:
         given = await body_of(request, Login)
         await _check_lock(services, given.username)
-        user = await services.identity.login(actor(request), given.username, given.password)
+        key = directory_lock_key(given.username)  # directory names: counted without case
+        if services.settings.auth.ldap is not None and key != given.username:
+            await _check_lock(services, key)
+        user = await services.identity.login(
+            actor(request), given.username, given.password, services.directory()
+        )
+        if user.source == "ldap":  # its role may have changed: sessions were revoked
+            services.gatekeeper.forget_sessions(user=user.name)
         sid, jti = await services.identity.open_session(user, services.settings.auth.refresh_ttl_s)
         return _tokens(services, user.name, user.role, sid, jti)
 

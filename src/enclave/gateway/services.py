@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from enclave.assistants.service import Assistants
     from enclave.audit.witness import Witness
     from enclave.audit.writer import AuditWriter
+    from enclave.auth.ldap import Directory
     from enclave.auth.ratelimit import Limiter
     from enclave.engine.local_embeddings import LocalEmbeddingsUpstream
     from enclave.engine.ocr import OCR
@@ -56,6 +57,7 @@ class Services:
     _memory: MemoryService | None = field(init=False, default=None)
     _memory_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _knowledge: KnowledgeBases | None = field(init=False, default=None)
+    _directory: Directory | None = field(init=False, default=None)
 
     async def start(self) -> None:
         await self._open_identity()
@@ -154,9 +156,24 @@ class Services:
         for member in retired(old, self.router):
             self.spawn(_close_when_idle(member))
 
+    def directory(self) -> Directory | None:
+        """The company directory of ``auth.ldap`` (none when not set), made again when a
+        reload changed its settings."""
+        wanted = self.settings.auth.ldap
+        if self._directory is not None and self._directory.settings != wanted:
+            self._directory.aclose()
+            self._directory = None
+        if wanted is not None and self._directory is None:
+            from enclave.auth.ldap import Directory
+
+            self._directory = Directory(wanted)
+        return self._directory
+
     async def aclose(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._directory is not None:
+            self._directory.aclose()
         if self.engine:
             await self.engine.stop()
         await self.gatekeeper.flush_touches()

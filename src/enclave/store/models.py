@@ -19,6 +19,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))  # admin | user
     password_hash: Mapped[str | None] = mapped_column(String(256))
+    # local (made here, password hash here) | ldap (the company directory signs it in)
+    source: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)

@@ -97,8 +97,11 @@ class UserRepo:
         self._sessions = _sessions(source)
         self._clock = clock
 
-    async def add(self, name: str, role: str, password_hash: str | None = None) -> User:
-        """A new user; :class:`Conflict` if the name is taken."""
+    async def add(
+        self, name: str, role: str, password_hash: str | None = None, *, source: str = "local"
+    ) -> User:
+        """A new user; :class:`Conflict` if the name is taken. ``source="ldap"``: a user
+        of the company directory (no password here)."""
         if role not in ROLES:
             raise InvalidRequest(
                 f"role must be one of {', '.join(ROLES)}, not {role!r}", param="role"
@@ -107,6 +110,7 @@ class UserRepo:
             name=name,
             role=role,
             password_hash=password_hash,
+            source=source,
             disabled=False,
             created_at=as_utc(self._clock()),
             failed_logins=0,

@@ -50,12 +50,14 @@ class UserPublic(BaseModel):
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
+    source: str = Field("local", description="local, or ldap: signs in with the directory")
 
     @classmethod
     def of(cls, user: User) -> UserPublic:
         return cls(name=user.name, role=user.role, disabled=user.disabled,
                    created_at=user.created_at.isoformat(), models=list(user.models or []),
-                   rpm=user.rpm, tpm=user.tpm, max_concurrency=user.max_concurrency)  # fmt: skip
+                   rpm=user.rpm, tpm=user.tpm, max_concurrency=user.max_concurrency,
+                   source=user.source)  # fmt: skip
 
 
 class UserDisabled(BaseModel):
