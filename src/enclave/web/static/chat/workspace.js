@@ -1,0 +1,53 @@
+// What the Knowledge and Memory pages share: their stylesheet (linked once, on first use),
+// sizes in bytes, query terms highlighted in found text.
+import { html } from "../vendor/preact.js";
+import { lang } from "../core/i18n.js";
+import "./workspace_strings.js";
+
+if (!document.getElementById("workspace-css")) {
+  const link = document.createElement("link");
+  link.id = "workspace-css";
+  link.rel = "stylesheet";
+  link.href = "/ui/chat/workspace.css";
+  document.head.append(link);
+}
+
+const UNITS = ["B", "KiB", "MiB", "GiB"];
+
+export function bytes(value) {
+  if (value === null || value === undefined) return "–";
+  let size = Number(value);
+  let unit = 0;
+  while (size >= 1024 && unit < UNITS.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  const digits = unit === 0 || size >= 100 ? 0 : 1;
+  return `${size.toLocaleString(lang === "zh" ? "zh-CN" : "en", { maximumFractionDigits: digits })} ${UNITS[unit]}`;
+}
+
+// The words of a query worth marking: letters and digits runs of two or more characters,
+// and every run of Han characters (Chinese has no spaces between words).
+export function termsOf(query) {
+  const words = query.toLowerCase().match(/[\p{L}\p{N}]{2,}|\p{Script=Han}+/gu) || [];
+  return [...new Set(words)].sort((a, b) => b.length - a.length);
+}
+
+const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+// `text` with each term of `terms` in a <mark> (no HTML is parsed: the parts are text nodes).
+export function Highlight({ text, terms }) {
+  if (!terms.length) return text;
+  const pattern = new RegExp(`(${terms.map(escape).join("|")})`, "giu");
+  return text
+    .split(pattern)
+    .map((part, index) => (index % 2 === 1 ? html`<mark>${part}</mark>` : part));
+}
+
+// A page's explanation when it has nothing to list yet.
+export function Empty({ title, children, testid }) {
+  return html`<div class="ws-empty card" data-testid=${testid}>
+    <h2>${title}</h2>
+    ${children}
+  </div>`;
+}
