@@ -86,6 +86,16 @@ def open_page(browser: Any, gateway: Gateway, guard: Guard, user: str, path: str
     return page
 
 
+def whole_shot(page: Any, name: str) -> None:
+    """A screenshot of the whole page: the shell scrolls inside <main>, so the viewport is
+    made as tall as the page's content for the picture, then put back."""
+    size = page.viewport_size
+    tall = page.evaluate("document.querySelector('main').scrollHeight + 60")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], tall)})
+    shot(page, name)
+    page.set_viewport_size(size)
+
+
 def accept_confirms(page: Any) -> None:
     page.on("dialog", lambda dialog: dialog.accept())
 
@@ -115,7 +125,7 @@ def test_an_admin_builds_searches_and_prunes_a_knowledge_base(
     guard.statuses.add(413)  # big.txt: the gateway refuses it, as the test wants
     accept_confirms(page)
     page.get_by_test_id("kb-empty").wait_for()
-    shot(page, "kb-empty-en-light")
+    whole_shot(page, "kb-empty-en-light")
 
     page.get_by_test_id("kb-create").click()
     page.get_by_test_id("kb-create-name").fill("handbook")
@@ -158,7 +168,7 @@ def test_an_admin_builds_searches_and_prunes_a_knowledge_base(
     assert float(first.get_by_test_id("kb-hit-score").inner_text()) > 0
     marked = [m.lower() for m in first.locator("mark").all_inner_texts()]
     assert "tea" in marked and "oolong" in marked
-    shot(page, "kb-detail-en-light")
+    whole_shot(page, "kb-detail-en-light")
 
     page.locator("[data-testid=kb-doc][data-source='holidays.md']").get_by_test_id(
         "kb-doc-delete"
@@ -170,7 +180,7 @@ def test_an_admin_builds_searches_and_prunes_a_knowledge_base(
 
     page.get_by_test_id("kb-back").click()
     expect(page.get_by_test_id("kb-item")).to_have_count(1)
-    shot(page, "kb-list-en-light")
+    whole_shot(page, "kb-list-en-light")
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +203,7 @@ def test_a_user_reads_and_searches_but_changes_nothing(
     item.wait_for()
     assert page.get_by_test_id("kb-create").count() == 0
     no_sideways_scroll(page)
-    shot(page, "kb-list-phone-zh-dark")
+    whole_shot(page, "kb-list-phone-zh-dark")
 
     item.click()
     page.get_by_test_id("kb-read-only").wait_for()
@@ -205,7 +215,7 @@ def test_a_user_reads_and_searches_but_changes_nothing(
     expect(page.get_by_test_id("kb-hit")).to_have_count(1)
     assert page.get_by_test_id("kb-hit").locator("mark").inner_text().lower() == "noodles"
     no_sideways_scroll(page)
-    shot(page, "kb-detail-phone-zh-dark")
+    whole_shot(page, "kb-detail-phone-zh-dark")
 
 
 def test_the_server_refusal_of_a_change_is_shown(
@@ -225,30 +235,47 @@ def test_the_server_refusal_of_a_change_is_shown(
     assert "administrators" in message
 
 
-def seed_memories(gateway: Gateway, user: str, texts: list[tuple[str, str]]) -> None:
-    headers = bearer(gateway, user)
+def seed_memories(gateway: Gateway, user: str, texts: list[tuple[str, str]]) -> list[int]:
+    """Memories the user tells the API; their ids."""
+    headers, ids = bearer(gateway, user), []
     for text, kind in texts:
         reply = httpx.post(gateway.url + "/api/memories", json={"text": text, "kind": kind},
                            headers=headers, trust_env=False, timeout=60)  # fmt: skip
         assert reply.status_code == 201, reply.text
+        ids.append(reply.json()["id"])
+    return ids
+
+
+def archive(gateway: Gateway, user: str, ids: list[int]) -> None:
+    reply = httpx.post(gateway.url + "/api/memories/archive", json={"ids": ids},
+                       headers=bearer(gateway, user), trust_env=False, timeout=60)  # fmt: skip
+    assert reply.status_code == 200 and reply.json()["archived"] == len(ids), reply.text
 
 
 def test_a_user_sees_deletes_and_forgets_their_memories(
     browser: Any, gateway: Gateway, guard: Guard
 ) -> None:
-    seed_memories(gateway, "alice", [
+    *_, paris = seed_memories(gateway, "alice", [
         ("I work in the Berlin office.", "fact"),
         ("I prefer short answers with code examples.", "preference"),
         ("My team is called Platform.", "fact"),
+        ("I used to live in Paris.", "fact"),
     ])  # fmt: skip
+    archive(gateway, "alice", [paris])
     seed_memories(gateway, "root", [("Root likes tea.", "fact")])
     page = open_page(browser, gateway, guard, "alice", "/#/memory")
     accept_confirms(page)
     items = page.get_by_test_id("memory-item")
-    expect(items).to_have_count(3)  # hers only
+    expect(items).to_have_count(3)  # hers only, and not the archived one
     texts = items.get_by_test_id("memory-text").all_inner_texts()
     assert "I work in the Berlin office." in texts and "Root likes tea." not in texts
-    shot(page, "memory-en-light")
+    whole_shot(page, "memory-en-light")
+    page.get_by_test_id("memory-tab-archive").click()
+    archived = page.get_by_test_id("memory-archive").get_by_test_id("memory-item")
+    expect(archived).to_have_count(1)
+    expect(archived.get_by_test_id("memory-text")).to_have_text("I used to live in Paris.")
+    assert archived.get_by_test_id("memory-delete").count() == 0  # read-only
+    page.get_by_test_id("memory-tab-memories").click()
 
     items.filter(has_text="Platform").get_by_test_id("memory-delete").click()
     expect(items).to_have_count(2)
@@ -262,7 +289,7 @@ def test_a_user_sees_deletes_and_forgets_their_memories(
     left = httpx.get(gateway.url + "/api/memories", headers=bearer(gateway, "alice"),
                      trust_env=False, timeout=30).json()  # fmt: skip
     assert left["data"] == []
-    shot(page, "memory-empty-en-light")
+    whole_shot(page, "memory-empty-en-light")
     page.get_by_test_id("memory-tab-archive").click()
     page.get_by_test_id("memory-none").wait_for()
 
@@ -276,4 +303,4 @@ def test_memory_on_a_phone_in_chinese(browser: Any, gateway: Gateway, guard: Gua
     expect(page.get_by_test_id("memory-item")).to_have_count(len(kept))
     assert page.get_by_test_id("memory-forget-all").inner_text().strip() == "全部忘掉"
     no_sideways_scroll(page)
-    shot(page, "memory-phone-zh-dark")
+    whole_shot(page, "memory-phone-zh-dark")

@@ -12,6 +12,9 @@ import { SearchPanel } from "./kb_search.js";
 import { Empty, bytes } from "./workspace.js";
 
 const path = (name, rest = "") => `/api/kb/${encodeURIComponent(name)}${rest}`;
+const facts = (parts) => parts.join(" · ");
+const counts = (kb) =>
+  facts([t("kb.count.documents", { n: number(kb.documents) }), t("kb.count.chunks", { n: number(kb.chunks) })]);
 
 function CreateDialog({ open, onClose, onMade }) {
   const [name, setName] = useState("");
@@ -67,10 +70,7 @@ function KbCard({ kb }) {
     <a class="card ws-kb" href=${`#/kb/${encodeURIComponent(kb.name)}`} data-testid="kb-item" data-name=${kb.name}>
       <strong class="ws-kb-name">${kb.name}</strong>
       ${kb.description && html`<span class="ws-kb-desc">${kb.description}</span>`}
-      <span class="muted small">
-        ${t("kb.count.documents", { n: number(kb.documents) })} · ${t("kb.count.chunks", { n: number(kb.chunks) })}
-        · ${t("kb.updated", { when: when(kb.updated_at) })}
-      </span>
+      <span class="muted small">${facts([counts(kb), t("kb.updated", { when: when(kb.updated_at) })])}</span>
     </a>
   </li>`;
 }
@@ -179,9 +179,11 @@ function KbDetail({ name, writer }) {
     </div>
     ${kb.description && html`<p>${kb.description}</p>`}
     <p class="muted small ws-facts" data-testid="kb-facts">
-      ${t("kb.count.documents", { n: number(kb.documents) })} · ${t("kb.count.chunks", { n: number(kb.chunks) })}
-      · ${t("kb.model", { model: kb.embedding_model, dims: kb.dims })}
-      · ${t("kb.chunking", { size: kb.chunk_size, overlap: kb.chunk_overlap })}
+      ${facts([
+        counts(kb),
+        t("kb.model", { model: kb.embedding_model, dims: kb.dims }),
+        t("kb.chunking", { size: kb.chunk_size, overlap: kb.chunk_overlap }),
+      ])}
     </p>
     ${writer ? html`<${Uploads} kb=${name} onFinished=${reload} />` : html`<p class="muted small" data-testid="kb-read-only">${t("kb.readOnly")}</p>`}
     <section class="card ws-section" aria-labelledby="kb-docs-title">

@@ -10,6 +10,10 @@ import { Empty } from "./workspace.js";
 
 const PAGE = 50;
 const TABS = ["memories", "recent", "archive"];
+const SOURCES = ["api", "cli", "extracted", "restored"]; // how a memory came (enclave.memory)
+
+const sourceOf = (source) =>
+  SOURCES.includes(source) ? t("memory.source." + source) : t("memory.source", { source });
 
 function Dates({ item }) {
   return html`<span class="muted small ws-dates">
@@ -25,7 +29,7 @@ function MemoryItem({ item, onDelete }) {
     <p class="ws-memory-text" data-testid="memory-text">${item.text}</p>
     <div class="row">
       <span class="badge">${t("memory.kind." + item.kind)}</span>
-      ${item.source && html`<span class="badge">${t("memory.source", { source: item.source })}</span>`}
+      ${item.source && html`<span class="badge">${sourceOf(item.source)}</span>`}
       ${item.score !== undefined && html`<span class="badge">${t("memory.score", { score: item.score.toFixed(2) })}</span>`}
       <${Dates} item=${item} />
       <span class="spacer"></span>
