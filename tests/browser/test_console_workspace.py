@@ -183,6 +183,9 @@ def test_an_admin_builds_searches_and_prunes_a_knowledge_base(
                        trust_env=False, timeout=30).json()  # fmt: skip
     assert {d["source"] for d in listed["data"]} == {"tea.md", "vpn.md", "parking.txt"}
 
+    page.set_viewport_size(PHONE)
+    no_sideways_scroll(page)
+    whole_shot(page, "kb-detail-phone-en-light")
     page.get_by_test_id("kb-back").click()
     expect(page.get_by_test_id("kb-item")).to_have_count(1)
     whole_shot(page, "kb-list-en-light")

@@ -54,7 +54,9 @@ function Memories() {
       const found = wanted
         ? await api("/api/memories", { query: { q: wanted, k: 20 } })
         : await api("/api/memories", { query: { limit: PAGE, offset } });
-      setRows((old) => (offset && old ? [...old, ...found.data] : found.data));
+      // A memory added meanwhile shifts the pages by one: keep each memory once.
+      const more = (old) => [...old, ...found.data.filter((row) => !old.some((kept) => kept.id === row.id))];
+      setRows((old) => (offset && old ? more(old) : found.data));
       setMore(!wanted && found.data.length === PAGE);
       setError(null);
     } catch (failure) {
