@@ -56,18 +56,25 @@ async def test_stats_count_per_bucket_and_group_with_percentiles(store: Store) -
     ]
     await write(store, entries)
     window = Window.ending(NOW, 6 * 3600, 3600)
-    assert window.start == datetime(2025, 3, 1, 6, tzinfo=UTC) and window.buckets == 7
+    assert window.start == datetime(2025, 3, 1, 6, tzinfo=UTC)
+    assert window.buckets == 7
     found = await stats(store.sessions, window, "model", max_rows=1000)
-    assert not found.truncated and found.sampled == 5
+    assert not found.truncated
+    assert found.sampled == 5
     by_time = {window.at(i): t.summary() for i, t in enumerate(found.series) if t.requests}
     assert set(by_time) == {"2025-03-01T10:00:00Z", "2025-03-01T12:00:00Z"}
     early = by_time["2025-03-01T10:00:00Z"]
-    assert early["requests"] == 3 and early["errors"] == 1 and early["errors_5xx"] == 1
-    assert early["tokens_in"] == 30 and early["tokens_out"] == 10
+    assert early["requests"] == 3
+    assert early["errors"] == 1
+    assert early["errors_5xx"] == 1
+    assert early["tokens_in"] == 30
+    assert early["tokens_out"] == 10
     assert (early["p50_ms"], early["p95_ms"], early["p99_ms"]) == (200, 300, 300)
     assert (early["ttft_p50_ms"], early["ttft_p95_ms"]) == (20, 40)
     late = by_time["2025-03-01T12:00:00Z"]
-    assert late["errors"] == 1 and late["errors_5xx"] == 0 and late["ttft_p50_ms"] is None
+    assert late["errors"] == 1
+    assert late["errors_5xx"] == 0
+    assert late["ttft_p50_ms"] is None
     assert {k: g.requests for k, g in found.groups.items()} == {"m1": 3, "m2": 2}
     assert found.groups["m2"].summary()["p50_ms"] == 50
     assert found.totals.summary()["requests"] == 5
@@ -78,7 +85,8 @@ async def test_stats_count_per_bucket_and_group_with_percentiles(store: Store) -
 async def test_stats_percentiles_are_bounded_to_the_newest_rows(store: Store) -> None:
     await write(store, [api(NOW - timedelta(minutes=i), latency_ms=i) for i in range(9, -1, -1)])
     found = await stats(store.sessions, Window.ending(NOW, 3600, 600), "user", max_rows=4)
-    assert found.truncated and found.sampled == 4
+    assert found.truncated
+    assert found.sampled == 4
     assert found.totals.requests == 10  # counts cover the whole window
     assert sorted(found.totals.latencies) == [0, 1, 2, 3]  # the newest four
 
@@ -91,12 +99,15 @@ async def test_pages_filter_and_go_back_by_seq(store: Store) -> None:
     entries.append(AuditEntry(ts=iso_utc(NOW), kind="admin", action="keys.create", user="root"))
     await write(store, entries)
     first = await page(store.sessions, AuditFilter(), limit=4)
-    assert [r["seq"] for r in first.rows] == [11, 10, 9, 8] and first.next_before == 8
+    assert [r["seq"] for r in first.rows] == [11, 10, 9, 8]
+    assert first.next_before == 8
     second = await page(store.sessions, AuditFilter(), before=first.next_before, limit=4)
     assert [r["seq"] for r in second.rows] == [7, 6, 5, 4]
     last = await page(store.sessions, AuditFilter(), before=4, limit=4)
-    assert [r["seq"] for r in last.rows] == [3, 2, 1] and last.next_before is None
-    assert "detail" not in first.rows[0] and "hash" not in first.rows[0]
+    assert [r["seq"] for r in last.rows] == [3, 2, 1]
+    assert last.next_before is None
+    assert "detail" not in first.rows[0]
+    assert "hash" not in first.rows[0]
 
     async def seqs(**given: Any) -> list[int]:
         return [r["seq"] for r in (await page(store.sessions, AuditFilter(**given))).rows]
@@ -116,8 +127,10 @@ async def test_pages_filter_and_go_back_by_seq(store: Store) -> None:
 async def test_one_record_whole_and_export_filtered(store: Store) -> None:
     await write(store, [api(NOW, detail={"ttft_ms": 12}, content="x" * 10) for _ in range(3)])
     record = await one(store.sessions, 2)
-    assert record["detail"] == {"ttft_ms": 12} and record["content"] == "x" * 10
-    assert len(record["hash"]) == 64 and len(record["prev_hash"]) == 64
+    assert record["detail"] == {"ttft_ms": 12}
+    assert record["content"] == "x" * 10
+    assert len(record["hash"]) == 64
+    assert len(record["prev_hash"]) == 64
     with pytest.raises(NotFound):
         await one(store.sessions, 99)
     jsonl = b"".join([b async for b in export_lines(store.sessions, AuditFilter(), "jsonl")])
@@ -125,5 +138,6 @@ async def test_one_record_whole_and_export_filtered(store: Store) -> None:
     since = AuditFilter(status="200")
     text = b"".join([b async for b in export_lines(store.sessions, since, "csv")]).decode()
     rows = list(csv.reader(io.StringIO(text)))
-    assert tuple(rows[0]) == RECORD_FIELDS and len(rows) == 4
+    assert tuple(rows[0]) == RECORD_FIELDS
+    assert len(rows) == 4
     assert (await verify_store(store.sessions, KEY)).ok  # ttft_ms in detail is chained

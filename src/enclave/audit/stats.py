@@ -155,7 +155,9 @@ async def stats(
             tally.add(row)
         for row in await _sums(session, None, where):
             result.totals.add(row)
-        await _sample(session, result, index, column, where, max_rows)
+        await _sample(
+            session, result=result, index=index, column=column, where=where, max_rows=max_rows
+        )
     return result
 
 
@@ -183,6 +185,7 @@ async def _sums(
 
 async def _sample(
     session: AsyncSession,
+    *,
     result: Stats,
     index: ColumnElement[Any],
     column: ColumnElement[Any],
