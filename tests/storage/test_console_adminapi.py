@@ -50,8 +50,9 @@ async def test_stats_count_per_bucket_and_group_with_percentiles(store: Store) -
         # now: 2 calls of m2 by bob
         api(NOW, model="m2", user="bob", key_prefix="sk-b", latency_ms=50, status=429),
         api(NOW, model="m2", user="bob", key_prefix="sk-b", latency_ms=70),
-        # not counted: an admin action, and a call outside the window
+        # not counted: an admin action, the admin API's own call, a call outside the window
         AuditEntry(ts=iso_utc(NOW), kind="admin", action="keys.create", status=200),
+        api(NOW, action="GET /api/admin/stats", model=None),
         api(NOW - timedelta(days=3)),
     ]
     await write(store, entries)

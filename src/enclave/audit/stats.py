@@ -1,4 +1,5 @@
-"""The admin dashboard's numbers, from the audit log's API records (kind ``api``).
+"""The admin dashboard's numbers, from the audit log's records of ``/v1`` calls (kind
+``api``: chat, embeddings, models; the admin API's own calls are not counted).
 
 Counts and sums (requests, errors, 5xx, tokens) are aggregated in SQL over the whole
 window, per time bucket and per group (model, user or key). Latency and time-to-first-
@@ -32,6 +33,7 @@ By = Literal["model", "user", "key"]
 GROUP_COLUMNS = {"model": "model", "user": "user", "key": "key_prefix"}
 MAX_GROUPS = 100  # groups listed, the busiest first
 STREAM_ROWS = 5000  # sample rows fetched at a time
+V1 = " /v1/"  # in the action of an API call of the OpenAI surface: "POST /v1/embeddings"
 
 
 class _Epoch(FunctionElement[int]):
@@ -142,6 +144,7 @@ async def stats(
     index = (_Epoch(AuditRecord.ts) - start) // literal_column(str(window.bucket_s), BigInteger)
     where = [
         AuditRecord.kind == "api",
+        AuditRecord.action.contains(V1),  # the model traffic, not the console's own calls
         AuditRecord.ts >= iso_utc(window.start),
         AuditRecord.ts < iso_utc(window.end),
     ]
