@@ -16,8 +16,8 @@ from enclave.auth.passwords import hash_password, verify_password
 from enclave.auth.tokens import new_id
 from enclave.errors import (
     AuthenticationFailed,
-    Conflict,
     ConfigError,
+    Conflict,
     DirectoryUnavailable,
     Forbidden,
     InvalidRequest,
