@@ -299,7 +299,7 @@ class AuditSettings(_Section):
     )
     witness_syslog: str = Field("/dev/log", description="syslog socket, or HOST:PORT (UDP)")
     stats_max_rows: int = Field(
-        200_000, ge=1000, description="newest records of a window the admin dashboard reads "
+        50_000, ge=1000, description="newest records of a window the admin dashboard reads "
         "for latency percentiles (counts and sums cover the whole window)"
     )  # fmt: skip
     stats_max_buckets: int = Field(

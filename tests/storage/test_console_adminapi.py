@@ -127,6 +127,24 @@ async def test_pages_filter_and_go_back_by_seq(store: Store) -> None:
         await seqs(status="7xx")
 
 
+async def test_a_rare_filter_looks_through_a_bounded_span_per_page(store: Store) -> None:
+    """A filter that matches little does not scan the whole log in one request: each page
+    looks through ``span`` records at most and says where to go on."""
+    entries = [api(NOW, request_id=f"req-{n}", user="rare" if n in (2, 9) else "busy")
+               for n in range(1, 13)]  # fmt: skip
+    await write(store, entries)
+    where = AuditFilter(user="rare")
+    first = await page(store.sessions, where, span=5)  # seq 8..12: only 9
+    assert [r["seq"] for r in first.rows] == [9]
+    assert first.next_before == 8
+    second = await page(store.sessions, where, before=first.next_before, span=5)  # 3..7
+    assert second.rows == []
+    assert second.next_before == 3
+    third = await page(store.sessions, where, before=second.next_before, span=5)  # 1..2
+    assert [r["seq"] for r in third.rows] == [2]
+    assert third.next_before is None
+
+
 async def test_one_record_whole_and_export_filtered(store: Store) -> None:
     await write(store, [api(NOW, detail={"ttft_ms": 12}, content="x" * 10) for _ in range(3)])
     record = await one(store.sessions, 2)

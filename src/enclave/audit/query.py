@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from enclave.audit.chain import RECORD_FIELDS, StoredRecord
@@ -92,6 +92,9 @@ def status_clause(text: str) -> ColumnElement[bool]:
     return AuditRecord.status >= 400
 
 
+SCAN_SPAN = 100_000  # records one page of the audit log looks through at most
+
+
 @dataclass(frozen=True)
 class AuditPage:
     rows: list[dict[str, Any]]  # SUMMARY_FIELDS of each record, newest first
@@ -104,17 +107,26 @@ async def page(
     *,
     before: int | None = None,
     limit: int = 50,
+    span: int = SCAN_SPAN,
 ) -> AuditPage:
-    """Up to ``limit`` records with ``seq < before``, newest first."""
-    query = _filtered(select(*_SUMMARY), where)
-    if before is not None:
-        query = query.where(AuditRecord.seq < before)
-    query = query.order_by(AuditRecord.seq.desc()).limit(limit + 1)
+    """Up to ``limit`` records with ``seq < before``, newest first, found among the
+    ``span`` records below ``before`` at most: a rare filter costs one bounded range scan
+    of the primary key, and ``next_before`` goes on below it (a page may then be short)."""
     async with sessions() as session:
+        low, high = (await session.execute(select(func.min(AuditRecord.seq),
+                                                  func.max(AuditRecord.seq)))).one()  # fmt: skip
+        top = before if before is not None else (high or 0) + 1
+        floor = max(top - span, low or 0)
+        query = _filtered(select(*_SUMMARY), where).where(
+            AuditRecord.seq < top, AuditRecord.seq >= floor
+        )
+        query = query.order_by(AuditRecord.seq.desc()).limit(limit + 1)
         rows = [dict(row) for row in (await session.execute(query)).mappings().all()]
     more = len(rows) > limit
     rows = rows[:limit]
-    return AuditPage(rows, rows[-1]["seq"] if more and rows else None)
+    if more:
+        return AuditPage(rows, rows[-1]["seq"])
+    return AuditPage(rows, floor if low is not None and floor > low else None)
 
 
 async def one(sessions: async_sessionmaker[AsyncSession], seq: int) -> dict[str, Any]:
