@@ -205,6 +205,13 @@ class AuditSettings(_Section):
         1.0, ge=0, le=60, description="at most one witness line per interval; 0 = every commit"
     )
     witness_syslog: str = Field("/dev/log", description="syslog socket, or HOST:PORT (UDP)")
+    stats_max_rows: int = Field(
+        200_000, ge=1000, description="newest records of a window the admin dashboard reads "
+        "for latency percentiles (counts and sums cover the whole window)"
+    )  # fmt: skip
+    stats_max_buckets: int = Field(
+        500, ge=1, le=10_000, description="points of one admin dashboard series (window / bucket)"
+    )
 
 
 class S3Settings(_Section):

@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from enclave.auth.apikeys import new_key, parse_expiry
+from enclave.auth.network import Allowlist
 from enclave.auth.passwords import hash_password, verify_password
 from enclave.auth.tokens import new_id
-from enclave.errors import AuthenticationFailed, InvalidRequest
+from enclave.errors import AuthenticationFailed, ConfigError, InvalidRequest
 from enclave.store.repos import KeyRepo, Store, UserRepo
 from enclave.store.sessions import LoginFailures, SessionRepo
 
@@ -95,6 +96,31 @@ class UserPolicy:
                 if value < 0:
                     raise InvalidRequest(f"{name} must be 0 (no limit) or more", param=name)
                 found[name] = value or None
+        return found
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """What to change of a key: ``None`` leaves a field; ``0`` removes a limit, ``[]``
+    the model scope or the key's own allowlist."""
+
+    name: str | None = None
+    models: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    allow: list[str] | None = None
+
+    def values(self) -> dict[str, Any]:
+        found = UserPolicy(self.models, self.rpm, self.tpm, self.max_concurrency).values()
+        if self.name is not None:
+            found["name"] = self.name
+        if self.allow is not None:
+            try:
+                Allowlist(self.allow, name="allow")
+            except ConfigError as exc:
+                raise InvalidRequest(exc.message, param="allow") from None
+            found["allow"] = [cidr.strip() for cidr in self.allow]
         return found
 
 
@@ -249,6 +275,14 @@ class Identity:
 
     async def list_keys(self, user: str | None = None) -> list[ApiKey]:
         return await self.keys.list(user)
+
+    async def set_key(self, actor: Actor, prefix: str, change: KeyChange) -> ApiKey:
+        """Change a key's name, scope, limits or allowlist (the secret stays); the
+        gateway applies it at the key's next call once its cache forgets the key."""
+        values = change.values()
+        key = await self.keys.change(prefix, **values)
+        await self._audit(actor, "keys.set", {"prefix": prefix, "user": key.user.name, **values})
+        return key
 
     async def revoke_key(self, actor: Actor, prefix: str) -> ApiKey:
         key = await self.keys.revoke(prefix, now())

@@ -20,7 +20,17 @@ from starlette.responses import Response
 from enclave import __version__
 from enclave.config import ConfigSource, Settings
 from enclave.errors import ClientGone, EnclaveError
-from enclave.gateway import access, admin, assistants_api, console, errors, kb_api, memory_api
+from enclave.gateway import (
+    access,
+    admin,
+    admin_audit,
+    admin_console,
+    assistants_api,
+    console,
+    errors,
+    kb_api,
+    memory_api,
+)
 from enclave.gateway.access import ModelScope, ModelScopeDep
 from enclave.gateway.access_log import AccessLog
 from enclave.gateway.apidoc import ERRORS, document, json_body
@@ -85,7 +95,7 @@ def create_app(
     app = FastAPI(
         title="enclave", version=__version__, lifespan=lifespan,
         docs_url=None, redoc_url=None, openapi_url=None,
-        routes=[route for router in _routers(ready, metrics) for route in router.routes],
+        routes=[route for router in _routers(ready, metrics, source) for route in router.routes],
     )  # fmt: skip
     app.state.services = ready
     errors.install(app)
@@ -96,12 +106,14 @@ def create_app(
     return app
 
 
-def _routers(services: Services, metrics: Metrics) -> list[APIRouter]:
+def _routers(services: Services, metrics: Metrics, source: ConfigSource | None) -> list[APIRouter]:
     """Every route, by API surface; each declares its rule from ``access.py``."""
     return [
         _v1_routes(services),  # first: routes are matched in order, and these are the busiest
         _routes(services, metrics),
         *admin.routers(services),
+        admin_console.router(services, source.file() if source else None),
+        admin_audit.router(services),
         memory_api.router(services),
         kb_api.router(services),
         *assistants_api.routers(services),

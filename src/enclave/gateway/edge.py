@@ -182,7 +182,16 @@ class Edge:
             latency_ms=round((time.perf_counter() - call.started) * 1000),
             images=list(record.images),
             content=record.content,
+            detail=_detail(record),
         )
+
+
+def _detail(record: CallRecord) -> dict[str, Any]:
+    """What else the record keeps of a call: the time to the first streamed token
+    (``ttft_ms``, as the access log and metrics count it), for the admin dashboard."""
+    if record.ttft_s is None or not record.stream:
+        return {}
+    return {"ttft_ms": round(record.ttft_s * 1000)}
 
 
 def _only_header(scope: Scope, name: bytes) -> str | None:

@@ -28,6 +28,10 @@ class Listener(Protocol):
     def pump(self) -> None: ...
 
 
+class Counted(Protocol):
+    in_flight: int  # leases taken through it and not given back
+
+
 @dataclass(eq=False)
 class Member:
     name: str
@@ -62,11 +66,13 @@ class Member:
         cap = self.options.max_concurrency
         return cap == 0 or self.outstanding < cap
 
-    def lease(self, upstream_model: str) -> Lease:
+    def lease(self, upstream_model: str, pool: Counted | None = None) -> Lease:
         self.outstanding += 1
         self.served += 1
         self.breaker.dispatched()
-        return Lease(self, upstream_model)
+        if pool is not None:
+            pool.in_flight += 1
+        return Lease(self, upstream_model, pool)
 
     def context_length(self, upstream_model: str) -> int | None:
         if self.options.context_length:
@@ -120,11 +126,12 @@ class Member:
 class Lease:
     """One request's hold on a member; ``done`` gives it back exactly once."""
 
-    __slots__ = ("member", "queued_s", "released", "upstream_model")
+    __slots__ = ("member", "pool", "queued_s", "released", "upstream_model")
 
-    def __init__(self, member: Member, upstream_model: str) -> None:
+    def __init__(self, member: Member, upstream_model: str, pool: Counted | None = None) -> None:
         self.member = member
         self.upstream_model = upstream_model
+        self.pool = pool  # counts its calls in flight (the admin console shows them)
         self.queued_s = 0.0
         self.released = False
 
@@ -138,6 +145,8 @@ class Lease:
         self.released = True
         member = self.member
         member.outstanding -= 1
+        if self.pool is not None:
+            self.pool.in_flight -= 1
         counted = True
         if ok is True:
             member.breaker.success()

@@ -51,6 +51,7 @@ class Pool:
         self.queue_timeout_s = queue_timeout_s
         self.rng = rng
         self.waiters: deque[_Waiter] = deque()
+        self.in_flight = 0  # leases taken here and not given back
         for member in self.members:
             member.listeners.add(self)
 
@@ -138,7 +139,7 @@ class Pool:
         if not ready:
             return None
         member = choose(ready, self.rng, key)
-        return member.lease(self.upstream_model[member.name])
+        return member.lease(self.upstream_model[member.name], self)
 
     def unavailable(self, exclude: Collection[str] = ()) -> RetryLater:
         """The error for a pool none of whose members (outside ``exclude``) can serve."""

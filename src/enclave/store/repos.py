@@ -256,6 +256,17 @@ class KeyRepo:
                 key.revoked_at = as_utc(when)
         return key
 
+    async def change(self, prefix: str, **values: object) -> ApiKey:
+        """Set columns of the key (:class:`NotFound` if none); ``user`` loaded."""
+        statement = select(ApiKey).where(ApiKey.prefix == prefix).options(selectinload(ApiKey.user))
+        async with self._sessions.begin() as session:
+            key = (await session.scalars(statement)).one_or_none()
+            if key is None:
+                raise NotFound(f"no API key with prefix {prefix!r}", param="prefix")
+            for name, value in values.items():
+                setattr(key, name, value)
+        return key
+
     async def touch(self, used: Mapping[str, datetime]) -> None:
         """Record when keys were last used: one batched UPDATE; times only move forward."""
         if not used:
