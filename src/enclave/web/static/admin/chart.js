@@ -20,22 +20,23 @@ function options(width, series, format) {
     legend: { show: true },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true } },
-    axes: [axis, { ...axis, size: 56, values: (u, ticks) => ticks.map(format) }],
+    axes: [axis, { ...axis, size: 72, values: (u, ticks) => ticks.map(format) }],
     series: [
       {},
       ...series.map((item, i) => ({
         label: item.label,
         stroke: cssVar(item.color || COLORS[i % COLORS.length]),
         width: 2,
-        points: { show: false },
-        spanGaps: item.gaps !== false,
+        // sparse series (percentiles: no value in a quiet bucket) show their points
+        points: item.sparse ? { show: true, size: 6, fill: cssVar(item.color || COLORS[i % COLORS.length]) } : { show: false },
+        spanGaps: true,
         value: (u, value) => (value === null || value === undefined ? "–" : format(value)),
       })),
     ],
   };
 }
 
-// series: [{label, color?}]; data: [xs (seconds), ys...]; format: a y value -> text.
+// series: [{label, color?, sparse?}]; data: [xs (seconds), ys...]; format: a y value -> text.
 export function Chart({ series, data, format = String, testid }) {
   const box = useRef(null);
   const plot = useRef(null);

@@ -9,6 +9,7 @@ add({
   en: {
     "admin.yes": "Yes, go ahead",
     "admin.models": "Models (comma-separated; empty: all)",
+    "admin.models.short": "Models",
     "admin.rpm": "Requests per minute",
     "admin.tpm": "Tokens per minute",
     "admin.concurrency": "Concurrent requests",
@@ -21,6 +22,7 @@ add({
   zh: {
     "admin.yes": "确定执行",
     "admin.models": "模型（逗号分隔；留空表示全部）",
+    "admin.models.short": "模型",
     "admin.rpm": "每分钟请求数",
     "admin.tpm": "每分钟令牌数",
     "admin.concurrency": "并发请求数",

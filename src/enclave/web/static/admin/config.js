@@ -103,8 +103,7 @@ export default function Config() {
     ${!config
       ? html`<${Loading} error=${error} retry=${reload} />`
       : html`<p class="muted">
-            ${t("admin.config.path")}:
-            <code data-testid="config-path">${config.path || t("admin.config.nofile")}</code>
+            ${`${t("admin.config.path")}: `}<code data-testid="config-path">${config.path || t("admin.config.nofile")}</code>
             ${count !== null && html` · ${t("admin.config.matches", { n: count })}`}
           </p>
           <div class="card">

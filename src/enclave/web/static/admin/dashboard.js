@@ -124,13 +124,13 @@ function charts(stats) {
     },
     {
       id: "latency",
-      series: [{ label: "p50" }, { label: "p95" }, { label: "p99" }],
+      series: [{ label: "p50", sparse: true }, { label: "p95", sparse: true }, { label: "p99", sparse: true }],
       data: [xs, column("p50_ms"), column("p95_ms"), column("p99_ms")],
       format: ms,
     },
     {
       id: "ttft",
-      series: [{ label: "p50" }, { label: "p95" }],
+      series: [{ label: "p50", sparse: true }, { label: "p95", sparse: true }],
       data: [xs, column("ttft_p50_ms"), column("ttft_p95_ms")],
       format: ms,
     },

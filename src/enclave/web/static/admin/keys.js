@@ -171,7 +171,7 @@ function KeyRow({ item, open, ask, reload, showSecret }) {
     <td data-label=${t("admin.keys.name")}>${item.name}</td>
     <td data-label=${t("admin.keys.user")}>${item.user}</td>
     <td data-label=${t("admin.keys.status")}><span class=${`badge ${tone}`} data-testid="key-status">${t(`admin.keys.${state}`)}</span></td>
-    <td data-label=${t("admin.models")} class="wrap small">${modelsText(item.models)}</td>
+    <td data-label=${t("admin.models.short")} class="wrap small">${modelsText(item.models)}</td>
     <td data-label=${t("admin.limits")} class="small">${limitText(item)}</td>
     <td data-label=${t("admin.keys.allow.short")} class="wrap small">${item.allow.length ? item.allow.join(", ") : t("admin.keys.any")}</td>
     <td data-label=${t("admin.keys.expires.short")} class="small muted">${item.expires_at ? when(item.expires_at) : t("admin.keys.never")}</td>
@@ -215,7 +215,7 @@ export default function Keys() {
                 <th>${t("admin.keys.name")}</th>
                 <th>${t("admin.keys.user")}</th>
                 <th>${t("admin.keys.status")}</th>
-                <th>${t("admin.models")}</th>
+                <th>${t("admin.models.short")}</th>
                 <th>${t("admin.limits")}</th>
                 <th>${t("admin.keys.allow.short")}</th>
                 <th>${t("admin.keys.expires.short")}</th>

@@ -131,8 +131,7 @@ function Pool({ pool }) {
       <span class=${`badge ${pool.available ? "ok" : "error"}`}>
         ${t("admin.up.members", { available: pool.available, n: pool.members.length })}
       </span>
-      <span class="muted small">${t("admin.up.inflight")}: ${number(pool.in_flight)} · ${t("admin.up.queued")}:
-        ${number(pool.queued)} / ${number(pool.queue_size)}</span>
+      <span class="muted small">${`${t("admin.up.inflight")}: ${number(pool.in_flight)} · ${t("admin.up.queued")}: ${number(pool.queued)} / ${number(pool.queue_size)}`}</span>
     </div>
     <div class="table-wrap">
       <table>

@@ -153,7 +153,7 @@ function UserRow({ user, self, open, reload, ask }) {
     <td data-label=${t("admin.users.status")}>
       <span class=${`badge ${user.disabled ? "error" : "ok"}`}>${user.disabled ? t("admin.users.disabled") : t("admin.users.active")}</span>
     </td>
-    <td data-label=${t("admin.models")} class="wrap small">${modelsText(user.models)}</td>
+    <td data-label=${t("admin.models.short")} class="wrap small">${modelsText(user.models)}</td>
     <td data-label=${t("admin.limits")} class="small">${limitText(user)}</td>
     <td data-label=${t("admin.users.created")} class="small muted">${when(user.created_at)}</td>
     <td class="actions">
@@ -193,7 +193,7 @@ export default function Users({ who }) {
                 <th>${t("admin.users.name")}</th>
                 <th>${t("admin.users.role")}</th>
                 <th>${t("admin.users.status")}</th>
-                <th>${t("admin.models")}</th>
+                <th>${t("admin.models.short")}</th>
                 <th>${t("admin.limits")}</th>
                 <th>${t("admin.users.created")}</th>
                 <th></th>
