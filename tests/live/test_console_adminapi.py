@@ -110,7 +110,7 @@ def test_a_user_who_is_not_an_administrator_gets_403_everywhere(
     gateway: Gateway, user: httpx.Client
 ) -> None:
     for method, path in NEW_ROUTES:
-        body = {} if method in ("POST", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PATCH") else None
         reply = user.request(method, path, json=body)
         assert reply.status_code == 403, (method, path, reply.text)
         assert reply.json()["error"]["message"] == "this route is for administrators"
@@ -128,10 +128,14 @@ def test_stats_count_calls_errors_tokens_and_time_to_first_token(
     assert reply.status_code == 200, reply.text
     stats = reply.json()
     assert (stats["window_s"], stats["bucket_s"], stats["by"]) == (3600, 300, "user")
-    assert len(stats["series"]) in (12, 13) and not stats["truncated"]
+    assert len(stats["series"]) in (12, 13)
+    assert not stats["truncated"]
     bob = next(g for g in stats["groups"] if g["name"] == USER)
-    assert bob["requests"] >= 4 and bob["errors"] >= 1 and bob["errors_5xx"] == 0
-    assert bob["tokens_out"] > 0 and bob["p50_ms"] is not None
+    assert bob["requests"] >= 4
+    assert bob["errors"] >= 1
+    assert bob["errors_5xx"] == 0
+    assert bob["tokens_out"] > 0
+    assert bob["p50_ms"] is not None
     assert bob["ttft_p50_ms"] is not None  # streamed calls keep ttft_ms in their record
     assert sum(point["requests"] for point in stats["series"]) == stats["totals"]["requests"]
     too_many = admin.get("/api/admin/stats", params={"window": "30d", "bucket": "1m"})
@@ -150,14 +154,16 @@ def test_the_audit_log_pages_filters_and_opens_records(
     assert "detail" not in summary
     whole = admin.get(f"/api/admin/audit/{summary['seq']}").json()
     assert whole["detail"]["ttft_ms"] >= 0
-    assert len(whole["hash"]) == 64 and len(whole["prev_hash"]) == 64
+    assert len(whole["hash"]) == 64
+    assert len(whole["prev_hash"]) == 64
     assert admin.get("/api/admin/audit/999999999").status_code == 404
     # keyset pages, newest first
     first = admin.get("/api/admin/audit", params={"limit": 2, "user": USER}).json()
-    second = admin.get("/api/admin/audit",
-                       params={"limit": 2, "user": USER, "before": first["next_before"]}).json()  # fmt: skip
+    older = {"limit": 2, "user": USER, "before": first["next_before"]}
+    second = admin.get("/api/admin/audit", params=older).json()
     seqs = [r["seq"] for r in first["data"] + second["data"]]
-    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == 4
+    assert seqs == sorted(seqs, reverse=True)
+    assert len(set(seqs)) == 4
     assert admin.get("/api/admin/audit", params={"limit": 201}).status_code == 400
     assert admin.get("/api/admin/audit", params={"status": "9xx"}).status_code == 400
     errors = admin.get("/api/admin/audit", params={"status": "error", "kind": "api"}).json()
@@ -171,29 +177,35 @@ def test_verify_runs_and_is_recorded(admin: httpx.Client) -> None:
     reply = admin.post("/api/admin/audit/verify", json={})
     assert reply.status_code == 200, reply.text
     verdict = reply.json()
-    assert verdict["ok"] is True and verdict["checked"] > 0 and verdict["first_bad_seq"] is None
-    assert verdict["witness"].startswith("witness:") and "agree with the chain" in verdict["witness"]
+    assert verdict["ok"] is True
+    assert verdict["checked"] > 0
+    assert verdict["first_bad_seq"] is None
+    assert verdict["witness"].startswith("witness:")
+    assert "agree with the chain" in verdict["witness"]
     alone = admin.post("/api/admin/audit/verify", json={"witness": False}).json()
-    assert alone["ok"] and "not checked" in alone["witness"]
+    assert alone["ok"]
+    assert "not checked" in alone["witness"]
     recorded = admin.get("/api/admin/audit", params={"action": "audit.verify"}).json()["data"]
-    assert len(recorded) >= 2 and recorded[0]["kind"] == "admin" and recorded[0]["user"] == ADMIN
+    assert len(recorded) >= 2
+    assert recorded[0]["kind"] == "admin"
+    assert recorded[0]["user"] == ADMIN
 
 
-def test_export_streams_a_download_and_is_recorded(
-    admin: httpx.Client, user: httpx.Client
-) -> None:
+def test_export_streams_a_download_and_is_recorded(admin: httpx.Client, user: httpx.Client) -> None:
     chat(user, stream=False)
     with admin.stream("GET", "/api/admin/audit/export",
                       params={"format": "jsonl", "user": USER}) as reply:  # fmt: skip
         assert reply.status_code == 200
         assert reply.headers["content-disposition"].startswith("attachment; filename=")
         lines = [json.loads(line) for line in reply.iter_lines() if line]
-    assert lines and all(row["user"] == USER for row in lines)
+    assert lines
+    assert all(row["user"] == USER for row in lines)
     assert [row["seq"] for row in lines] == sorted(row["seq"] for row in lines)
     as_csv = admin.get("/api/admin/audit/export", params={"format": "csv", "kind": "admin"})
     assert as_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
-    assert rows and {row["kind"] for row in rows} == {"admin"}
+    assert rows
+    assert {row["kind"] for row in rows} == {"admin"}
     assert admin.get("/api/admin/audit/export", params={"format": "xml"}).status_code == 400
     recorded = admin.get("/api/admin/audit", params={"action": "audit.export"}).json()["data"]
     assert len(recorded) >= 2
@@ -208,7 +220,8 @@ def test_the_config_shows_every_setting_and_no_secret(
     assert reply.status_code == 200
     config = reply.json()
     assert config["path"] == str(gateway.home / "enclave.yaml")
-    assert UPSTREAM_SECRET not in reply.text and EMBEDDER_SECRET not in reply.text
+    assert UPSTREAM_SECRET not in reply.text
+    assert EMBEDDER_SECRET not in reply.text
     settings = config["settings"]
     assert settings["upstreams"][0]["api_key"] == "***"
     assert settings["knowledge"]["embedder_api_key"] == "***"
@@ -235,7 +248,8 @@ def test_upstreams_answer_at_once_while_an_upstream_hangs(
         seen = until(pool, "the hung call in flight on its pool")
         member = seen["members"][0]
         assert (member["name"], member["in_flight"], member["restarts"]) == ("stuck", 1, None)
-        assert member["breaker"] == "closed" and seen["queued"] == 0
+        assert member["breaker"] == "closed"
+        assert seen["queued"] == 0
         # the health checks hang too: the answer still comes at once, and shows them fail
         stuck.configure(hang_health=True)
 
@@ -248,10 +262,12 @@ def test_upstreams_answer_at_once_while_an_upstream_hangs(
     finally:
         stuck.restore()
         call.join(timeout=60)
-    assert hung and hung[0].status_code == 200
+    assert hung
+    assert hung[0].status_code == 200
     body = admin.get("/api/admin/upstreams").json()
     fake_member = next(p for p in body["pools"] if p["name"] == "fake-model")["members"][0]
-    assert fake_member["url"].startswith("http://127.0.0.1:") and body["engine"] is None
+    assert fake_member["url"].startswith("http://127.0.0.1:")
+    assert body["engine"] is None
 
 
 def test_a_key_changed_by_patch_applies_at_its_next_call(
@@ -263,18 +279,22 @@ def test_a_key_changed_by_patch_applies_at_its_next_call(
     with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30,
                       headers={"Authorization": f"Bearer {secret}"}) as key:  # fmt: skip
         assert chat(key, stream=False).status_code == 200
-        changed = admin.patch(f"/api/admin/keys/{prefix}",
-                              json={"name": "renamed", "models": ["stuck-*"], "rpm": 100})  # fmt: skip
+        change = {"name": "renamed", "models": ["stuck-*"], "rpm": 100}
+        changed = admin.patch(f"/api/admin/keys/{prefix}", json=change)
         assert changed.status_code == 200, changed.text
-        assert changed.json()["name"] == "renamed" and changed.json()["rpm"] == 100
+        assert changed.json()["name"] == "renamed"
+        assert changed.json()["rpm"] == 100
         assert chat(key, stream=False).status_code == 403  # fake-model is out of scope now
         restored = admin.patch(f"/api/admin/keys/{prefix}", json={"models": [], "rpm": 0})
-        assert restored.json()["models"] == [] and restored.json()["rpm"] is None
+        assert restored.json()["models"] == []
+        assert restored.json()["rpm"] is None
         assert chat(key, stream=False).status_code == 200
     bad = admin.patch(f"/api/admin/keys/{prefix}", json={"allow": ["not-a-cidr"]})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "allow"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "allow"
     assert admin.patch("/api/admin/keys/sk-nothing", json={"rpm": 1}).status_code == 404
     recorded = admin.get("/api/admin/audit", params={"action": "keys.set"}).json()["data"]
     assert len(recorded) == 2
     detail = admin.get(f"/api/admin/audit/{recorded[-1]['seq']}").json()["detail"]
-    assert detail["models"] == ["stuck-*"] and detail["name"] == "renamed"
+    assert detail["models"] == ["stuck-*"]
+    assert detail["name"] == "renamed"

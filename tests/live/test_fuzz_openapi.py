@@ -50,7 +50,8 @@ schema.config.output.sanitization = SanitizationConfig(
 # these operations, so that the existing-principal path of each runs too.
 ON_VICTIM_USER = {"/api/admin/users/{name}", "/api/admin/users/{name}/disable",
                   "/api/admin/users/{name}/enable", "/api/admin/users/{name}/password"}  # fmt: skip
-ON_VICTIM_KEY = {"/api/admin/keys/{prefix}/revoke", "/api/admin/keys/{prefix}/rotate"}
+ON_VICTIM_KEY = {"/api/admin/keys/{prefix}", "/api/admin/keys/{prefix}/revoke",
+                 "/api/admin/keys/{prefix}/rotate"}  # fmt: skip
 MODELS = {"/v1/chat/completions": "fake-model", "/v1/embeddings": "multilingual-e5-small"}
 
 

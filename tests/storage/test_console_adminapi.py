@@ -4,6 +4,7 @@ sample, filtered keyset pages, one record whole, and the filtered export."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -17,6 +18,7 @@ from enclave.audit.chain import RECORD_FIELDS, iso_utc
 from enclave.audit.query import AuditFilter, export_lines, one, page
 from enclave.audit.stats import Window, stats
 from enclave.errors import InvalidRequest, NotFound
+from enclave.gateway.admin_audit import _verify_apart
 from enclave.store.repos import Store
 
 pytestmark = pytest.mark.anyio
@@ -142,3 +144,11 @@ async def test_one_record_whole_and_export_filtered(store: Store) -> None:
     assert tuple(rows[0]) == RECORD_FIELDS
     assert len(rows) == 4
     assert (await verify_store(store.sessions, KEY)).ok  # ttft_ms in detail is chained
+
+
+async def test_verify_runs_apart_on_its_own_connection(store: Store, database_url: str) -> None:
+    """What POST /api/admin/audit/verify runs in a worker thread: its own loop and store."""
+    await write(store, [api(NOW) for _ in range(5)])
+    verdict = await asyncio.to_thread(_verify_apart, database_url, KEY, None)
+    assert verdict.ok
+    assert verdict.checked == 5

@@ -90,7 +90,9 @@ def test_a_realistic_config_with_every_known_secret_set() -> None:
     for secret in ("pg-pass-1", "redis-pass-2", "embed-key-3", "s3-pass-4", "up-pass-5",
                    "qk-6", "up-key-7"):  # fmt: skip
         assert secret not in text
-    assert data["database_url"] == "postgresql+asyncpg://enclave:***@db:5432/enclave?sslmode=require"
+    assert (
+        data["database_url"] == "postgresql+asyncpg://enclave:***@db:5432/enclave?sslmode=require"
+    )
     upstream = data["upstreams"][0]
     assert upstream["api_key"] == MASK
     assert upstream["api_key_env"] == "GPU_KEY"  # where it comes from stays visible

@@ -32,7 +32,7 @@ from enclave.store.models import AuditRecord
 By = Literal["model", "user", "key"]
 GROUP_COLUMNS = {"model": "model", "user": "user", "key": "key_prefix"}
 MAX_GROUPS = 100  # groups listed, the busiest first
-STREAM_ROWS = 5000  # sample rows fetched at a time
+SAMPLE_CHUNK = 20_000  # sample rows read per query
 V1 = " /v1/"  # in the action of an API call of the OpenAI surface: "POST /v1/embeddings"
 
 
@@ -150,14 +150,20 @@ async def stats(
     ]
     result = Stats(window, [Tally() for _ in range(window.buckets)], {}, Tally(), False, 0)
     async with sessions() as session:
+        # The window's records as a range of the primary key too (every record of the
+        # window has a seq from this one on): the sample below walks that range newest
+        # first instead of sorting the whole window the ts index finds.
+        first = await session.scalar(
+            select(func.min(AuditRecord.seq)).where(AuditRecord.ts >= iso_utc(window.start))
+        )
+        where.append(AuditRecord.seq >= (first or 0))
         for row in await _sums(session, index, where):
-            if 0 <= row.key < window.buckets:
+            if 0 <= row.key < window.buckets:  # every record of the window is in one
                 result.series[row.key].add(row)
+                result.totals.add(row)
         for row in await _sums(session, column, where, limit=max_groups):
             result.groups[row.key] = tally = Tally()
             tally.add(row)
-        for row in await _sums(session, None, where):
-            result.totals.add(row)
         await _sample(
             session, result=result, index=index, column=column, where=where, max_rows=max_rows
         )
@@ -166,7 +172,7 @@ async def stats(
 
 async def _sums(
     session: AsyncSession,
-    key: ColumnElement[Any] | None,
+    key: ColumnElement[Any],
     where: list[ColumnElement[bool]],
     limit: int | None = None,
 ) -> list[Any]:
@@ -178,8 +184,6 @@ async def _sums(
         func.sum(AuditRecord.tokens_in).label("tokens_in"),
         func.sum(AuditRecord.tokens_out).label("tokens_out"),
     ]
-    if key is None:
-        return list((await session.execute(select(*columns).where(*where))).all())
     query = select(key.label("key"), *columns).where(*where).group_by(key)
     if limit is not None:
         query = query.order_by(func.count().desc()).limit(limit)
@@ -195,25 +199,38 @@ async def _sample(
     where: list[ColumnElement[bool]],
     max_rows: int,
 ) -> None:
-    """Latency and TTFT of the newest ``max_rows`` records, into each tally."""
+    """Latency and TTFT of the newest ``max_rows`` records, into each tally: read
+    ``SAMPLE_CHUNK`` rows per query, newest first, by key on seq."""
     ttft = AuditRecord.detail["ttft_ms"].as_float()
-    query = (
-        select(index.label("bucket"), column.label("key"), AuditRecord.latency_ms, ttft)
-        .where(*where)
-        .order_by(AuditRecord.seq.desc())
-        .limit(max_rows)
-    )
-    stream = await session.stream(query.execution_options(yield_per=STREAM_ROWS))
-    async for bucket, key, latency, first in stream:
-        result.sampled += 1
-        targets = [result.totals]
-        if 0 <= bucket < len(result.series):
-            targets.append(result.series[bucket])
-        if key in result.groups:
-            targets.append(result.groups[key])
-        for tally in targets:
-            if latency is not None:
-                tally.latencies.append(latency)
-            if first is not None:
-                tally.ttfts.append(first)
+    columns = (AuditRecord.seq, index, column, AuditRecord.latency_ms, ttft)
+    before = (await session.scalar(select(func.max(AuditRecord.seq)))) or 0
+    before += 1
+    while result.sampled < max_rows:
+        take = min(SAMPLE_CHUNK, max_rows - result.sampled)
+        query = (
+            select(*columns)
+            .where(*where, AuditRecord.seq < before)
+            .order_by(AuditRecord.seq.desc())
+            .limit(take)
+        )
+        rows = (await session.execute(query)).all()
+        for _, bucket, key, latency, first in rows:
+            _note(result, bucket, key, latency, first)
+        result.sampled += len(rows)
+        if len(rows) < take:
+            break
+        before = rows[-1][0]
     result.truncated = result.totals.requests > result.sampled
+
+
+def _note(result: Stats, bucket: int, key: Any, latency: int | None, first: float | None) -> None:
+    targets = [result.totals]
+    if 0 <= bucket < len(result.series):
+        targets.append(result.series[bucket])
+    if key in result.groups:
+        targets.append(result.groups[key])
+    for tally in targets:
+        if latency is not None:
+            tally.latencies.append(latency)
+        if first is not None:
+            tally.ttfts.append(first)

@@ -119,7 +119,7 @@ def _window(window: str, bucket: str | None, max_buckets: int) -> tuple[int, int
         bucket_s = _seconds(bucket, "bucket")
     if bucket_s > window_s:
         raise InvalidRequest(f"bucket {bucket!r} is longer than window {window!r}", param="bucket")
-    if -(-window_s // bucket_s) > max_buckets:
+    if -(-window_s // bucket_s) + 1 > max_buckets:  # + 1: the window rarely starts aligned
         raise InvalidRequest(
             f"window {window!r} / bucket {bucket!r} makes more than {max_buckets} buckets "
             f"(audit.stats_max_buckets): choose a longer bucket",
