@@ -228,6 +228,21 @@ def test_users_in_chinese_dark_and_on_a_phone(browser: Any, site: Site, guard: G
     phone.locator("[data-testid=user-row][data-name=alice]").wait_for()
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     full_shot(phone, "admin-users-phone-en-light")
+    for name, ready in PAGE_READY.items():  # no page scrolls sideways on a phone
+        visit(phone, name)
+        phone.locator(ready).first.wait_for(state="attached")
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
+
+
+# A mark of each admin page having drawn its data.
+PAGE_READY = {
+    "upstreams": "[data-testid=upstream-member]",
+    "keys": "[data-testid=key-table]",
+    "assistants": "[data-testid=assistant-new]",
+    "memories": "[data-testid=memory-user]",
+    "audit": "[data-testid=audit-row]",
+    "config": "[data-testid=config-tree]",
+}
 
 
 def test_a_key_made_in_the_page_works_with_the_sdk_until_revoked(
