@@ -402,6 +402,7 @@ def test_the_configuration_shows_secrets_masked(browser: Any, site: Site, guard:
     visit(page, "config")
     page.get_by_test_id("config-tree").wait_for()
     assert page.get_by_test_id("config-path").inner_text().endswith("enclave.yaml")
+    full_shot(page, "admin-config-sections-en-light")
     page.get_by_test_id("config-search").fill("api_key")
     page.get_by_test_id("config-masked").first.wait_for()
     assert UPSTREAM_SECRET not in page.content()
