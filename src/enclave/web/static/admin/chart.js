@@ -10,7 +10,7 @@ function cssVar(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-function options(width, series, format) {
+function options(width, series, format, timeLabel) {
   const text = cssVar("--muted");
   const line = cssVar("--line");
   const axis = { stroke: text, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
@@ -22,7 +22,10 @@ function options(width, series, format) {
     scales: { x: { time: true } },
     axes: [axis, { ...axis, size: 72, values: (u, ticks) => ticks.map(format) }],
     series: [
-      {},
+      {
+        label: timeLabel,
+        value: (u, value) => (value === null || value === undefined ? "–" : new Date(value * 1000).toLocaleString()),
+      },
       ...series.map((item, i) => ({
         label: item.label,
         stroke: cssVar(item.color || COLORS[i % COLORS.length]),
@@ -37,14 +40,14 @@ function options(width, series, format) {
 }
 
 // series: [{label, color?, sparse?}]; data: [xs (seconds), ys...]; format: a y value -> text.
-export function Chart({ series, data, format = String, testid }) {
+export function Chart({ series, data, format = String, testid, timeLabel = "Time" }) {
   const box = useRef(null);
   const plot = useRef(null);
   useEffect(() => {
     const element = box.current;
     const make = () => {
       plot.current?.destroy();
-      plot.current = new uPlot(options(Math.max(element.clientWidth, 200), series, format), data, element);
+      plot.current = new uPlot(options(Math.max(element.clientWidth, 200), series, format, timeLabel), data, element);
     };
     make();
     let width = element.clientWidth;
@@ -63,6 +66,6 @@ export function Chart({ series, data, format = String, testid }) {
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [data, series]);
+  }, [data, series, timeLabel]);
   return html`<div class="chart" ref=${box} data-testid=${testid}></div>`;
 }

@@ -1,6 +1,6 @@
 // The dashboard: requests, errors, tokens, latency and time to first token over a window,
 // per model, user or key, from GET /api/admin/stats (the audit log's API records).
-import { html, useMemo, useState } from "../vendor/preact.js";
+import { html, useEffect, useMemo, useState } from "../vendor/preact.js";
 import { api } from "../core/api.js";
 import { add, lang, number, t } from "../core/i18n.js";
 import { Loading, formatMs, useAsync } from "../core/ui.js";
@@ -10,6 +10,7 @@ import { PageHead } from "./common.js";
 add({
   en: {
     "admin.dash.window": "Window",
+    "admin.dash.time": "Time",
     "admin.dash.by": "Group by",
     "admin.dash.by.model": "Model",
     "admin.dash.by.user": "User",
@@ -33,6 +34,7 @@ add({
   },
   zh: {
     "admin.dash.window": "时间范围",
+    "admin.dash.time": "时间",
     "admin.dash.by": "分组",
     "admin.dash.by.model": "模型",
     "admin.dash.by.user": "用户",
@@ -58,6 +60,7 @@ add({
 
 const WINDOWS = ["1h", "24h", "7d"];
 const BY = ["model", "user", "key"];
+const REFRESH_MS = 60_000;
 
 function step(seconds) {
   if (seconds % 86400 === 0) return `${seconds / 86400}d`;
@@ -175,6 +178,11 @@ export default function Dashboard() {
   const [windowName, setWindow] = useState("24h");
   const [by, setBy] = useState("model");
   const [stats, error, reload] = useAsync(() => api("/api/admin/stats", { query: { window: windowName, by } }), [windowName, by]);
+  useEffect(() => {
+    // fresh numbers every minute while the page is in view
+    const timer = setInterval(() => document.visibilityState === "visible" && reload(), REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [reload]);
   const plots = useMemo(() => (stats ? charts(stats) : []), [stats, lang]);
   return html`<main class="page admin">
     <${PageHead} title=${t("admin.nav.dashboard")}>
@@ -207,7 +215,7 @@ export default function Dashboard() {
             ${plots.map(
               (plot) => html`<section class="card" key=${plot.id}>
                 <h2>${t(`admin.dash.chart.${plot.id}`)}</h2>
-                <${Chart} testid=${`chart-${plot.id}`} series=${plot.series} data=${plot.data} format=${plot.format} />
+                <${Chart} timeLabel=${t("admin.dash.time")} testid=${`chart-${plot.id}`} series=${plot.series} data=${plot.data} format=${plot.format} />
               </section>`,
             )}
           </div>
