@@ -28,10 +28,14 @@ function App({ who, route }) {
   const name = route[0] in PAGES ? route[0] : "dashboard";
   const [state, setState] = useState({ name: null, page: null, error: null });
   useEffect(() => {
+    let current = true; // a page opened quickly after another: the slower import is dropped
     PAGES[name]().then(
-      (module) => setState({ name, page: module.default, error: null }),
-      (error) => setState({ name, page: null, error }),
+      (module) => current && setState({ name, page: module.default, error: null }),
+      (error) => current && setState({ name, page: null, error }),
     );
+    return () => {
+      current = false;
+    };
   }, [name]);
   if (state.name !== name || !state.page) return html`<${Loading} error=${state.error} />`;
   return html`<${state.page} who=${who} route=${route} />`;
