@@ -32,7 +32,7 @@ REFRESH_TTL = 3600
 @pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config = {
-        "auth": {"mode": "on", "refresh_ttl_s": REFRESH_TTL},
+        "auth": {"mode": "on", "refresh_ttl_s": REFRESH_TTL, "trusted_proxies": ["127.0.0.1/32"]},
         "engine": {"enabled": False, "embeddings": False, "ocr": False},
         "upstreams": [
             {"name": "fake", "base_url": fake.base_url, "models": ["fake-model", "other-model"]}
@@ -89,6 +89,15 @@ def test_login_with_the_header_sets_the_httponly_cookie_instead_of_a_body_token(
     for part in ("httponly", "samesite=strict", "path=/api/auth", f"max-age={REFRESH_TTL}"):
         assert part in cookie, cookie
     assert "secure" not in cookie  # plain http here
+
+
+def test_the_cookie_is_secure_behind_a_trusted_https_proxy(gateway: Gateway) -> None:
+    headers = CSRF | {"X-Forwarded-Proto": "https"}  # from 127.0.0.1, a trusted proxy here
+    with client(gateway) as http:
+        reply = http.post("/api/auth/login", json={"username": "alice", "password": PASSWORD},
+                          headers=headers)  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    assert "; secure" in set_cookie(reply).lower()
 
 
 def test_refresh_takes_the_cookie_with_the_header_and_rotates_it(gateway: Gateway) -> None:

@@ -8,10 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from starlette.requests import Request
 
 from enclave import sse
 from enclave.assistants.conversations import _decode_cursor, _encode_cursor
+from enclave.auth.network import Allowlist
 from enclave.errors import InvalidRequest
+from enclave.gateway import session_cookie
 from enclave.gateway.chat.keep import Keeper, meta, question_of
 from enclave.router import CallRecord
 from enclave.store.models_assistants import Conversation
@@ -70,3 +73,18 @@ def test_a_cursor_round_trips_and_a_forged_one_is_a_400_naming_it() -> None:
         with pytest.raises(InvalidRequest) as caught:
             _decode_cursor(bad)
         assert caught.value.param == "cursor"
+
+
+def request(scheme: str, peer: str, proto: str | None) -> Request:
+    headers = [(b"x-forwarded-proto", proto.encode())] if proto else []
+    return Request({"type": "http", "scheme": scheme, "client": (peer, 5000), "headers": headers,
+                    "method": "POST", "path": "/api/auth/login", "server": ("g", 80)})  # fmt: skip
+
+
+def test_the_cookie_is_secure_over_tls_or_when_a_trusted_proxy_says_https() -> None:
+    proxies = Allowlist(["10.0.0.0/8"])
+    assert session_cookie.https(request("https", "192.0.2.1", None), proxies)
+    assert session_cookie.https(request("http", "10.1.2.3", "https"), proxies)
+    assert session_cookie.https(request("http", "10.1.2.3", "http, https"), proxies)
+    assert not session_cookie.https(request("http", "10.1.2.3", "http"), proxies)
+    assert not session_cookie.https(request("http", "192.0.2.1", "https"), proxies)  # untrusted
