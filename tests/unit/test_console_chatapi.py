@@ -34,8 +34,8 @@ def test_the_question_is_the_last_user_text_with_a_note_of_its_images() -> None:
 
 
 def keeper() -> Keeper:
-    row = Conversation(external_id="c", assistant="m", kind="model")
-    return Keeper(None, row, "q", CallRecord(), 0.0)  # type: ignore[arg-type]
+    where = ("bob", "c", "bob")
+    return Keeper(None, where, "m", "q", record=CallRecord(), started=0.0)  # type: ignore[arg-type]
 
 
 def test_the_answer_is_collected_from_choice_zero_content_deltas_only() -> None:
