@@ -9,6 +9,7 @@
 import { Component, html, useEffect, useRef, useState } from "../vendor/preact.js";
 import { number, t } from "../core/i18n.js";
 import { copyText, formatMs } from "../core/ui.js";
+import { Icon } from "./icons.js";
 import { hasMath, memoized, onMath, renderMarkdown } from "./markdown.js";
 
 // The text of a message that is streaming: deltas are added as they come and the
@@ -195,9 +196,11 @@ class Message extends Component {
       data-streaming=${message.streaming ? "true" : undefined}
       data-index=${message.index ?? undefined}
     >
-      ${body}
-      ${message.images?.length > 0 &&
-      html`<div class="msg-images">${message.images.map((url) => html`<img src=${url} alt="" loading="lazy" />`)}</div>`}
+      <div class="msg-content">
+        ${body}
+        ${message.images?.length > 0 &&
+        html`<div class="msg-images">${message.images.map((url) => html`<img src=${url} alt="" loading="lazy" />`)}</div>`}
+      </div>
       ${role === "assistant" && message.streaming && !message.live.text && html`<span class="typing" aria-hidden="true"></span>`}
       ${status}
       ${role === "assistant" && html`<${Sources} message=${message} onSource=${actions.source} />`}
@@ -205,12 +208,12 @@ class Message extends Component {
       ${!message.streaming &&
       !editing &&
       html`<div class="msg-actions">
-        <button class="icon small" title=${t("chat.copy")} aria-label=${t("chat.copy")} onClick=${() => copyText(message.text)}>⧉</button>
+        <button class="icon small" title=${t("chat.copy")} aria-label=${t("chat.copy")} onClick=${() => copyText(message.text)}><${Icon} name="copy" /></button>
         ${role === "user" &&
-        html`<button class="icon small" data-testid="edit" title=${t("chat.edit")} aria-label=${t("chat.edit")} disabled=${busy} onClick=${() => actions.editing(message.key)}>✎</button>`}
+        html`<button class="icon small" data-testid="edit" title=${t("chat.edit")} aria-label=${t("chat.edit")} disabled=${busy} onClick=${() => actions.editing(message.key)}><${Icon} name="edit" /></button>`}
         ${role === "assistant" &&
         last &&
-        html`<button class="icon small" data-testid="regenerate" title=${t("chat.regenerate")} aria-label=${t("chat.regenerate")} disabled=${busy} onClick=${actions.regenerate}>↻</button>`}
+        html`<button class="icon small" data-testid="regenerate" title=${t("chat.regenerate")} aria-label=${t("chat.regenerate")} disabled=${busy} onClick=${actions.regenerate}><${Icon} name="regenerate" /></button>`}
       </div>`}
     </article>`;
   }
