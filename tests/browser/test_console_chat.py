@@ -90,7 +90,7 @@ def ask(page: Any, text: str) -> Any:
 
 
 def conversation_of(page: Any) -> str:
-    page.wait_for_function("location.hash.startsWith('#/chat/')")
+    page.wait_for_function("() => location.hash.startsWith('#/chat/')")
     hash_: str = page.evaluate("location.hash")
     return hash_.removeprefix("#/chat/")
 
@@ -318,7 +318,7 @@ def test_a_conversation_of_a_thousand_messages_opens(
     conversation = seed(gateway, fake, 500)
     page = chat(browser, gateway, guard)
     page.evaluate(f"location.hash = '#/chat/{conversation}'")
-    page.wait_for_function("window.enclaveChatTiming && window.enclaveChatTiming.messages === 1000")
+    page.wait_for_function("() => window.enclaveChatTiming?.messages === 1000")
     timing = page.evaluate("window.enclaveChatTiming")
     assert page.locator('[data-testid="message"]').count() == 1000
     # the newest answer is on screen, rendered; the oldest are not rendered until reached
