@@ -97,7 +97,7 @@ function Meta({ meta, queueMs }) {
   if (!meta) return null;
   const parts = [];
   if (meta.model) parts.push(html`<span class="meta-model">${meta.model}</span>`);
-  if (meta.upstream) parts.push(html`<span title="upstream">${meta.upstream}</span>`);
+  if (meta.upstream) parts.push(html`<span>${t("chat.meta.upstream", { name: meta.upstream })}</span>`);
   if (meta.tokens_in != null || meta.tokens_out != null) {
     parts.push(html`<span>${t("chat.meta.tokens", { in: number(meta.tokens_in), out: number(meta.tokens_out) })}</span>`);
   }
