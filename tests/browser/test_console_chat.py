@@ -161,6 +161,34 @@ def test_an_answer_streams_in_as_markdown_with_code_and_math(
     shot(page, "chat-answer-en-light")
 
 
+COUNT_PAINTS = """() => {
+  // each write of the streaming answer, by the frame it happened in (the document
+  // timeline's time is the same all through one frame)
+  window.paints = [];
+  new MutationObserver((records) => {
+    const body = '[data-testid="message"][data-streaming="true"] [data-testid="message-body"]';
+    if (records.some((r) => r.type === 'childList' && r.target.matches?.(body))) {
+      window.paints.push(document.timeline.currentTime);
+    }
+  }).observe(document.body, {subtree: true, childList: true});
+}"""
+
+
+def test_a_stream_is_rendered_at_most_once_per_frame(
+    browser: Any, gateway: Gateway, fake: FakeUpstream, guard: Guard
+) -> None:
+    words = 400
+    fake.configure(reply=" ".join(f"w{n}" for n in range(words)), tokens=words, itl_ms=1)
+    page = chat(browser, gateway, guard)
+    page.evaluate(COUNT_PAINTS)
+    answer = ask(page, "many small chunks")
+    assert answer.get_by_test_id("message-body").inner_text().endswith(f"w{words - 1}")
+    paints = page.evaluate("window.paints")
+    assert paints, "the answer never streamed"
+    assert len(paints) == len(set(paints)), "the streaming answer was rendered twice in a frame"
+    assert len(paints) < words  # coalesced: fewer renderings than chunks
+
+
 def test_stop_ends_the_stream_and_frees_the_composer(
     browser: Any, gateway: Gateway, fake: FakeUpstream, guard: Guard
 ) -> None:
