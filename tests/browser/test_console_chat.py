@@ -313,10 +313,13 @@ def test_errors_show_the_servers_message_and_keep_the_text(
     guard.statuses.add(503)
     page = chat(browser, gateway, guard)
     fake.configure(fail_status=503)
+    page.evaluate(PASTE, [200, 100])
+    page.get_by_test_id("attachment").wait_for()
     page.get_by_test_id("composer").fill("will this fail?")
     page.get_by_test_id("composer").press("Enter")
     error = last(page).get_by_test_id("message-error")
     error.wait_for()
+    page.get_by_test_id("attachment").wait_for()  # the image is back too
     assert error.inner_text().startswith("Failed: ")
     assert len(error.inner_text()) > len("Failed: ")  # the server's message
     assert page.get_by_test_id("composer").input_value() == "will this fail?"

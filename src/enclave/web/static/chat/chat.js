@@ -26,6 +26,15 @@ if (!document.querySelector("link[data-chat-css]")) {
   document.head.append(link);
 }
 
+let restoredIds = 0;
+const restored = (url, n) => ({
+  id: `r${++restoredIds}`,
+  kind: "image",
+  name: `image-${n + 1}`,
+  url,
+  bytes: Math.round(((url.length - url.indexOf(",") - 1) * 3) / 4),
+});
+
 const EAGER_LAST = 8; // messages at the bottom of an opened conversation rendered at once
 
 function typing(target) {
@@ -87,7 +96,11 @@ export function ChatPage({ route }) {
       const { id } = chat.current();
       if (route[1] !== id) go("chat", id);
     },
-    onFailed: (user) => setText((now) => now || user.text),
+    onFailed: (user) => {
+      // nothing typed is lost: the text and images of a message that failed go back
+      setText((now) => now || user.text);
+      setAttachments((now) => (now.length ? now : user.images.map(restored)));
+    },
   });
   const { state, busy } = chat;
   const live = useRef({});
