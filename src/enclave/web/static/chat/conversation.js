@@ -12,8 +12,8 @@
 //
 // Which messages the server holds (and so their index there): an exchange is stored whole
 // when its answer finished; a plain model's stream that was stopped or failed part-way is
-// stored too (with meta.incomplete); an assistant's is not, and neither is a call refused
-// before it streamed.
+// stored too once an event of it arrived (with meta.incomplete); an assistant's is not,
+// and neither is a call refused or left before its first event.
 import { useRef, useState } from "../vendor/preact.js";
 import { api } from "../core/api.js";
 import { contentOf, imagesOf, textOf } from "./attach.js";
@@ -94,6 +94,7 @@ export function useConversation({ models, onStored, onFailed }) {
     let citations = [];
     let servedBy = model;
     let head = {};
+    let streamed = false; // an event arrived: a plain model's exchange is then stored
     const finish = (change, stored) => {
       live.cancel();
       const meta = {
@@ -119,6 +120,7 @@ export function useConversation({ models, onStored, onFailed }) {
           onStart: (given) => (head = given),
           onDelta: (delta) => live.push(delta),
           onChunk: (chunk) => {
+            streamed = true;
             if (chunk.usage) usage = chunk.usage;
             if (chunk.citations) citations = chunk.citations;
             if (chunk.model) servedBy = chunk.model;
@@ -130,7 +132,7 @@ export function useConversation({ models, onStored, onFailed }) {
     } catch (error) {
       const stopped = error.name === "AbortError";
       const partial = live.text.length > 0;
-      const stored = !assistant && (partial || stopped);
+      const stored = !assistant && streamed;
       finish({ stopped, error: stopped ? null : error.message, failed: !stopped && !partial, meta: {} }, stored);
       if (stored) onStored();
       if (!stopped) onFailed(user);
