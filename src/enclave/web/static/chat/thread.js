@@ -79,12 +79,16 @@ function AnswerBody({ text, near }) {
 function LiveBody({ live }) {
   const ref = useRef(null);
   useEffect(() => {
-    const paint = (text) => {
-      if (ref.current) ref.current.innerHTML = text ? renderMarkdown(text) : "";
+    let shown = "";
+    const paint = (text, again = false) => {
+      if (!ref.current || (text === shown && !again)) return;
+      shown = text;
+      ref.current.innerHTML = renderMarkdown(text);
     };
-    paint(live.text);
+    // what arrived before this mounted is shown with the next frame's update
+    if (live.text) live.push("");
     const stop = live.listen(paint);
-    const math = onMath(() => paint(live.text));
+    const math = onMath(() => paint(live.text, true));
     return () => {
       stop();
       math();
