@@ -173,7 +173,7 @@ async def test_stored_history_goes_with_a_new_message_only(harness: Harness) -> 
     own = [{"role": "user", "content": "q0"}, {"role": "assistant", "content": "a0"}]
     turn = await harness.ask(PLAIN, "third", history=own)
     assert turn.body["messages"][1:] == [*own, {"role": "user", "content": "third"}]
-    rows = await harness.assistants.conversations.listing("shop")
+    rows, _ = await harness.assistants.conversations.listing("shop")
     assert [(row.external_id, count) for row, count in rows] == [("c1", 6)]
 
 

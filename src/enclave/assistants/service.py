@@ -65,6 +65,8 @@ class Turn:
     # that stored history, recent turns and memory extraction never feed it back to a model
     answer: list[str] = field(default_factory=list)
     memory: MemoryService | None = None  # opened by prepare when the profile keeps memory
+    # the answer's meta when stored (model, upstream, tokens, times), given by the gateway
+    meta: Callable[[], dict[str, Any]] | None = None
 
     @property
     def conversation_id(self) -> str:
@@ -183,6 +185,7 @@ class Assistants:
         conversation = await self.conversations.open(
             subject, external, owner=owner, assistant=profile.public, title=question
         )
+        conversation.assistant, conversation.kind = profile.public, "assistant"  # answering now
         memory_subject = memory_subject_of(profile, subject, external)
         memory = await self._memory() if memory_subject is not None else None
         memories, recent = await _recall(memory, profile, memory_subject, external, question)
@@ -259,7 +262,10 @@ class Assistants:
 
     async def _remember(self, turn: Turn) -> None:
         answer = "".join(turn.answer)
-        await self.conversations.append(turn.conversation, turn.question, answer, turn.citations())
+        meta = turn.meta() if turn.meta is not None else None
+        await self.conversations.append(
+            turn.conversation, turn.question, answer, turn.citations(), meta
+        )
         memory = turn.memory
         if memory is None:
             return

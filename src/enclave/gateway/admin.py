@@ -11,7 +11,7 @@ import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -19,10 +19,10 @@ from starlette.routing import Match
 
 from enclave.auth.tokens import decode, issue
 from enclave.errors import InvalidRequest, TooManyRequests
-from enclave.gateway import access
+from enclave.gateway import access, session_cookie
 from enclave.gateway.access import actor
 from enclave.gateway.apidoc import ERRORS, json_body
-from enclave.gateway.body import parse, read_json
+from enclave.gateway.body import loads, parse, read_body, read_json
 from enclave.gateway.schemas import Page
 from enclave.gateway.schemas.admin import (
     KeyCreate,
@@ -81,19 +81,24 @@ def _auth_routes(services: Services) -> APIRouter:
     router = APIRouter(prefix="/api/auth", responses=ERRORS)
 
     @router.post("/login", dependencies=[access.PUBLIC], openapi_extra=json_body(Login))
-    async def login(request: Request) -> Tokens:
+    async def login(request: Request, response: Response) -> Tokens:
+        """Tokens for a user; with ``X-Enclave-CSRF: 1`` the refresh token goes into the
+        HttpOnly ``enclave_refresh`` cookie instead of the body (the web console)."""
         given = await body_of(request, Login)
         await _check_lock(services, given.username)
         user = await services.identity.login(actor(request), given.username, given.password)
         sid, jti = await services.identity.open_session(user, services.settings.auth.refresh_ttl_s)
-        return _tokens(services, user.name, user.role, sid, jti)
+        tokens = _tokens(services, user.name, user.role, sid, jti)
+        return _answer(services, request, response, tokens)
 
     @router.post("/refresh", dependencies=[access.PUBLIC], openapi_extra=json_body(Refresh))
-    async def refresh(request: Request) -> Tokens:
+    async def refresh(request: Request, response: Response) -> Tokens:
         """A new access and refresh token; the refresh token given is spent. Presenting a
-        spent one again revokes its whole session (every token from that login)."""
-        given = await body_of(request, Refresh)
-        claims = decode(services.secret, given.refresh_token, "refresh")
+        spent one again revokes its whole session (every token from that login). With
+        ``X-Enclave-CSRF: 1`` the token may come from the ``enclave_refresh`` cookie (body
+        ``{}`` or none) and the new one goes back into it."""
+        token = await _refresh_token(request)
+        claims = decode(services.secret, token, "refresh")
         ttl = services.settings.auth.refresh_ttl_s
         try:
             user, jti = await services.identity.refresh(
@@ -101,11 +106,13 @@ def _auth_routes(services: Services) -> APIRouter:
             )
         finally:  # a reuse revoked the session: its access tokens end here at once
             services.gatekeeper.forget_sessions(session=claims.session)
-        return _tokens(services, user.name, user.role, claims.session, jti)
+        tokens = _tokens(services, user.name, user.role, claims.session, jti)
+        return _answer(services, request, response, tokens)
 
     @router.post("/logout")
-    async def logout(request: Request, caller: access.CallerDep) -> LoggedOut:
-        """End the calling web session: its access and refresh tokens stop working."""
+    async def logout(request: Request, response: Response, caller: access.CallerDep) -> LoggedOut:
+        """End the calling web session: its access and refresh tokens stop working (with
+        ``X-Enclave-CSRF: 1`` the ``enclave_refresh`` cookie is cleared too)."""
         session = caller.principal.session if caller.principal else None
         if session is None:
             raise InvalidRequest(
@@ -114,6 +121,8 @@ def _auth_routes(services: Services) -> APIRouter:
             )
         await services.identity.logout(actor(request), session)
         services.gatekeeper.forget_sessions(session=session)
+        if session_cookie.wanted(request):
+            session_cookie.clear(request, response)
         return LoggedOut()
 
     @router.get("/me")
@@ -122,6 +131,27 @@ def _auth_routes(services: Services) -> APIRouter:
         return Me(user=who.user, role=caller.role, key_prefix=who.key_prefix)
 
     return router
+
+
+async def _refresh_token(request: Request) -> str:
+    """The body's refresh token; with the console's header, the cookie's when the body
+    (``{}`` or empty) has none."""
+    if not session_cookie.wanted(request):
+        return (await body_of(request, Refresh)).refresh_token
+    raw = await read_body(request, BODY_LIMIT, setting="the admin API's fixed limit")
+    given = loads(raw) if raw.strip() else {}
+    if given.get("refresh_token") is None and set(given) <= {"refresh_token"}:
+        return session_cookie.refresh_token(request)
+    return parse(Refresh, given).refresh_token
+
+
+def _answer(services: Services, request: Request, response: Response, tokens: Tokens) -> Tokens:
+    """With the console's header the refresh token goes into the cookie, not the body."""
+    if session_cookie.wanted(request) and tokens.refresh_token:
+        ttl = services.settings.auth.refresh_ttl_s
+        session_cookie.store(request, response, tokens.refresh_token, ttl)
+        tokens.refresh_token = None
+    return tokens
 
 
 def _tokens(services: Services, user: str, role: str, sid: str, jti: str) -> Tokens:

@@ -3,10 +3,13 @@
     GET    /api/assistants                       the profiles (config and API), for any caller
     PUT    /api/admin/assistants/{name}          create or replace a profile (administrators)
     DELETE /api/admin/assistants/{name}          remove a profile made through the API
-    GET    /api/conversations                    the caller's conversations, newest first
+    GET    /api/conversations                    the caller's conversations, newest first,
+                                                 ?q= in the title, ?limit=, ?cursor= (keyset)
                                                  (administrators: ?all=true for everyone's)
     GET    /api/conversations/{id}               one, with its messages and their citations
+    PATCH  /api/conversations/{id}               rename it
     GET    /api/conversations/{id}/export        ?format=json (default) or md, as a download
+    DELETE /api/conversations/{id}/messages      ?from_index=N: drop messages N.. (edit, regenerate)
     DELETE /api/conversations/{id}               delete it and its messages
 
 ``/api/admin`` is for administrators and closed without authentication
@@ -32,8 +35,11 @@ from enclave.gateway.schemas.assistants import AssistantDeleted, AssistantPublic
 from enclave.gateway.schemas.conversations import (
     ConversationDeleted,
     ConversationDetail,
+    ConversationPage,
     ConversationPublic,
+    ConversationRename,
     MessagePublic,
+    MessagesTruncated,
     export,
 )
 from enclave.profiles import AssistantProfile
@@ -112,13 +118,15 @@ def _conversation_routes(services: Services) -> APIRouter:
     @router.get("")
     async def listing(
         who: ConversationAccessDep, *, all: bool = False, assistant: str | None = None,
-        limit: int = 50, offset: DbInt = 0,
-    ) -> Page[ConversationPublic]:  # fmt: skip
-        rows = await conversations().listing(
-            who.owner(everyone=all), limit=min(max(limit, 1), 500),
-            offset=max(offset, 0), assistant=assistant,
+        q: str | None = None, limit: DbInt = 50, cursor: str | None = None,
+    ) -> ConversationPage:  # fmt: skip
+        """Newest first (updated_at, then id); ``next_cursor`` gives the next page."""
+        rows, after = await conversations().listing(
+            who.owner(everyone=all), limit=min(max(limit, 1), 500), cursor=cursor, q=q,
+            assistant=assistant,
         )  # fmt: skip
-        return Page[ConversationPublic](data=[ConversationPublic.of(row, n) for row, n in rows])
+        data = [ConversationPublic.of(row, n) for row, n in rows]
+        return ConversationPage(data=data, next_cursor=after)
 
     @router.get("/{conversation_id}")
     async def one(
@@ -128,8 +136,30 @@ def _conversation_routes(services: Services) -> APIRouter:
         messages = await conversations().messages(row)
         summary = ConversationPublic.of(row, len(messages))
         return ConversationDetail(
-            **summary.model_dump(), data=[MessagePublic.of(m) for m in messages]
+            **summary.model_dump(), data=[MessagePublic.of(m, i) for i, m in enumerate(messages)]
         )
+
+    @router.patch("/{conversation_id}", openapi_extra=json_body(ConversationRename))
+    async def rename(
+        request: Request, who: ConversationAccessDep, conversation_id: str,
+        subject: str | None = None,
+    ) -> ConversationPublic:  # fmt: skip
+        given = await body_of(request, ConversationRename)
+        row = await find(who, conversation_id, subject)
+        row = await conversations().rename(row, given.title)
+        return ConversationPublic.of(row, await conversations().count(row))
+
+    @router.delete("/{conversation_id}/messages")
+    async def truncate(
+        who: ConversationAccessDep, conversation_id: str, from_index: DbInt,
+        subject: str | None = None,
+    ) -> MessagesTruncated:  # fmt: skip
+        """Drop the messages from ``from_index`` (0-based) on: edit and resend, regenerate."""
+        if from_index < 0:
+            raise InvalidRequest("from_index must be 0 or more", param="from_index")
+        row = await find(who, conversation_id, subject)
+        deleted = await conversations().truncate(row, from_index)
+        return MessagesTruncated(id=row.external_id, from_index=from_index, deleted=deleted)
 
     @router.get("/{conversation_id}/export", response_class=Response,
                 responses={200: {"description": "a download", "content": EXPORTS}})  # fmt: skip

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -35,13 +36,16 @@ class AssistantProfileRow(Base):
 
 
 class Conversation(Base):
-    """One conversation with an assistant. ``subject`` is whose it is (the key's user,
-    or ``user/customer`` for a service key passing OpenAI's ``user`` field); the client's
-    own id for it (``X-Enclave-Conversation``) is unique per subject."""
+    """One conversation with an assistant or a plain model (``kind``; ``assistant`` holds
+    the public name of the one that answered last). ``subject`` is whose it is (the key's
+    user, or ``user/customer`` for a service key passing OpenAI's ``user`` field); the
+    client's own id for it (``X-Enclave-Conversation``) is unique per subject."""
 
     __tablename__ = "conversations"
     __table_args__ = (
         UniqueConstraint("subject", "external_id", name="uq_conversations_subject_external_id"),
+        # the owner's listing, newest first, keyset on (updated_at, id)
+        Index("ix_conversations_owner_updated_at_id", "owner", "updated_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -49,6 +53,7 @@ class Conversation(Base):
     subject: Mapped[str] = mapped_column(String(300), index=True)
     owner: Mapped[str | None] = mapped_column(String(64), index=True)  # the key's user
     assistant: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="assistant", server_default="assistant")
     title: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -64,4 +69,7 @@ class ConversationMessage(Base):
     role: Mapped[str] = mapped_column(String(16))  # user | assistant
     content: Mapped[str] = mapped_column(Text)
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # an answer's {model, upstream, tokens_in, tokens_out, ttft_ms, latency_ms}; None for
+    # the user's messages
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
     created_at: Mapped[datetime]

@@ -1,6 +1,7 @@
 """The model a chat call names, as an object the stages call without branching.
 
-:class:`Plain` is a pool of the router: the request goes as it is. :class:`Assistant` is
+:class:`Plain` is a pool of the router: the request goes as it is (a call naming a
+conversation has its exchange stored: :mod:`.keep`). :class:`Assistant` is
 a virtual model in front of its profile's base pool: it prepares the prompt (memory,
 knowledge, assembly; then its base pool) and finishes the answer (citations, the
 conversation id; the exchange stored in history and memory).
@@ -16,11 +17,13 @@ from starlette.requests import Request
 from enclave.assistants.service import CONVERSATION_HEADER
 from enclave.gateway.access import actor, principal_of
 from enclave.gateway.body import parse
+from enclave.gateway.chat import keep
 from enclave.gateway.chat.intake import Asked
 from enclave.protocol import ChatCompletionRequest
 from enclave.router import Pool, Router
 
 if TYPE_CHECKING:
+    from enclave.assistants.conversations import Conversations
     from enclave.assistants.service import Assistants, Turn
     from enclave.profiles import AssistantProfile
 
@@ -29,24 +32,37 @@ Prepared = tuple[dict[str, Any], ChatCompletionRequest, Pool, dict[str, str]]
 
 
 class Plain:
-    """A model pool: nothing to prepare, nothing to finish."""
+    """A model pool: nothing to prepare; nothing to finish unless the call names a
+    conversation (``X-Enclave-Conversation``), whose exchange it then stores."""
 
-    __slots__ = ("pool",)
+    __slots__ = ("conversations", "keeper", "pool", "request")
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, request: Request, conversations: Conversations) -> None:
         self.pool = pool
+        self.request = request
+        self.conversations = conversations
+        self.keeper: keep.Keeper | None = None
 
     @property
     def public(self) -> str:
         return self.pool.public
 
     async def prepare(self, asked: Asked, router: Router) -> Prepared:
-        return asked.body, asked.chat, self.pool, {}
+        self.keeper = keeper = await keep.open_keeper(
+            self.request, self.conversations, self.pool.public, asked.body, asked.record
+        )
+        headers = {CONVERSATION_HEADER: keeper.conversation_id} if keeper else {}
+        return asked.body, asked.chat, self.pool, headers
 
     def finish_stream(self, events: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
-        return events
+        if self.keeper is None:
+            return events  # the fast path: the relay's events as they are
+        return keep.kept(self.keeper, events)
 
     async def finish_response(self, result: dict[str, Any]) -> dict[str, Any]:
+        if self.keeper is not None:
+            self.keeper.finish_response(result)
+            await self.keeper.store()
         return result
 
 
@@ -72,6 +88,8 @@ class Assistant:
             self.profile, asked.body, owner=principal.user if principal else None,
             headers=self.request.headers, actor=actor(self.request),
         )  # fmt: skip
+        record, started = asked.record, self.request.state.started
+        turn.meta = lambda: keep.meta(record, self.profile.public, started)
         chat = parse(ChatCompletionRequest, turn.body)
         pool = router.resolve(chat.model, "chat")
         return turn.body, chat, pool, {CONVERSATION_HEADER: turn.conversation_id}

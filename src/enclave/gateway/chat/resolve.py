@@ -29,4 +29,4 @@ async def model(
         return Assistant(services.assistants, profile, request)
     pool = router.resolve(name, "chat", visible=scope.allows)
     scope.check(pool.public)
-    return Plain(pool)
+    return Plain(pool, request, services.assistants.conversations)

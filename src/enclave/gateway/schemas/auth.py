@@ -19,7 +19,8 @@ class Refresh(BaseModel):
 class Tokens(BaseModel):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme, not a secret)
     access_token: str
-    refresh_token: str
+    # null when it went into the enclave_refresh cookie (the X-Enclave-CSRF header)
+    refresh_token: str | None
     expires_in: int
 
 
