@@ -123,7 +123,7 @@ def wait_count(page: Any, count: int) -> None:
 def open_signed_in(browser: Any, gateway: Gateway, guard: Guard, user: str, **kw: Any) -> Any:
     page = open_console(browser, gateway.url, guard, **kw)
     sign_in(page, gateway.url, user, PASSWORD)
-    page.get_by_test_id("conversation-list").wait_for()
+    page.get_by_test_id("conversation-list").wait_for(state="attached")
     return page
 
 
@@ -255,6 +255,10 @@ def test_chinese_dark_and_a_phone(browser: Any, gateway: Gateway, guard: Guard) 
     assert page.get_by_test_id("new-chat").inner_text().endswith("新对话")
     shot(page, "chat-sidebar-zh-dark")
     phone = open_signed_in(browser, gateway, guard, "carol", viewport=PHONE)
+    toggle = phone.get_by_test_id("drawer-toggle")  # the chat page's drawer, on a phone
+    if toggle.count() and toggle.is_visible():
+        toggle.click()
     wait_count(phone, 4)
+    phone.locator(f"[data-testid={ITEM}]").first.hover()
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     shot(phone, "chat-sidebar-phone-en-light")
