@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,9 +232,11 @@ def measure_first_load(browser: Any, site: Site, runs: int) -> dict[str, Any]:
 
 
 def measure_stream(browser: Any, site: Site, streams: int) -> dict[str, Any]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     arrivals: list[float] = []
     dom: list[float] = []
-    chunks = 0
+    chunks = unmatched = 0
     with fresh_page(browser, site) as page:
         page.goto(site.url + "/")
         ready(page)
@@ -245,14 +247,21 @@ def measure_stream(browser: Any, site: Site, streams: int) -> dict[str, Any]:
             page.get_by_test_id("send").click()
             page.wait_for_function(
                 "() => __bench.chunks.length > 0 && !document.querySelector("
-                "'[data-streaming=\"true\"]') && __bench.chunks.every((c) => c.painted !== null)",
+                "'[data-streaming=\"true\"]')",
                 polling=100,
             )
+            with suppress(PlaywrightTimeout):  # what never showed is counted below
+                page.wait_for_function(
+                    "() => __bench.chunks.every((c) => c.painted !== null)", timeout=5000
+                )
             found = page.evaluate("() => { __bench.disarm(); return __bench.chunks; }")
+            shown = [c for c in found if c["painted"] is not None]
             chunks += len(found)
-            arrivals += [c["painted"] - c["at"] for c in found]
-            dom += [c["dom"] - c["at"] for c in found]
-    return {"chunks": chunks, "painted_ms": summary(arrivals), "dom_ms": summary(dom)}
+            unmatched += len(found) - len(shown)
+            arrivals += [c["painted"] - c["at"] for c in shown]
+            dom += [c["dom"] - c["at"] for c in shown]
+    return {"chunks": chunks, "never_seen": unmatched, "painted_ms": summary(arrivals),
+            "dom_ms": summary(dom)}  # fmt: skip
 
 
 # --- 4: a conversation of 1,000 messages -----------------------------------------------------
@@ -422,7 +431,8 @@ def report(r: dict[str, Any], verdict: dict[str, bool | None]) -> None:
         marks = ", ".join(f"{k} {v:.0f}" for k, v in fl["median_run"].items() if v is not None)
         print(f"   composer focused: {fl['focused']}; the median run, ms from navigation: {marks}")
     if "dom_ms" in st:
-        print(f"   stream: arrival -> in the DOM {fmt(st['dom_ms'])}; {st['chunks']} chunks")
+        print(f"   stream: arrival -> in the DOM {fmt(st['dom_ms'])}; {st['chunks']} chunks, "
+              f"{st['never_seen']} never seen in the message")  # fmt: skip
     if "messages_in_dom" in lg:
         print(f"   long conversation: {lg['messages_in_dom']} message elements in the DOM")
     if "api_first_ms" in ls:

@@ -101,10 +101,14 @@
   }
 
   let body = null;
+  // The streaming message's body; once the stream ended (the page may swap the element),
+  // the last answer's.
   const target = () => {
     if (body && body.isConnected) return body;
     const streaming = document.querySelector('[data-streaming="true"]');
-    body = streaming ? streaming.querySelector('[data-testid="message-body"]') || streaming : null;
+    const answers = document.querySelectorAll('[data-testid="message"][data-role="assistant"]');
+    const message = streaming || answers[answers.length - 1];
+    body = message ? message.querySelector('[data-testid="message-body"]') || message : null;
     return body;
   };
   const shown = new MutationObserver(() => {
