@@ -32,7 +32,7 @@ REFRESH_TTL = 3600
 @pytest.fixture(scope="module")
 def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     config = {
-        "auth": {"mode": "on", "refresh_ttl_s": REFRESH_TTL},
+        "auth": {"mode": "on", "refresh_ttl_s": REFRESH_TTL, "trusted_proxies": ["127.0.0.1/32"]},
         "engine": {"enabled": False, "embeddings": False, "ocr": False},
         "upstreams": [
             {"name": "fake", "base_url": fake.base_url, "models": ["fake-model", "other-model"]}
@@ -91,6 +91,15 @@ def test_login_with_the_header_sets_the_httponly_cookie_instead_of_a_body_token(
     assert "secure" not in cookie  # plain http here
 
 
+def test_the_cookie_is_secure_behind_a_trusted_https_proxy(gateway: Gateway) -> None:
+    headers = CSRF | {"X-Forwarded-Proto": "https"}  # from 127.0.0.1, a trusted proxy here
+    with client(gateway) as http:
+        reply = http.post("/api/auth/login", json={"username": "alice", "password": PASSWORD},
+                          headers=headers)  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    assert "; secure" in set_cookie(reply).lower()
+
+
 def test_refresh_takes_the_cookie_with_the_header_and_rotates_it(gateway: Gateway) -> None:
     with client(gateway) as http:
         http.post("/api/auth/login", json={"username": "alice", "password": PASSWORD},
@@ -131,7 +140,8 @@ def test_the_cookie_without_the_header_does_nothing(gateway: Gateway) -> None:
         http.post("/api/auth/login", json={"username": "alice", "password": PASSWORD},
                   headers=CSRF).raise_for_status()  # fmt: skip
         cookie = http.cookies["enclave_refresh"]
-        for body in ({}, None):  # a cross-site form: the cookie goes, the header cannot
+        bodies: tuple[dict[str, str] | None, ...] = ({}, None)
+        for body in bodies:  # a cross-site form: the cookie goes, the header cannot
             forged = http.post("/api/auth/refresh", json=body)
             assert forged.status_code == 400, forged.text  # as before: no token given
             assert "set-cookie" not in forged.headers
@@ -174,7 +184,8 @@ def test_logout_with_the_header_clears_the_cookie(gateway: Gateway) -> None:
         out = http.post("/api/auth/logout", headers=CSRF | bearer(access))
         assert out.status_code == 200, out.text
         cleared = set_cookie(out).lower()
-        assert cleared.startswith("enclave_refresh=") and "max-age=0" in cleared, cleared
+        assert cleared.startswith("enclave_refresh="), cleared
+        assert "max-age=0" in cleared, cleared
         assert "enclave_refresh" not in http.cookies
         http.cookies.set("enclave_refresh", cookie, path="/api/auth")
         assert http.post("/api/auth/refresh", json={}, headers=CSRF).status_code == 401
@@ -239,12 +250,16 @@ def test_a_streamed_plain_model_exchange_is_stored_with_its_meta(
         (0, "user", "What is Rust?"), (1, "assistant", answer),
         (2, "user", "And Go?"), (3, "assistant", second),
     ]  # fmt: skip
-    assert messages[0]["meta"] is None and messages[2]["meta"] is None
+    assert messages[0]["meta"] is None
+    assert messages[2]["meta"] is None
     first, last = messages[1]["meta"], messages[3]["meta"]
     assert (first["model"], last["model"]) == ("fake-model", "other-model")
-    assert first["upstream"] == "fake" and last["upstream"] == "fake"
-    assert first["tokens_out"] == 5 and last["tokens_out"] == 5
-    assert first["tokens_in"] > 0 and last["tokens_in"] > first["tokens_in"]
+    assert first["upstream"] == "fake"
+    assert last["upstream"] == "fake"
+    assert first["tokens_out"] == 5
+    assert last["tokens_out"] == 5
+    assert first["tokens_in"] > 0
+    assert last["tokens_in"] > first["tokens_in"]
     assert 0 <= first["ttft_ms"] <= first["latency_ms"]
     assert "incomplete" not in first
 
@@ -265,7 +280,8 @@ def test_an_assistant_answer_keeps_its_meta_too(gateway: Gateway) -> None:
     one = get(gateway, token, f"/api/conversations/{cid}")
     assert (one["kind"], one["model"]) == ("assistant", "assistant/helper")
     meta = one["data"][1]["meta"]
-    assert meta["model"] == "assistant/helper" and meta["upstream"] == "fake"
+    assert meta["model"] == "assistant/helper"
+    assert meta["upstream"] == "fake"
     assert meta["tokens_out"] == 5
 
 
@@ -348,7 +364,8 @@ def test_the_listing_pages_by_cursor_and_searches_titles(gateway: Gateway) -> No
         if page["next_cursor"] is None:
             break
         cursor = page["next_cursor"]
-    assert seen == ids[::-1] and pages == 3  # newest first, 3 + 3 + 1
+    assert seen == ids[::-1]
+    assert pages == 3
     found = get(gateway, token, "/api/conversations?q=kubernetes")["data"]
     assert [c["title"] for c in found] == [titles[6], titles[3], titles[0]]
     assert get(gateway, token, "/api/conversations?q=100%25")["data"] == []  # % is literal
@@ -380,14 +397,16 @@ def test_rename_and_truncate(gateway: Gateway) -> None:
     assert cut.status_code == 200, cut.text
     assert cut.json() == {"id": cid, "from_index": 2, "deleted": 2}
     left = get(gateway, token, f"/api/conversations/{cid}")["data"]
-    assert [(m["index"], m["content"]) for m in left][:1] == [(0, "one")] and len(left) == 2
+    assert [(m["index"], m["content"]) for m in left][:1] == [(0, "one")]
+    assert len(left) == 2
     # regenerate: the next exchange goes on from there
     chat(gateway, token, "two again", conversation=cid)
     assert [m["content"] for m in get(gateway, token, f"/api/conversations/{cid}")["data"]][
         ::2
     ] == ["one", "two again"]
     bad = httpx.delete(url + "/messages?from_index=-1", headers=bearer(token), trust_env=False)
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "from_index"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "from_index"
 
 
 def test_models_show_only_what_the_key_may_use_and_mark_assistants(gateway: Gateway) -> None:

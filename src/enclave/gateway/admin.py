@@ -122,7 +122,8 @@ def _auth_routes(services: Services) -> APIRouter:
         await services.identity.logout(actor(request), session)
         services.gatekeeper.forget_sessions(session=session)
         if session_cookie.wanted(request):
-            session_cookie.clear(request, response)
+            secure = session_cookie.https(request, services.gatekeeper.trusted)
+            session_cookie.clear(response, secure=secure)
         return LoggedOut()
 
     @router.get("/me")
@@ -149,7 +150,8 @@ def _answer(services: Services, request: Request, response: Response, tokens: To
     """With the console's header the refresh token goes into the cookie, not the body."""
     if session_cookie.wanted(request) and tokens.refresh_token:
         ttl = services.settings.auth.refresh_ttl_s
-        session_cookie.store(request, response, tokens.refresh_token, ttl)
+        secure = session_cookie.https(request, services.gatekeeper.trusted)
+        session_cookie.store(response, tokens.refresh_token, ttl, secure=secure)
         tokens.refresh_token = None
     return tokens
 

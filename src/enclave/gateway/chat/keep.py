@@ -32,7 +32,6 @@ from enclave.gateway.access import principal_of
 if TYPE_CHECKING:
     from enclave.assistants.conversations import Conversations
     from enclave.router import CallRecord
-    from enclave.store.models_assistants import Conversation
 
 log = logging.getLogger("enclave.gateway.chat")
 
@@ -66,27 +65,25 @@ def question_of(messages: list[Any]) -> str:
 
 
 class Keeper:
-    """One plain-model exchange on its way to its conversation."""
+    """One plain-model exchange on its way to its conversation. The conversation is opened
+    (made if new) only when the answer is stored: nothing is written before the call, so
+    the time to the first token does not wait for the database."""
 
-    __slots__ = ("answer", "conversation", "conversations", "public", "question", "record",
-                 "started", "stored")  # fmt: skip
+    __slots__ = ("answer", "conversation_id", "conversations", "owner", "public", "question",
+                 "record", "started", "stored", "subject")  # fmt: skip
 
     def __init__(
-        self, conversations: Conversations, conversation: Conversation, question: str,
-        record: CallRecord, started: float,
+        self, conversations: Conversations, where: tuple[str, str, str | None], public: str,
+        question: str, *, record: CallRecord, started: float,
     ) -> None:  # fmt: skip
         self.conversations = conversations
-        self.conversation = conversation
-        self.public = conversation.assistant
+        self.subject, self.conversation_id, self.owner = where
+        self.public = public
         self.question = question
         self.record = record
         self.started = started
         self.answer: list[str] = []
         self.stored = False
-
-    @property
-    def conversation_id(self) -> str:
-        return self.conversation.external_id
 
     async def store(self, incomplete: str | None = None) -> None:
         """Store the exchange once; a failure is logged, the client keeps its answer."""
@@ -97,8 +94,13 @@ class Keeper:
         if incomplete is not None:
             about["incomplete"] = incomplete
         try:
+            conversation = await self.conversations.open(
+                self.subject, self.conversation_id, owner=self.owner, assistant=self.public,
+                title=self.question, kind="model",
+            )  # fmt: skip
+            conversation.assistant, conversation.kind = self.public, "model"  # answering now
             await self.conversations.append(
-                self.conversation, self.question, "".join(self.answer), [], about
+                conversation, self.question, "".join(self.answer), [], about
             )
         except Exception:
             log.exception("storing the exchange of conversation %s failed", self.conversation_id)
@@ -126,23 +128,21 @@ class Keeper:
         self.answer = [content] if isinstance(content, str) else []
 
 
-async def open_keeper(
+def open_keeper(
     request: Request, conversations: Conversations, public: str, body: dict[str, Any],
     record: CallRecord,
 ) -> Keeper | None:  # fmt: skip
-    """The keeper of a call carrying ``X-Enclave-Conversation``; None for any other."""
+    """The keeper of a call carrying ``X-Enclave-Conversation`` (its id and ``user`` checked
+    here, before the call); None for any other."""
     if CONVERSATION_HEADER not in request.headers:
         return None
     principal = principal_of(request)
     owner = principal.user if principal else None
+    where = (subject_of(owner, body.get("user")), conversation_id(body, request.headers), owner)
     messages = body.get("messages")
     question = question_of(messages if isinstance(messages, list) else [])
-    conversation = await conversations.open(
-        subject_of(owner, body.get("user")), conversation_id(body, request.headers),
-        owner=owner, assistant=public, title=question, kind="model",
-    )  # fmt: skip
-    conversation.assistant, conversation.kind = public, "model"  # the one answering now
-    return Keeper(conversations, conversation, question, record, request.state.started)
+    started = request.state.started
+    return Keeper(conversations, where, public, question, record=record, started=started)
 
 
 async def kept(keeper: Keeper, events: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:

@@ -48,7 +48,7 @@ class Plain:
         return self.pool.public
 
     async def prepare(self, asked: Asked, router: Router) -> Prepared:
-        self.keeper = keeper = await keep.open_keeper(
+        self.keeper = keeper = keep.open_keeper(
             self.request, self.conversations, self.pool.public, asked.body, asked.record
         )
         headers = {CONVERSATION_HEADER: keeper.conversation_id} if keeper else {}
