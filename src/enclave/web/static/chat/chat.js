@@ -12,6 +12,7 @@ import { Dialog, Loading, useAsync } from "../core/ui.js";
 import { contentOf, textOf } from "./attach.js";
 import { Composer, ModelPicker, savedModel } from "./composer.js";
 import { useConversation } from "./conversation.js";
+import { Icon } from "./icons.js";
 import { Sidebar } from "./sidebar.js";
 import { SourcePanel } from "./sources.js";
 import "./strings.js";
@@ -209,7 +210,7 @@ export function ChatPage({ route }) {
           data-testid="drawer-toggle"
           onClick=${() => setDrawer(!drawer)}
         >
-          ☰
+          <${Icon} name="menu" />
         </button>
         ${models ? html`<${ModelPicker} models=${models} value=${model} onChange=${setModel} />` : html`<span class="muted small">${t("app.loading")}</span>`}
         <span class="chat-title" title=${state.title}>${state.title}</span>

@@ -3,6 +3,7 @@ import { html, useEffect, useRef, useState } from "../vendor/preact.js";
 import { t } from "../core/i18n.js";
 import { toast } from "../core/ui.js";
 import { human, prepareFile } from "./attach.js";
+import { Icon } from "./icons.js";
 
 const MODEL = "enclave.chat.model";
 export const ASSISTANT_PREFIX = "assistant/";
@@ -34,10 +35,10 @@ export function ModelPicker({ models, value, onChange }) {
 function Chip({ item, onRemove }) {
   const size = item.kind === "image" && item.changed ? t("chat.attach.resized", { from: human(item.originalBytes), to: human(item.bytes) }) : human(item.bytes);
   return html`<span class="chip" data-testid="attachment" data-kind=${item.kind} data-width=${item.size?.[0]} data-height=${item.size?.[1]}>
-    ${item.kind === "image" ? html`<img src=${item.url} alt="" />` : html`<span aria-hidden="true">📄</span>`}
+    ${item.kind === "image" ? html`<img src=${item.url} alt="" />` : html`<${Icon} name="file" />`}
     <span class="chip-name">${item.name}</span>
     <span class="muted small">${size}</span>
-    <button type="button" class="icon small" aria-label=${t("chat.attachment.remove", { name: item.name })} onClick=${() => onRemove(item.id)}>✕</button>
+    <button type="button" class="icon small" aria-label=${t("chat.attachment.remove", { name: item.name })} onClick=${() => onRemove(item.id)}><${Icon} name="close" /></button>
   </span>`;
 }
 
@@ -99,7 +100,7 @@ export function Composer({ text, setText, attachments, setAttachments, busy, can
     html`<div class="chips">${attachments.map((item) => html`<${Chip} key=${item.id} item=${item} onRemove=${(id) => setAttachments((now) => now.filter((a) => a.id !== id))} />`)}</div>`}
     ${dragging && html`<div class="drop-hint">${t("chat.drop")}</div>`}
     <div class="composer-row">
-      <button type="button" class="icon attach" data-testid="attach" title=${t("chat.attach")} aria-label=${t("chat.attach")} onClick=${() => fileRef.current.click()}>📎</button>
+      <button type="button" class="icon attach" data-testid="attach" title=${t("chat.attach")} aria-label=${t("chat.attach")} onClick=${() => fileRef.current.click()}><${Icon} name="attach" /></button>
       <input
         ref=${fileRef}
         type="file"
@@ -123,7 +124,7 @@ export function Composer({ text, setText, attachments, setAttachments, busy, can
         onPaste=${paste}
       ></textarea>
       ${busy
-        ? html`<button type="button" class="danger stop" data-testid="stop" onClick=${onStop}>■ ${t("chat.stop")}</button>`
+        ? html`<button type="button" class="danger stop" data-testid="stop" onClick=${onStop}><${Icon} name="stop" /> ${t("chat.stop")}</button>`
         : html`<button type="submit" class="primary send" data-testid="send" disabled=${!canSend}>${t("chat.send")}</button>`}
     </div>
   </form>`;

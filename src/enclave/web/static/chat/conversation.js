@@ -105,7 +105,7 @@ export function useConversation({ models, onStored, onFailed }) {
       };
       const messages = ref.current.messages.map((m) => {
         if (m.key === user.key) return { ...m, stored, failed: change.failed };
-        if (m.key === answer.key) return { ...m, streaming: false, live: null, text: live.text, citations, queueMs: head.queueMs, ...change, meta };
+        if (m.key === answer.key) return { ...m, streaming: false, live: null, text: live.text, citations, queueMs: head.queueMs, ...change, meta, stored };
         return m;
       });
       put({ messages: renumber(messages) });

@@ -6,9 +6,10 @@
 // is shown plain, which sizes it about right) and only once (memoized), a message re-renders
 // only when it changes (shouldComponentUpdate), and the streaming message writes its own
 // element at most once per animation frame without going through the component tree.
-import { Component, html, useEffect, useRef, useState } from "../vendor/preact.js";
+import { Component, html, useEffect, useLayoutEffect, useRef, useState } from "../vendor/preact.js";
 import { number, t } from "../core/i18n.js";
 import { copyText, formatMs } from "../core/ui.js";
+import { Icon } from "./icons.js";
 import { hasMath, memoized, onMath, renderMarkdown } from "./markdown.js";
 
 // The text of a message that is streaming: deltas are added as they come and the
@@ -67,19 +68,11 @@ function watch(element, callback) {
 }
 
 // A finished answer: plain text until near the screen, then its memoized Markdown.
-function AnswerBody({ text, eager }) {
-  const ref = useRef(null);
-  const [near, setNear] = useState(eager);
+function AnswerBody({ text, near }) {
   const [, setMath] = useState(0);
-  useEffect(() => (near ? undefined : watch(ref.current, () => setNear(true))), [near]);
   useEffect(() => (near && hasMath(text) ? onMath(setMath) : undefined), [near, text]);
-  if (!near) return html`<div ref=${ref} class="msg-body md plain" data-testid="message-body">${text}</div>`;
-  return html`<div
-    ref=${ref}
-    class="msg-body md"
-    data-testid="message-body"
-    dangerouslySetInnerHTML=${{ __html: memoized(text) }}
-  ></div>`;
+  if (!near) return html`<div class="msg-body md plain" data-testid="message-body">${text}</div>`;
+  return html`<div class="msg-body md" data-testid="message-body" dangerouslySetInnerHTML=${{ __html: memoized(text) }}></div>`;
 }
 
 // The streaming answer: its element is written directly, once per frame.
@@ -164,12 +157,28 @@ function EditBox({ text, onSave, onCancel }) {
   </div>`;
 }
 
+// A message far off screen is drawn light (its text, plain) until it comes near.
 class Message extends Component {
-  shouldComponentUpdate(next) {
-    const now = this.props;
-    return next.message !== now.message || next.last !== now.last || next.busy !== now.busy || next.editing !== now.editing || next.lang !== now.lang;
+  constructor(props) {
+    super(props);
+    this.state = { near: props.eager };
   }
-  render({ message, last, busy, editing, eager, actions }) {
+  componentDidMount() {
+    if (!this.state.near) this.unwatch = watch(this.base, () => this.setState({ near: true }));
+  }
+  componentWillUnmount() {
+    this.unwatch?.();
+  }
+  shouldComponentUpdate(next, state) {
+    const now = this.props;
+    return state.near !== this.state.near || next.message !== now.message || next.last !== now.last || next.busy !== now.busy || next.editing !== now.editing || next.lang !== now.lang;
+  }
+  render({ message, last, busy, editing, actions }, { near }) {
+    if (!near) {
+      return html`<article class=${`msg ${message.role}`} data-testid="message" data-role=${message.role}>
+        <div class="msg-content"><div class="msg-body plain" data-testid="message-body">${message.text}</div></div>
+      </article>`;
+    }
     const { role } = message;
     const status = message.error
       ? html`<p class="msg-error" role="alert" data-testid="message-error">${t("chat.failed", { message: message.error })}</p>`
@@ -186,7 +195,7 @@ class Message extends Component {
     } else if (message.streaming) {
       body = html`<${LiveBody} live=${message.live} />`;
     } else {
-      body = html`<${AnswerBody} text=${message.text} eager=${eager} />`;
+      body = html`<${AnswerBody} text=${message.text} near=${near} />`;
     }
     return html`<article
       class=${`msg ${role}`}
@@ -195,9 +204,11 @@ class Message extends Component {
       data-streaming=${message.streaming ? "true" : undefined}
       data-index=${message.index ?? undefined}
     >
-      ${body}
-      ${message.images?.length > 0 &&
-      html`<div class="msg-images">${message.images.map((url) => html`<img src=${url} alt="" loading="lazy" />`)}</div>`}
+      <div class="msg-content">
+        ${body}
+        ${message.images?.length > 0 &&
+        html`<div class="msg-images">${message.images.map((url) => html`<img src=${url} alt="" loading="lazy" />`)}</div>`}
+      </div>
       ${role === "assistant" && message.streaming && !message.live.text && html`<span class="typing" aria-hidden="true"></span>`}
       ${status}
       ${role === "assistant" && html`<${Sources} message=${message} onSource=${actions.source} />`}
@@ -205,12 +216,12 @@ class Message extends Component {
       ${!message.streaming &&
       !editing &&
       html`<div class="msg-actions">
-        <button class="icon small" title=${t("chat.copy")} aria-label=${t("chat.copy")} onClick=${() => copyText(message.text)}>⧉</button>
+        <button class="icon small" title=${t("chat.copy")} aria-label=${t("chat.copy")} onClick=${() => copyText(message.text)}><${Icon} name="copy" /></button>
         ${role === "user" &&
-        html`<button class="icon small" data-testid="edit" title=${t("chat.edit")} aria-label=${t("chat.edit")} disabled=${busy} onClick=${() => actions.editing(message.key)}>✎</button>`}
+        html`<button class="icon small" data-testid="edit" title=${t("chat.edit")} aria-label=${t("chat.edit")} disabled=${busy} onClick=${() => actions.editing(message.key)}><${Icon} name="edit" /></button>`}
         ${role === "assistant" &&
         last &&
-        html`<button class="icon small" data-testid="regenerate" title=${t("chat.regenerate")} aria-label=${t("chat.regenerate")} disabled=${busy} onClick=${actions.regenerate}>↻</button>`}
+        html`<button class="icon small" data-testid="regenerate" title=${t("chat.regenerate")} aria-label=${t("chat.regenerate")} disabled=${busy} onClick=${actions.regenerate}><${Icon} name="regenerate" /></button>`}
       </div>`}
     </article>`;
   }
@@ -234,7 +245,8 @@ function useStickToBottom(ref, messages) {
       grown.disconnect();
     };
   }, []);
-  useEffect(() => {
+  // in the same task as the render: messages off screen must not look near at first
+  useLayoutEffect(() => {
     const element = ref.current;
     if (stuck.current) element.scrollTop = element.scrollHeight;
   }, [messages]);
