@@ -43,7 +43,7 @@ def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "assistants": [{"name": "helper", "model": "fake-model", "memory": "off"}],
     }
     with run_gateway(tmp_path_factory.mktemp("sidebar") / "home", config) as running:
-        for name in ("alice", "bob", "carol"):
+        for name in ("alice", "bob", "carol", "dave"):
             add_user(running, name, "user", PASSWORD)
         seed_many(running, "alice")
         yield running
@@ -182,7 +182,7 @@ def test_the_keyboard_moves_opens_and_renames(browser: Any, gateway: Gateway, gu
     page.keyboard.press("ArrowUp")
     page.keyboard.press("Enter")
     second = page.locator(f"[data-testid={ITEM}]").nth(1)
-    assert second.locator("[aria-current=true]").count() == 1  # the page opened it
+    second.locator("[aria-current=true]").wait_for()  # the page opened it
     page.keyboard.press("F2")
     box = page.get_by_test_id("conversation-rename-input")
     box.fill("thrown away")
@@ -239,6 +239,25 @@ def test_rename_export_and_delete(browser: Any, gateway: Gateway, guard: Guard) 
     page.get_by_test_id("conversation-delete").click()
     wait_count(page, 1)
     assert [c["id"] for c in listing(gateway, "bob")] == [kept]
+
+
+def test_a_stored_answer_puts_its_conversation_on_top(
+    browser: Any, gateway: Gateway, guard: Guard
+) -> None:
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    seed(gateway, "dave", [(f"old {n}", "fake-model", "model", hour_ago - timedelta(minutes=n))
+                           for n in range(60)])  # fmt: skip
+    page = open_signed_in(browser, gateway, guard, "dave")
+    wait_count(page, 50)
+    page.locator(f"[data-testid={ITEM}]").last.scroll_into_view_if_needed()  # the next page
+    wait_count(page, 60)
+    page.get_by_test_id("composer").fill("a brand new question")
+    page.get_by_test_id("send").click()
+    wait_count(page, 61)  # the chat page's refreshKey: the first page again, the rest kept
+    first = page.locator(f"[data-testid={ITEM}]").first
+    assert (first.text_content() or "").startswith("a brand new question")
+    first.locator("[aria-current=true]").wait_for()  # the open one
+    assert titles(page)[-1] == "old 59"
 
 
 def test_chinese_dark_and_a_phone(browser: Any, gateway: Gateway, guard: Guard) -> None:
