@@ -204,6 +204,7 @@ def test_rename_export_and_delete(browser: Any, gateway: Gateway, guard: Guard) 
     assert item.inner_text().startswith("What is keyset pagination?")
 
     item.get_by_test_id("conversation-menu").click()
+    shot(page, "chat-sidebar-menu-en-light")
     page.get_by_test_id("conversation-rename").click()
     box = page.get_by_test_id("conversation-rename-input")
     box.fill("Pagination notes")
@@ -272,7 +273,9 @@ def test_chinese_dark_and_a_phone(browser: Any, gateway: Gateway, guard: Guard) 
     wait_count(page, 4)
     assert page.locator(".side-group h3").all_text_contents()[:3] == ["今天", "昨天", "过去 7 天"]
     assert page.get_by_test_id("new-chat").inner_text().endswith("新对话")
+    page.locator(f"[data-testid={ITEM}]").nth(1).get_by_test_id("conversation-menu").click()
     shot(page, "chat-sidebar-zh-dark")
+    page.keyboard.press("Escape")
     phone = open_signed_in(browser, gateway, guard, "carol", viewport=PHONE)
     toggle = phone.get_by_test_id("drawer-toggle")  # the chat page's drawer, on a phone
     if toggle.count() and toggle.is_visible():
