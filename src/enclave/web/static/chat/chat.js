@@ -217,7 +217,9 @@ export function ChatPage({ route }) {
         <button class="icon" data-testid="help-button" title=${t("chat.help.button")} aria-label=${t("chat.help.button")} onClick=${() => setHelp(true)}>?</button>
       </header>
       ${state.loading || state.error
-        ? html`<div class="thread"><${Loading} error=${state.error && { message: t("chat.notfound", { message: state.error.message }) }} /></div>`
+        ? html`<div class="thread">
+            ${state.error ? html`<p class="notice error" role="alert">${t("chat.notfound", { message: state.error.message })}</p>` : html`<${Loading} />`}
+          </div>`
         : html`<${Thread}
             messages=${state.messages}
             busy=${busy}

@@ -97,7 +97,7 @@ function Meta({ meta, queueMs }) {
   if (!meta) return null;
   const parts = [];
   if (meta.model) parts.push(html`<span class="meta-model">${meta.model}</span>`);
-  if (meta.upstream) parts.push(html`<span title="upstream">${meta.upstream}</span>`);
+  if (meta.upstream) parts.push(html`<span>${t("chat.meta.upstream", { name: meta.upstream })}</span>`);
   if (meta.tokens_in != null || meta.tokens_out != null) {
     parts.push(html`<span>${t("chat.meta.tokens", { in: number(meta.tokens_in), out: number(meta.tokens_out) })}</span>`);
   }
@@ -248,14 +248,14 @@ function useStickToBottom(ref, messages) {
   // in the same task as the render: messages off screen must not look near at first
   useLayoutEffect(() => {
     const element = ref.current;
+    if (messages[messages.length - 1]?.streaming) stuck.current = true; // one just sent
     if (stuck.current) element.scrollTop = element.scrollHeight;
   }, [messages]);
-  return stuck;
 }
 
 export function Thread({ messages, busy, editing, eagerFrom, lang, actions, empty }) {
   const ref = useRef(null);
-  const stuck = useStickToBottom(ref, messages);
+  useStickToBottom(ref, messages);
   const copyCode = (event) => {
     const button = event.target.closest(".copy-code");
     if (!button) return;
@@ -264,7 +264,7 @@ export function Thread({ messages, busy, editing, eagerFrom, lang, actions, empt
   };
   const lastAssistant = messages.length && messages[messages.length - 1].role === "assistant" ? messages.length - 1 : -1;
   return html`<div class="thread" ref=${ref} onClick=${copyCode} data-testid="thread">
-    <div class="thread-inner" onScroll=${() => (stuck.current = false)}>
+    <div class="thread-inner">
       ${messages.length === 0 && empty}
       ${messages.map(
         (message, i) => html`<${Message}
