@@ -300,15 +300,22 @@ def measure_long(browser: Any, site: Site, runs: int) -> dict[str, Any]:
 
 def measure_list(browser: Any, site: Site, runs: int) -> dict[str, Any]:
     first, search, api_first, api_search, api_deep = [], [], [], [], []
+    first_wire: list[float] = []  # request start -> response end, in the page
+    search_wire: list[float] = []
     for _ in range(runs):
         with fresh_page(browser, site) as page:
             page.goto(site.url + "/", wait_until="commit")
             page.get_by_test_id("conversation-item").first.wait_for()
-            first.append(page.evaluate(
-                "() => __bench.firstItem - performance.getEntriesByType('resource')"
-                ".find((r) => r.name.includes('/api/conversations')).startTime"
-            ))  # fmt: skip
-            search.append(page_search(page))
+            total, wire = page.evaluate(
+                "() => { const r = performance.getEntriesByType('resource')"
+                ".find((e) => e.name.includes('/api/conversations'));"
+                " return [__bench.firstItem - r.startTime, r.responseEnd - r.startTime]; }"
+            )
+            first.append(total)
+            first_wire.append(wire)
+            total, wire = page_search(page)
+            search.append(total)
+            search_wire.append(wire)
     login = {"username": USER, "password": PASSWORD}
     token = httpx.post(site.url + "/api/auth/login", json=login, trust_env=False, timeout=30)
     token = token.json()["access_token"]
@@ -323,13 +330,15 @@ def measure_list(browser: Any, site: Site, runs: int) -> dict[str, Any]:
             api_deep.append(timed(http, {"limit": 50, "cursor": cursor}))
     return {
         "first_page_ms": summary(first), "search_ms": summary(search),
+        "first_page_wire_ms": summary(first_wire), "search_wire_ms": summary(search_wire),
         "api_first_ms": summary(api_first), "api_search_ms": summary(api_search),
         "api_later_page_ms": summary(api_deep),
     }  # fmt: skip
 
 
-def page_search(page: Any) -> float:
-    """Type the search word; ms from the search request's start to the matches shown."""
+def page_search(page: Any) -> tuple[float, float]:
+    """Type the search word; ms from the search request's start to the matches shown, and
+    to its response's end."""
     page.get_by_test_id("conversation-search").fill(seeding.NEEDLE)
     page.wait_for_function(
         "w => { const items = document.querySelectorAll('[data-testid=\"conversation-item\"]');"
@@ -338,12 +347,13 @@ def page_search(page: Any) -> float:
         arg=seeding.NEEDLE,
         polling="raf",
     )
-    elapsed: float = page.evaluate(
-        "w => __bench.searched - performance.getEntriesByType('resource')"
-        ".find((r) => r.name.includes('q=' + w)).startTime",
+    found: list[float] = page.evaluate(
+        "w => { const r = performance.getEntriesByType('resource')"
+        ".find((e) => e.name.includes('q=' + w));"
+        " return [__bench.searched - r.startTime, r.responseEnd - r.startTime]; }",
         seeding.NEEDLE,
     )
-    return elapsed
+    return found[0], found[1]
 
 
 def timed(http: httpx.Client, params: dict[str, Any]) -> float:
@@ -435,6 +445,9 @@ def report(r: dict[str, Any], verdict: dict[str, bool | None]) -> None:
               f"{st['never_seen']} never seen in the message")  # fmt: skip
     if "messages_in_dom" in lg:
         print(f"   long conversation: {lg['messages_in_dom']} message elements in the DOM")
+    if "first_page_wire_ms" in ls:
+        print(f"   list: request start -> response end {fmt(ls['first_page_wire_ms'])}")
+        print(f"   search: request start -> response end {fmt(ls['search_wire_ms'])}")
     if "api_first_ms" in ls:
         print(f"   API alone: first page {fmt(ls['api_first_ms'])}")
         print(f"              search {fmt(ls['api_search_ms'])}")
