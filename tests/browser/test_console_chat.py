@@ -395,6 +395,13 @@ def test_an_assistants_citations_open_their_source(
     shot(page, "chat-source-en-light")
     page.keyboard.press("Escape")
     panel.wait_for(state="detached")
+    # reopened from the server (a reload: #/chat/<id>): the stored citations and meta
+    conversation_of(page)
+    page.reload()
+    stored_answer = last(page)
+    stored_answer.get_by_test_id("citation").first.wait_for()
+    assert stored_answer.get_by_test_id("citation").count() == citations.count()
+    assert "assistant/faq" in stored_answer.get_by_test_id("message-meta").inner_text()
 
 
 def test_screenshots_in_both_languages_themes_and_on_a_phone(
@@ -417,6 +424,8 @@ def test_screenshots_in_both_languages_themes_and_on_a_phone(
     shot(phone, "chat-phone-en-light")
     phone.get_by_test_id("drawer-toggle").click()
     phone.get_by_test_id("conversation-list").wait_for()
+    slid_in = "() => document.querySelector('.chat-side').getBoundingClientRect().left === 0"
+    phone.wait_for_function(slid_in)
     shot(phone, "chat-phone-drawer-en-light")
 
 
