@@ -189,6 +189,18 @@ def test_a_stream_is_rendered_at_most_once_per_frame(
     assert len(paints) < words  # coalesced: fewer renderings than chunks
 
 
+def test_the_model_picked_is_remembered(browser: Any, gateway: Gateway, guard: Guard) -> None:
+    page = chat(browser, gateway, guard)
+    page.get_by_test_id("model-picker").select_option("assistant/helper")
+    page.reload()
+    page.get_by_test_id("composer").wait_for()
+    picker = page.get_by_test_id("model-picker")
+    picker.locator("option").first.wait_for(state="attached")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=model-picker]').value === 'assistant/helper'"
+    )
+
+
 def test_stop_ends_the_stream_and_frees_the_composer(
     browser: Any, gateway: Gateway, fake: FakeUpstream, guard: Guard
 ) -> None:
@@ -282,6 +294,7 @@ def image_size(url: str) -> tuple[str, tuple[int, int]]:
 def test_a_pasted_image_is_downscaled_in_the_page(
     browser: Any, gateway: Gateway, fake: FakeUpstream, guard: Guard
 ) -> None:
+    fake.configure(tokens=40)  # the echo long enough to show the images it counted
     page = chat(browser, gateway, guard)
     page.evaluate(PASTE, [3000, 2000])
     chips = page.get_by_test_id("attachment")
@@ -289,18 +302,23 @@ def test_a_pasted_image_is_downscaled_in_the_page(
     assert chips.first.get_attribute("data-width") == "1568"
     page.evaluate(PASTE, [200, 100])
     chips.nth(1).wait_for()
+    notes = {"name": "notes.md", "mimeType": "text/markdown", "buffer": b"# Notes\n```js\nx\n```\n"}
+    page.get_by_test_id("attach-input").set_input_files(files=[notes])
+    chips.nth(2).wait_for()
     shot(page, "chat-attachments-en-light")
     page.get_by_test_id("composer").fill("What is in these?")
     with page.expect_request("**/v1/chat/completions") as sent:
         page.get_by_test_id("send").click()
     last(page).get_by_test_id("message-meta").wait_for()
     content = json.loads(sent.value.post_data)["messages"][-1]["content"]
-    assert content[0] == {"type": "text", "text": "What is in these?"}
+    # the text file inlined, fenced so that its own fence cannot close the block
+    text = "What is in these?\n\n**notes.md**\n````md\n# Notes\n```js\nx\n```\n````"
+    assert content[0] == {"type": "text", "text": text}
     urls = [part["image_url"]["url"] for part in content[1:]]
     big, small = image_size(urls[0]), image_size(urls[1])
     assert big == ("data:image/jpeg;base64", (1568, 1045))  # shrunk, re-encoded (opaque)
     assert small == ("data:image/png;base64", (200, 100))  # small enough: sent as it was
-    assert "images=2" in last(page).inner_text()  # the fake saw both
+    assert "images=2" in last(page).inner_text()  # the fake saw both images
     assert chips.count() == 0
     assert last(page, "user").locator("img").count() == 2
 
