@@ -72,16 +72,8 @@ def bearer(gateway: Gateway, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {reply.json()['access_token']}"}
 
 
-def tolerate(guard: Guard) -> Guard:
-    # Until the chat-api branch (the refresh cookie) is merged, the page's first refresh
-    # with {} answers 400; until the admin-api branch is, /api/admin/config (the upload
-    # limit) answers 404 and the page falls back to the server's own refusal.
-    guard.statuses |= {400, 404}
-    return guard
-
-
 def open_page(browser: Any, gateway: Gateway, guard: Guard, user: str, path: str, **kw: Any) -> Any:
-    page = open_console(browser, gateway.url, tolerate(guard), **kw)
+    page = open_console(browser, gateway.url, guard, **kw)
     sign_in(page, gateway.url, user, PASSWORDS[user], path=path)
     return page
 
