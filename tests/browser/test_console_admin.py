@@ -297,7 +297,8 @@ def bearer(access: str) -> dict[str, str]:
 def test_an_assistant_is_made_and_a_bad_one_explained(
     browser: Any, site: Site, guard: Guard
 ) -> None:
-    page = admin_page(browser, site, guard)  # a refused profile is a 400 (expected here)
+    guard.statuses.add(400)  # the refused profile, on purpose
+    page = admin_page(browser, site, guard)
     visit(page, "assistants")
     page.get_by_test_id("assistant-new").click()
     form = page.get_by_test_id("assistant-form")

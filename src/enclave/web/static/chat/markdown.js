@@ -23,6 +23,11 @@ export function onMath(callback) {
   return () => mathListeners.delete(callback);
 }
 
+// Which KaTeX generation renderings use: it changes once, when KaTeX arrives.
+export function mathGeneration() {
+  return mathVersion;
+}
+
 function loadKatex() {
   katexLoading ??= import("../vendor/katex.js").then((module) => {
     katex = module.default;

@@ -10,7 +10,7 @@ import { Component, html, useEffect, useLayoutEffect, useRef, useState } from ".
 import { number, t } from "../core/i18n.js";
 import { copyText, formatMs } from "../core/ui.js";
 import { Icon } from "./icons.js";
-import { hasMath, memoized, onMath, renderMarkdown } from "./markdown.js";
+import { hasMath, mathGeneration, memoized, onMath, renderMarkdown } from "./markdown.js";
 
 // The text of a message that is streaming: deltas are added as they come and the
 // listeners (its body element) are told at most once per animation frame.
@@ -70,7 +70,13 @@ function watch(element, callback) {
 // A finished answer: plain text until near the screen, then its memoized Markdown.
 function AnswerBody({ text, near }) {
   const [, setMath] = useState(0);
-  useEffect(() => (near && hasMath(text) ? onMath(setMath) : undefined), [near, text]);
+  const rendered = mathGeneration(); // KaTeX may arrive between this render and the effect
+  useEffect(() => {
+    if (!near || !hasMath(text)) return undefined;
+    const stop = onMath(setMath);
+    if (mathGeneration() !== rendered) setMath(mathGeneration());
+    return stop;
+  }, [near, text, rendered]);
   if (!near) return html`<div class="msg-body md plain" data-testid="message-body">${text}</div>`;
   return html`<div class="msg-body md" data-testid="message-body" dangerouslySetInnerHTML=${{ __html: memoized(text) }}></div>`;
 }
