@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from enclave.web import CSP, STATIC, Assets
 
@@ -82,3 +82,38 @@ def test_a_file_that_differs_from_its_manifest_is_not_served(tmp_path: Path) -> 
     assets = Assets(copy)
     assert assets.response("core/api.js", "", None).status_code == 404
     assert assets.response("core/i18n.js", "", None).status_code == 200
+
+
+IMPORT = re.compile(r"""^\s*import\s+(?:[^"']*?from\s+)?["'](\.{1,2}/[^"']+)["']""", re.M)
+
+
+def static_imports(entry: str) -> list[str]:
+    """Every module ``entry`` imports at start, transitively (``import()`` calls, which
+    load later, are not followed)."""
+    found: list[str] = []
+    todo = [entry]
+    while todo:
+        name = todo.pop(0)
+        if name in found:
+            continue
+        found.append(name)
+        folder = PurePosixPath(name).parent
+        for target in IMPORT.findall((STATIC / name).read_text()):
+            parts: list[str] = []
+            for part in (folder / target).parts:
+                if part == "..":
+                    parts.pop()
+                elif part != ".":
+                    parts.append(part)
+            todo.append("/".join(parts))
+    return found
+
+
+def test_each_page_preloads_every_module_it_imports_at_start() -> None:
+    """A module found only when its importer has run costs a round trip per level: the
+    page names them all, so the browser fetches them at once."""
+    for page, entry in (("chat.html", "chat/main.js"), ("admin.html", "admin/main.js")):
+        html = (STATIC / page).read_text()
+        preloaded = set(re.findall(r'<link rel="modulepreload" href="/ui/([^"]+)">', html))
+        assert f'<script type="module" src="/ui/{entry}">' in html
+        assert preloaded == set(static_imports(entry)) - {entry}, page

@@ -131,6 +131,12 @@ export function ChatPage({ route }) {
     }
   }, [wantedId]);
 
+  // Keyboard-first: the message box has the focus when the page opens, except on touch
+  // screens, where focusing would pop the keyboard over the page.
+  useEffect(() => {
+    if (window.matchMedia("(pointer: fine)").matches) input.current?.focus();
+  }, []);
+
   useEffect(() => {
     const keys = (event) => {
       const { chat: c, busy: b, source: s, drawer: d } = live.current;

@@ -2,11 +2,15 @@
 // button), KaTeX for math (imported on the first message that holds math, rendered as
 // MathML: no stylesheet, fonts or inline styles, so the CSP holds).
 //
+// highlight.js (a third of the page's script) is not on the path to the first paint: it
+// is imported 1.5 s after the page has loaded, or by the first code block if that comes
+// sooner. Until then code shows plain; what was rendered without it renders again
+// when it arrives, as for KaTeX (onMath / mathGeneration cover both).
+//
 // renderMarkdown(text) returns sanitized HTML; finished messages go through memoized()
 // (rendered once per text); a streaming message calls renderMarkdown once per frame.
 import { marked } from "../vendor/marked.js";
 import DOMPurify from "../vendor/purify.js";
-import hljs from "../vendor/highlight.js";
 import { lang, t } from "../core/i18n.js";
 
 const AUTO_DETECT_MAX = 4000; // characters: guessing a language of longer code costs too much
@@ -14,6 +18,8 @@ const CACHE_MAX = 2000; // memoized renderings kept (a 1,000-message conversatio
 
 let katex = null; // the module once loaded
 let katexLoading = null;
+let hljs = null;
+let hljsLoading = null;
 const mathListeners = new Set();
 let mathVersion = 0;
 
@@ -28,15 +34,30 @@ export function mathGeneration() {
   return mathVersion;
 }
 
+function arrived() {
+  mathVersion += 1;
+  cache.clear();
+  mathListeners.forEach((callback) => callback(mathVersion));
+}
+
 function loadKatex() {
   katexLoading ??= import("../vendor/katex.js").then((module) => {
     katex = module.default;
-    mathVersion += 1;
-    cache.clear();
-    mathListeners.forEach((callback) => callback(mathVersion));
+    arrived();
   });
   return katexLoading;
 }
+
+export function loadHighlight() {
+  hljsLoading ??= import("../vendor/highlight.js").then((module) => {
+    hljs = module.default;
+    arrived();
+  });
+  return hljsLoading;
+}
+
+// Well after start (compiling it takes tens of ms on a slow machine), before most answers.
+window.addEventListener("load", () => setTimeout(loadHighlight, 1500), { once: true });
 
 function escape(text) {
   return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -44,6 +65,10 @@ function escape(text) {
 
 function highlighted(text, language) {
   const name = (language || "").trim().split(/\s+/)[0].toLowerCase();
+  if (!hljs) {
+    loadHighlight();
+    return [escape(text), name];
+  }
   try {
     if (name && hljs.getLanguage(name)) return [hljs.highlight(text, { language: name, ignoreIllegals: true }).value, name];
     if (!name && text.length <= AUTO_DETECT_MAX) {
@@ -137,9 +162,9 @@ export function renderMarkdown(text) {
   return html;
 }
 
-// Whether text looks like it holds math (then KaTeX is worth loading).
+// Whether text may render differently once KaTeX or highlight.js arrives.
 export function hasMath(text) {
-  return /\$\$[\s\S]+?\$\$|\\\[[\s\S]+?\\\]|\\\([\s\S]+?\\\)|\$[^\s$][^$\n]*\$(?!\d)/.test(text);
+  return (!hljs && /```|~~~/.test(text)) || /\$\$[\s\S]+?\$\$|\\\[[\s\S]+?\\\]|\\\([\s\S]+?\\\)|\$[^\s$][^$\n]*\$(?!\d)/.test(text);
 }
 
 const cache = new Map();

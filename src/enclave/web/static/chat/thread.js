@@ -86,15 +86,18 @@ function LiveBody({ live }) {
   const ref = useRef(null);
   useEffect(() => {
     let shown = "";
-    const paint = (text, again = false) => {
-      if (!ref.current || (text === shown && !again)) return;
+    const paint = (text) => {
+      if (!ref.current || text === shown) return;
       shown = text;
       ref.current.innerHTML = renderMarkdown(text);
     };
-    // what arrived before this mounted is shown with the next frame's update
-    if (live.text) live.push("");
     const stop = live.listen(paint);
-    const math = onMath(() => paint(live.text, true));
+    if (live.text) live.push(""); // what arrived before this mounted
+    // KaTeX or highlight.js arrived: draw again, within the once-a-frame rule
+    const math = onMath(() => {
+      shown = null;
+      live.push("");
+    });
     return () => {
       stop();
       math();

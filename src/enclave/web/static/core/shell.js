@@ -1,7 +1,7 @@
 // The frame of both apps: the session (sign-in form until there is one), the top bar with
 // its navigation, language and theme, and the hash route (#/kb, #/admin/users...).
 import { html, render, useEffect, useState } from "../vendor/preact.js";
-import { api, login, logout, me, onSignedOut, refresh } from "./api.js";
+import { api, login, logout, onSignedOut, refresh, signedIn } from "./api.js";
 import { LANGUAGES, lang, onLang, setLang, t } from "./i18n.js";
 import { Toasts } from "./ui.js";
 
@@ -150,7 +150,7 @@ function TopBar({ who, nav, current }) {
 
 // Find the session: the refresh cookie, else no authentication at all, else sign in.
 async function session() {
-  if (await refresh()) return me();
+  if (await refresh()) return signedIn();
   try {
     return await api("/api/auth/me");
   } catch {
