@@ -16,6 +16,8 @@ add({
     "admin.users.password": "Password",
     "admin.users.status": "Status",
     "admin.users.active": "active",
+    "admin.users.directory": "directory",
+    "admin.users.directory.title": "Signs in with the company directory (LDAP): password and groups live there",
     "admin.users.disabled": "disabled",
     "admin.users.created": "Created",
     "admin.users.edit": "Edit",
@@ -40,6 +42,8 @@ add({
     "admin.users.password": "密码",
     "admin.users.status": "状态",
     "admin.users.active": "启用",
+    "admin.users.directory": "目录",
+    "admin.users.directory.title": "通过公司目录（LDAP）登录：密码和所属组由目录管理",
     "admin.users.disabled": "已停用",
     "admin.users.created": "创建时间",
     "admin.users.edit": "编辑",
@@ -148,7 +152,10 @@ function UserRow({ user, self, open, reload, ask }) {
     reload();
   };
   return html`<tr data-testid="user-row" data-name=${user.name}>
-    <td data-label=${t("admin.users.name")}><strong>${user.name}</strong></td>
+    <td data-label=${t("admin.users.name")}>
+      <strong>${user.name}</strong>
+      ${user.source === "ldap" && html` <span class="badge" title=${t("admin.users.directory.title")} data-testid="user-source">${t("admin.users.directory")}</span>`}
+    </td>
     <td data-label=${t("admin.users.role")}><span class=${`badge ${user.role === "admin" ? "warn" : ""}`}>${t(`admin.users.role.${user.role}`)}</span></td>
     <td data-label=${t("admin.users.status")}>
       <span class=${`badge ${user.disabled ? "error" : "ok"}`}>${user.disabled ? t("admin.users.disabled") : t("admin.users.active")}</span>
@@ -158,7 +165,7 @@ function UserRow({ user, self, open, reload, ask }) {
     <td data-label=${t("admin.users.created")} class="small muted">${when(user.created_at)}</td>
     <td class="actions">
       <button onClick=${() => open({ kind: "edit", user })} data-testid="user-edit-open">${t("admin.users.edit")}</button>
-      <button onClick=${() => open({ kind: "password", user })}>${t("admin.users.reset")}</button>
+      ${user.source !== "ldap" && html`<button onClick=${() => open({ kind: "password", user })}>${t("admin.users.reset")}</button>`}
       <${Action} class=${user.disabled ? "" : "danger"} testid="user-toggle" run=${toggle} disabled=${self}>
         ${user.disabled ? t("admin.users.enable") : t("admin.users.disable")}
       <//>
