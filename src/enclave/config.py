@@ -173,7 +173,7 @@ class RouterSettings(_Section):
 class LdapSettings(_Section):
     """Sign-in with the company directory (LDAP / Active Directory): a name that is no
     local user is looked up with the search account, bound to with the password given,
-    and given a role from its groups (see docs/console-ldap.md)."""
+    and given a role from its groups (see docs/directory.md)."""
 
     urls: list[str] = Field(
         min_length=1, description="ldap://HOST[:PORT] or ldaps://HOST[:PORT]; several are "
