@@ -55,13 +55,10 @@ import yaml  # noqa: E402
 from bench import web_console_seed as seeding  # noqa: E402
 from bench.common import console_script, percentile, warn_if_busy  # noqa: E402
 from bench.servers import HOST, MODEL, own_env, run_fake, serve  # noqa: E402
+from tests.browser.console import CHROMIUM, DESKTOP, launch  # noqa: E402
 from tests.fakes.procs import ProcessFailed, free_port  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--disable-dev-shm-usage"]  # fmt: skip
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT = DESKTOP
 USER, PASSWORD = "bench", "bench-password-long-enough"
 PROBE = (Path(__file__).parent / "web_console_probe.js").read_text()
 CSRF = {"X-Enclave-CSRF": "1"}
@@ -126,24 +123,12 @@ def refresh_cookie(site: Site) -> dict[str, Any]:
     reply.raise_for_status()
     value = reply.cookies.get("enclave_refresh")
     if not value:
-        raise RuntimeError("the gateway set no enclave_refresh cookie (is c14-chatapi merged?)")
+        raise RuntimeError("the gateway set no enclave_refresh cookie")
     return {"name": "enclave_refresh", "value": value, "domain": HOST, "path": "/api/auth",
             "httpOnly": True, "sameSite": "Strict"}  # fmt: skip
 
 
 # --- the browser -------------------------------------------------------------------------
-
-
-@contextmanager
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @contextmanager
@@ -458,7 +443,7 @@ def report(r: dict[str, Any], verdict: dict[str, bool | None]) -> None:
 
 def measure(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    with run_site(args, logs) as site, chromium() as browser:
+    with run_site(args, logs) as site, launch() as browser:
         print(f"gateway {site.url}, home {site.home}", flush=True)
         attempt("bytes", results, lambda: measure_bytes(browser, site))
         attempt("first_load", results, lambda: measure_first_load(browser, site, args.runs))

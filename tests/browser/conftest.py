@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.browser.console import CHROMIUM, Guard, launch
-from tests.helpers import mark_directory
+from tests.fakes.procs import FakeUpstream
+from tests.helpers import fake_upstream_for, mark_directory
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if not Path(CHROMIUM).exists():
@@ -33,6 +34,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def browser() -> Iterator[Any]:
     with launch() as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
+    """The module's fake upstream, with its ``fake_upstream`` marker's options."""
+    with fake_upstream_for(request.node) as upstream:
+        yield upstream
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
     "--disable-dev-shm-usage",
 ]  # fmt: skip
+ENGINE_OFF = {"enabled": False, "embeddings": False, "ocr": False}  # the fake answers
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 

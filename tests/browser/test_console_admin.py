@@ -18,12 +18,10 @@ import httpx
 import openai
 import pytest
 
-from tests.browser.console import PHONE, Guard, open_console, shot, sign_in
+from tests.browser.console import ENGINE_OFF, PHONE, Guard, open_console, shot, sign_in
 from tests.fakes.procs import FakeUpstream
 from tests.gateway import Gateway, add_user, run_gateway
-from tests.helpers import fake_upstream_for
 
-ENGINE_OFF = {"enabled": False, "embeddings": False, "ocr": False}
 ROOT, ALICE = ("root", "root-password-long"), ("alice", "alice-password-long")
 UPSTREAM_SECRET = "upstream-secret-d41d8cd9"  # a test value the pages must never show
 
@@ -33,12 +31,6 @@ class Site:
     gateway: Gateway
     fake: FakeUpstream
     traffic: dict[str, int] = field(default_factory=dict)
-
-
-@pytest.fixture(scope="module")
-def fake(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
-    with fake_upstream_for(request.node) as upstream:
-        yield upstream
 
 
 def token(gateway: Gateway, user: tuple[str, str]) -> str:

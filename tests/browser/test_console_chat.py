@@ -21,12 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.console import PHONE, SHOTS, Guard, open_console, shot, sign_in
-from tests.fakes.procs import FakeUpstream, run_fake_upstream
+from tests.browser.console import ENGINE_OFF, PHONE, SHOTS, Guard, open_console, shot, sign_in
+from tests.fakes.procs import FakeUpstream
 from tests.gateway import Gateway, add_user, cli, run_gateway
 
 PASSWORD = "alice-password-long"
-ENGINE_OFF = {"enabled": False, "embeddings": False, "ocr": False}
 MARKDOWN = (
     "Here is **bold** code:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n"
     "And math: $e^{i\\pi} + 1 = 0$ holds.\n"
@@ -39,10 +38,7 @@ ASSISTANTS = [
 WARRANTY = "How long is the warranty of the S2?"
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with run_fake_upstream(models=["fake-model"], vision=True, itl_ms=25, tokens=12) as upstream:
-        yield upstream
+pytestmark = pytest.mark.fake_upstream(models=["fake-model"], vision=True, itl_ms=25, tokens=12)
 
 
 @pytest.fixture(scope="module")

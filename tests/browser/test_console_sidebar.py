@@ -17,21 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.console import PHONE, Guard, open_console, shot, sign_in
+from tests.browser.console import ENGINE_OFF, PHONE, Guard, open_console, shot, sign_in
 from tests.fakes.procs import FakeUpstream
 from tests.gateway import Gateway, add_user, run_gateway
-from tests.helpers import fake_upstream_for
 
-ENGINE_OFF = {"enabled": False, "embeddings": False, "ocr": False}
 PASSWORD = "a-users-long-password"
 MANY = 120  # over two pages of 50
 ITEM = "conversation-item"
-
-
-@pytest.fixture(scope="module")
-def fake(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
-    with fake_upstream_for(request.node) as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")

