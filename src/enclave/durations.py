@@ -36,4 +36,7 @@ def parse_duration(
         raise ValueError(f"{text!r} is not a duration") from None
     if not 0 < value < math.inf:
         raise ValueError(f"{text!r} is not a positive duration")
-    return timedelta(seconds=value)
+    try:
+        return timedelta(seconds=value)
+    except OverflowError:  # 1e300s: past what a timedelta holds (about 2.7 million years)
+        raise ValueError(f"{text!r} is too long a duration") from None

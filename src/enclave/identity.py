@@ -6,6 +6,8 @@ stores (through the repositories) and writes the administrative audit record.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -33,13 +35,16 @@ if TYPE_CHECKING:
 
 Role = Literal["admin", "user"]
 ROLES = ("admin", "user")
+USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")  # as the admin API accepts them
 LOGIN_REFUSED = "wrong user name or password"
 SESSION_REFUSED = "invalid or expired session"
 
 
 def directory_lock_key(name: str) -> str:
-    """The name failed directory sign-ins are counted under: ``ALICE`` is ``alice``."""
-    return name.casefold()
+    """The name failed directory sign-ins are counted under, as a directory compares names
+    (RFC 4518): without case, width or extra spaces, so ``ALICE``, `` alice`` and
+    its full-width form share one count."""
+    return " ".join(unicodedata.normalize("NFKC", name).split()).casefold()
 
 
 def now() -> datetime:
@@ -269,6 +274,13 @@ class Identity:
         found = answer.user
         if found is None:
             await self._refuse(tried, name, {**ldap, "reason": answer.reason}, key)
+        if not USER_NAME.fullmatch(found.name):
+            await self._audit(tried, "login.failed", {"name": found.name[:80], **ldap,
+                              "reason": "not a valid user name here"}, status=403)  # fmt: skip
+            raise Forbidden(
+                f"the directory names this user {found.name[:80]!r}: enclave user names are "
+                f"1 to 64 letters, digits and . _ @ - (auth.ldap.name_attribute)"
+            )
         row = await self.users.get(found.name)
         if row is not None and (row.source != "ldap" or row.disabled):
             why = "disabled here" if row.source == "ldap" else "a local user has this name"
@@ -294,7 +306,10 @@ class Identity:
         if row is None:
             try:
                 user = await self.users.add(found.name, role, None, source="ldap")
-            except Conflict:  # a sign-in of the same user at the same time made it
+            except Conflict:  # made meanwhile: by a sign-in of the same user, or by hand
+                again = await self.users.get(found.name)
+                if again is None or again.source != "ldap" or again.disabled:
+                    raise AuthenticationFailed(LOGIN_REFUSED) from None
                 return await self.users.change(found.name, role=role)
             await self._audit(who, "users.add", {"name": found.name, "role": role,
                                                  "source": "ldap"})  # fmt: skip
@@ -314,11 +329,14 @@ class Identity:
         await self.sessions.open(user, sid, jti, now=at, expires_at=at + timedelta(seconds=ttl_s))
         return sid, jti
 
-    async def refresh(self, actor: Actor, sid: str, jti: str, ttl_s: int) -> tuple[User, str]:
+    async def refresh(
+        self, actor: Actor, sid: str, jti: str, ttl_s: int, directory: Directory | None = None
+    ) -> tuple[User, str]:
         """Spend refresh token ``jti`` of session ``sid``: the user and the next token's id.
 
         A token spent before is a stolen copy or a replay: the whole session (every token
-        descended from that login) is revoked, and the attempt audited.
+        descended from that login) is revoked, and the attempt audited. A directory user
+        is looked up again (:meth:`_recheck`): removed or re-roled there, the session ends.
         """
         new, at = new_id(), now()
         outcome = await self.sessions.rotate(
@@ -330,7 +348,30 @@ class Identity:
             await self._audit(who, "session.reuse", {"session": sid[:8]}, status=401)
         if outcome != "rotated" or state is None or state.user.disabled:
             raise AuthenticationFailed(SESSION_REFUSED)
+        if state.user.source == "ldap" and directory is not None:
+            await self._recheck(actor, state.user, directory)
         return state.user, new
+
+    async def _recheck(self, actor: Actor, user: User, directory: Directory) -> None:
+        """End the sessions of a directory user the directory no longer gives this role
+        (gone, in no mapped group, moved to another group). A directory that cannot be
+        reached keeps the session: its users should not all be signed out by an outage."""
+        try:
+            answer = await directory.lookup(user.name)
+        except DirectoryUnavailable:
+            return
+        found = answer.user
+        role = found.role if found is not None else None
+        if role == user.role:
+            return
+        who = Actor(user.name, None, actor.client_ip, actor.request_id)
+        revoked = await self.revoke_sessions(user.name, "directory")
+        if role is not None:
+            await self.users.change(user.name, role=role)
+        reason = answer.reason or ("in no mapped group" if role is None else f"role now {role}")
+        await self._audit(who, "session.directory", {"name": user.name, "reason": reason,
+                                                     "sessions_revoked": revoked})  # fmt: skip
+        raise AuthenticationFailed(SESSION_REFUSED)
 
     async def logout(self, actor: Actor, sid: str) -> None:
         """End session ``sid``: its refresh token and its access tokens stop working."""

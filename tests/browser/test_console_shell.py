@@ -94,3 +94,19 @@ def test_phone_sized(browser: Any, gateway: Gateway, guard: Guard, tmp_path: Pat
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], "the page scrolls sideways on a phone"
     shot(page, "chat-phone-en-light")
+
+
+def test_two_tabs_starting_together_keep_the_session(
+    browser: Any, gateway: Gateway, guard: Guard
+) -> None:
+    """Both tabs restore the session from the one cookie at start; if they sent the same
+    refresh token at once, the second would look like a replay and end the session."""
+    page = open_console(browser, gateway.url, guard)
+    sign_in(page, gateway.url, "alice", "alice-password-long")
+    other = page.context.new_page()
+    for _ in range(3):
+        page.evaluate("setTimeout(() => location.reload(), 0)")  # returns before it reloads
+        other.goto(gateway.url + "/")
+        for tab in (page, other):
+            tab.get_by_test_id("composer").wait_for()
+            assert tab.get_by_test_id("login-form").count() == 0

@@ -26,6 +26,7 @@ from tests.ldapserver import (
     LdapServer,
     available,
     group,
+    person,
 )
 
 pytestmark = [
@@ -181,6 +182,50 @@ def test_a_role_changed_in_the_directory_applies_at_the_next_sign_in(
     assert role_of(gateway, demoted) == "user"
     assert get(gateway, "/api/admin/users", promoted["access_token"]).status_code == 401
     assert users(gateway)["bob"]["role"] == "user"
+
+
+def test_a_session_ends_when_the_directory_takes_the_role_away(
+    gateway: Gateway, directory: LdapServer
+) -> None:
+    """A tab left open keeps refreshing its session: each refresh asks the directory
+    again, so an administrator removed from the admin group is out at the next one, not
+    after the refresh token's week."""
+    directory.add_member("admins", "dave")
+    try:
+        session = signed_in(gateway, "dave", "dave-pw")
+        assert role_of(gateway, session) == "admin"
+        again = post(gateway, "/api/auth/refresh", {"refresh_token": session["refresh_token"]})
+        assert again.status_code == 200  # still an administrator: the session goes on
+    finally:
+        directory.remove_member("admins", "dave")
+    refused = post(gateway, "/api/auth/refresh", {"refresh_token": again.json()["refresh_token"]})
+    assert refused.status_code == 401
+    ended = [r for r in audit_records(gateway) if r["action"] == "session.directory"]
+    assert ended[-1]["user"] == "dave"
+    assert ended[-1]["detail"]["reason"] == "role now user"
+    assert users(gateway)["dave"]["role"] == "user"
+    assert role_of(gateway, signed_in(gateway, "dave", "dave-pw")) == "user"
+
+
+def test_a_directory_name_enclave_cannot_hold_is_refused(
+    gateway: Gateway, directory: LdapServer
+) -> None:
+    """A name with "/" would share its conversations' subject with a service key's
+    customer ("user/customer"): enclave takes only the names its admin API accepts."""
+    conn = directory.admin()
+    try:
+        for uid in ("eve/alice",):
+            attrs = {"cn": "Eve", "sn": "Eve", "userPassword": "eve-pw"}
+            made = conn.add(person(uid), ["inetOrgPerson"], attrs)
+            assert made or conn.result["description"] == "entryAlreadyExists", conn.result
+            directory.add_member("staff", uid)
+    finally:
+        conn.unbind()
+    for uid in ("eve/alice",):
+        refused = login(gateway, uid, "eve-pw")
+        assert refused.status_code == 403, refused.text
+        assert "auth.ldap.name_attribute" in refused.json()["error"]["message"]
+    assert "eve/alice" not in users(gateway)
 
 
 def test_a_directory_user_disabled_here_stays_out(gateway: Gateway) -> None:

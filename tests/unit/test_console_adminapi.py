@@ -133,9 +133,22 @@ def test_window_and_bucket_are_checked_naming_the_limit() -> None:
         _window("30d", "1m", 500)
     with pytest.raises(InvalidRequest, match="longer than window"):
         _window("1h", "1d", 500)
-    for bad in ("0s", "-1h", "abc", "1y", "9999999d"):
+    for bad in ("0s", "-1h", "abc", "1y", "9999999d", "1e300s"):
         with pytest.raises(InvalidRequest):
             _window(bad, None, 500)
+    # the step chosen without bucket= passes the check that follows, however few allowed
+    for window, most in (("100m", 100), ("7d", 30), ("30d", 10), ("365d", 2)):
+        window_s, bucket_s = _window(window, None, most)
+        assert -(-window_s // bucket_s) + 1 <= most, (window, most)
+
+
+def test_dates_past_what_a_datetime_holds_are_a_400() -> None:
+    from enclave.gateway.admin_audit import _moment
+
+    assert _moment("2026-01-02", "since") == "2026-01-02T00:00:00.000000Z"
+    for text in ("0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00", "yesterday"):
+        with pytest.raises(InvalidRequest, match="since"):
+            _moment(text, "since")
 
 
 def test_buckets_are_aligned_and_cover_now() -> None:
@@ -159,3 +172,21 @@ def test_moments_are_utc_texts() -> None:
     assert _moment("2025-01-02T03:00:00+02:00", "until") == "2025-01-02T01:00:00.000000Z"
     with pytest.raises(InvalidRequest, match="since"):
         _moment("yesterday", "since")
+
+
+def test_a_members_last_error_does_not_carry_its_urls_password() -> None:
+    """The HTTP client's errors quote the member's URL ("cannot connect to URL: ..."); the
+    upstreams view masks its password there as in ``url``."""
+    from types import SimpleNamespace
+
+    from enclave.gateway.admin_console import _masked_error
+
+    url = "https://svc:hunter2-secret@gpu1.corp:8000/v1"
+    member = SimpleNamespace(
+        last_error=f"cannot connect to {url}: connection refused",
+        options=SimpleNamespace(base_url=url),
+    )
+    shown = _masked_error(member)  # type: ignore[arg-type]
+    assert shown is not None
+    assert "hunter2-secret" not in shown
+    assert "gpu1.corp:8000" in shown

@@ -89,3 +89,14 @@ def test_an_empty_password_is_refused_before_any_connection() -> None:
     finally:
         directory.aclose()
     assert (answer.user, answer.reason) == (None, "empty password")
+
+
+def test_directory_failures_count_under_the_name_the_directory_compares() -> None:
+    """A directory matches names without case, width or extra spaces (RFC 4518): so does
+    the lockout, or each spelling would get its own count of guesses."""
+    from enclave.identity import directory_lock_key
+
+    spellings = ["alice", "ALICE", " alice", "alice  ", "ａｌｉｃｅ", "Ａlice"]
+    assert {directory_lock_key(name) for name in spellings} == {"alice"}
+    assert directory_lock_key("bob smith") == directory_lock_key(" Bob   SMITH ")
+    assert directory_lock_key("alice") != directory_lock_key("alice2")

@@ -110,6 +110,11 @@ class Directory:
             return Answer(None, "empty password")
         return await self._run(lambda: _Session(self.settings).authenticate(username, password))
 
+    async def lookup(self, username: str) -> Answer:
+        """What the directory says of ``username`` now (found with the search account, its
+        groups and role), without a password: a session's refresh re-checks its user."""
+        return await self._run(lambda: _Session(self.settings).authenticate(username, None))
+
     async def _run(self, work: Callable[[], T]) -> T:
         cfg = self.settings
         try:
@@ -141,7 +146,8 @@ class _Session:
     def __init__(self, settings: LdapSettings) -> None:
         self.cfg = settings
 
-    def authenticate(self, username: str, password: str) -> Answer:
+    def authenticate(self, username: str, password: str | None) -> Answer:
+        """The user, checked with ``password`` (``None``: only looked up)."""
         from ldap3.utils.conv import escape_filter_chars
 
         service, server = self._service()
@@ -152,11 +158,11 @@ class _Session:
             if len(found) != 1:
                 return Answer(None, "no such user" if not found else "several users match")
             dn, values = found[0]
-            if not self._bind_as(server, dn, password):
+            if password is not None and not self._bind_as(server, dn, password):
                 return Answer(None, "wrong password")
             groups = self._groups(service, dn, values)
         finally:
-            service.unbind()
+            _close(service)
         names = values.get(self.cfg.name_attribute.lower()) or [username]
         role = role_of(groups, dict(self.cfg.role_map), self.cfg.default_role)
         return Answer(DirectoryUser(str(names[0]), dn, groups, role))
@@ -184,7 +190,7 @@ class _Session:
                 _close(conn)
                 continue
             if not bound:
-                conn.unbind()
+                _close(conn)
                 raise DirectoryUnavailable(
                     f"the company directory {url} refused the search account "
                     f"(auth.ldap.bind_dn): {conn.result.get('description')}"

@@ -109,7 +109,7 @@ def _auth_routes(services: Services) -> APIRouter:
         ttl = services.settings.auth.refresh_ttl_s
         try:
             user, jti = await services.identity.refresh(
-                actor(request), claims.session, claims.jti, ttl
+                actor(request), claims.session, claims.jti, ttl, services.directory()
             )
         finally:  # a reuse revoked the session: its access tokens end here at once
             services.gatekeeper.forget_sessions(session=claims.session)

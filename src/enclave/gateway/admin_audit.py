@@ -127,11 +127,11 @@ def _moment(text: str | None, param: str) -> str | None:
         return None
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+05:00 is before year 1 in UTC
         raise InvalidRequest(
             f"{param}: not an ISO 8601 date or time: {text!r}", param=param
         ) from None
-    return iso_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 async def _verify(services: Services, witness: bool) -> tuple[Verdict, str]:

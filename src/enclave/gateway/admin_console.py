@@ -113,8 +113,10 @@ def _window(window: str, bucket: str | None, max_buckets: int) -> tuple[int, int
     """The window and bucket in seconds; at most ``max_buckets`` buckets."""
     window_s = _seconds(window, "window")
     if bucket is None:
-        fits = [s for s in STEPS_S if window_s / s <= min(DEFAULT_BUCKETS, max_buckets)]
-        bucket_s = fits[0] if fits else -(-window_s // max_buckets)
+        # + 1 as below: an unaligned window touches one bucket more
+        most = min(DEFAULT_BUCKETS, max_buckets)
+        fits = [s for s in STEPS_S if -(-window_s // s) + 1 <= most]
+        bucket_s = fits[0] if fits else -(-window_s // max(max_buckets - 1, 1))
     else:
         bucket_s = _seconds(bucket, "bucket")
     if bucket_s > window_s:
@@ -155,6 +157,13 @@ def _pool(pool: Pool, router: Router) -> PoolPublic:
     )  # fmt: skip
 
 
+def _masked_error(member: Member) -> str | None:
+    """The member's last error, its URL's credentials masked (client errors quote it)."""
+    error = member.last_error
+    url = member.options.base_url
+    return error.replace(url, mask_url(url)) if error else error
+
+
 def _member(member: Member, router: Router) -> MemberPublic:
     info: dict[str, Any] = member.upstream.state().info
     restarts = info.get("restarts")
@@ -165,6 +174,6 @@ def _member(member: Member, router: Router) -> MemberPublic:
         retry_in_s=round(member.breaker.retry_in(), 3), in_flight=member.outstanding,
         max_concurrency=member.options.max_concurrency, queued=waiting,
         restarts=restarts if isinstance(restarts, int) else None, served=member.served,
-        failures=member.failures, last_error=member.last_error, weight=member.weight,
+        failures=member.failures, last_error=_masked_error(member), weight=member.weight,
         models=list(member.public),
     )  # fmt: skip

@@ -66,8 +66,15 @@ export function signedIn() {
 }
 
 // Renew the access token from the cookie; resolves false when there is no session.
+// Tabs take turns (a Web Lock): two tabs sending the same cookie at once would look like
+// a stolen token being replayed, and the gateway would end the session.
+function rotate() {
+  const call = () => tokens("/api/auth/refresh", {});
+  return navigator.locks ? navigator.locks.request("enclave-refresh", call) : call();
+}
+
 export function refresh() {
-  refreshing ??= tokens("/api/auth/refresh", {})
+  refreshing ??= rotate()
     .then(() => true)
     .catch(() => {
       token = null;
