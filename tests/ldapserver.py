@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -174,6 +175,10 @@ class LdapServer:
                     f"slapd exited with {self.process.returncode}: {self.log_tail()}"
                 )
             try:
+                # A plain socket first: ldap3 leaves the socket of a refused connect open,
+                # and its ResourceWarning would fail whichever test the collector runs in.
+                with socket.create_connection((HOST, self.port), timeout=2):
+                    pass
                 self.admin().unbind()
                 return
             except Exception as exc:
