@@ -30,8 +30,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_directory(items, here, pytest.mark.browser)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module. Not for the session: Playwright's sync API keeps an event
+    loop running on the main thread while it is open, and every later test that calls
+    ``asyncio.run`` would fail."""
     with launch() as running:
         yield running
 
