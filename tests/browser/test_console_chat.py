@@ -158,13 +158,17 @@ def test_an_answer_streams_in_as_markdown_with_code_and_math(
 
 
 COUNT_PAINTS = """() => {
-  // each write of the streaming answer, by the frame it happened in (the document
-  // timeline's time is the same all through one frame)
+  // each write of the streaming answer, by the frame it happened in: a counter that a
+  // requestAnimationFrame loop moves on first thing in every frame (it registers for the
+  // next frame before any callback the page asks for meanwhile)
+  window.frame = 0;
+  const tick = () => { window.frame += 1; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
   window.paints = [];
   new MutationObserver((records) => {
     const body = '[data-testid="message"][data-streaming="true"] [data-testid="message-body"]';
     if (records.some((r) => r.type === 'childList' && r.target.matches?.(body))) {
-      window.paints.push(document.timeline.currentTime);
+      window.paints.push(window.frame);
     }
   }).observe(document.body, {subtree: true, childList: true});
 }"""
