@@ -18,14 +18,6 @@ import { SourcePanel } from "./sources.js";
 import "./strings.js";
 import { Thread } from "./thread.js";
 
-if (!document.querySelector("link[data-chat-css]")) {
-  const link = document.createElement("link");
-  link.rel = "stylesheet";
-  link.href = new URL("./chat.css", import.meta.url).href;
-  link.dataset.chatCss = "";
-  document.head.append(link);
-}
-
 let restoredIds = 0;
 const restored = (url, n) => ({
   id: `r${++restoredIds}`,

@@ -11,14 +11,6 @@ import { download, toast, useDebounced } from "../core/ui.js";
 const PAGE = 50;
 const DAY = 86_400_000;
 
-if (!document.querySelector("link[data-sidebar-css]")) {
-  const link = document.createElement("link");
-  link.rel = "stylesheet";
-  link.href = new URL("./sidebar.css", import.meta.url).href;
-  link.dataset.sidebarCss = "";
-  document.head.append(link);
-}
-
 // --- the list, page by page ------------------------------------------------------------
 
 function merged(fresh, old) {
