@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from enclave.errors import ConfigError
 from enclave.images import DEFAULT_MAX_IMAGE_PIXELS
 from enclave.profiles import AssistantProfile
+from enclave.taskconfig import TasksSettings
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 RESERVED_NAMES = ("engine", "embedder")  # the embedded members
@@ -414,6 +415,7 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    tasks: TasksSettings = Field(default_factory=TasksSettings)
     assistants: list[AssistantProfile] = Field(
         default_factory=list, description="virtual models assistant/NAME (see docs/assistants.md)"
     )

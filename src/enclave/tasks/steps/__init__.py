@@ -1,0 +1,1 @@
+"""The built-in step kinds (see :mod:`enclave.tasks.registry`)."""
