@@ -61,6 +61,12 @@ def build_params(args: argparse.Namespace) -> Any:
     params.ui = False
     params.offline = True  # never reach for a model hub
     params.endpoint_metrics = True
+    # The chat template from the GGUF, run as Jinja: a request's ``tools`` reach the prompt
+    # and a template-format call (Qwen's <tool_call>, ...) comes back as ``tool_calls``.
+    # A template without tools ignores them; the gateway reads a call written as a JSON
+    # block instead (enclave.gateway.chat.toolcalls).
+    params.use_jinja = True
+    params.enable_chat_template = True
     return params
 
 

@@ -77,6 +77,7 @@ def _engine_spec(settings: Settings, engine: Engine, previous: Spec | None) -> S
             first_byte_timeout_s=ENGINE_FIRST_BYTE_S,
             base_url=engine.base_url + "/v1",
             probe=False,  # its supervisor checks it
+            tool_blocks=True,  # small local models write tool calls as JSON blocks
         )
         member = _member(settings, engine.upstream.name, engine.upstream, options)
         member.context_fn = engine.context_length

@@ -22,6 +22,7 @@ class MemberOptions:
     context_length: int | None = None
     base_url: str = ""
     probe: bool = True  # active health checks over HTTP (not for in-process members)
+    tool_blocks: bool = False  # read tool calls a small model wrote as JSON (the engine)
 
 
 class Listener(Protocol):

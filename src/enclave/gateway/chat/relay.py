@@ -23,6 +23,8 @@ from enclave import sse
 from enclave.errors import ClientGone, EnclaveError, UpstreamError, UpstreamTimeout
 from enclave.gateway import calls
 from enclave.gateway.calls import OpenedStream
+from enclave.gateway.chat import toolcalls
+from enclave.gateway.chat.toolstream import ToolStream
 from enclave.gateway.errors import envelope
 from enclave.router import CallRecord, Lease, Router
 from enclave.router.affinity import affinity_key
@@ -49,7 +51,7 @@ async def stream(request: Request, router: Router, prompt: Prompt) -> Streamed:
     started = request.state.started
     events = relay(
         opened, lease, prompt.record, public=prompt.public, started=started,
-        strip_usage=strip_usage,
+        strip_usage=strip_usage, tools=_tool_reader(prompt, lease),
     )  # fmt: skip
     return Streamed(opened, lease, events)
 
@@ -71,7 +73,22 @@ async def complete(request: Request, router: Router, prompt: Prompt) -> dict[str
     record.usage(result.get("usage"))
     record.ttft_s = time.perf_counter() - request.state.started
     result["model"] = prompt.public
+    if (names := _tool_names(prompt, lease)) is not None:
+        toolcalls.fix_response(result, names)
     return result
+
+
+def _tool_names(prompt: Prompt, lease: Lease) -> frozenset[str] | None:
+    """The tools whose calls written as JSON blocks are read back (:mod:`.toolcalls`):
+    only in the embedded engine's answers; another upstream's pass through untouched."""
+    if not lease.member.options.tool_blocks or "tools" not in prompt.body:
+        return None
+    return toolcalls.offered(prompt.body)
+
+
+def _tool_reader(prompt: Prompt, lease: Lease) -> ToolStream | None:
+    names = _tool_names(prompt, lease)
+    return ToolStream(names) if names is not None else None
 
 
 async def relay(
@@ -82,6 +99,7 @@ async def relay(
     public: str,
     started: float,
     strip_usage: bool,
+    tools: ToolStream | None = None,
 ) -> AsyncGenerator[bytes, None]:
     member = lease.member
     rename = lease.upstream_model != public
@@ -95,9 +113,14 @@ async def relay(
                 data = _adjust(event.data, public, record, strip_usage)
             if record.ttft_s is None:
                 record.ttft_s = time.perf_counter() - started
-            if data is not None:
+            if tools is not None and data is not None:  # calls written as JSON blocks
+                for out in tools.feed(data):
+                    yield sse.encode(out)
+            elif data is not None:  # the fast path: no tools offered, or not the engine
                 yield sse.encode(data)
             event = await _next(opened, member.name, member.options.read_timeout_s, deadline)
+        for out in tools.end() if tools is not None else ():
+            yield sse.encode(out)
         yield sse.DONE
         record.outcome, ok = "done", True
     except EnclaveError as exc:
