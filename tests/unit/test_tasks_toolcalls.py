@@ -45,7 +45,8 @@ def calls_of(text: str) -> list[tuple[str, Any]] | None:
         '{{"name": "get_weather", "arguments": {"city": "Paris"}}}',  # doubled braces
         'Sure, here is the call:\n```json\n{"name": "get_weather", "arguments": {"city": '
         '"Paris"}}\n```\nLet me know the result.',
-        '好的，我来查询天气。\n```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```',
+        '好的，我来查询天气。\n```json\n{"name": "get_weather", '
+        '"arguments": {"city": "Paris"}}\n```',
     ],
 )
 def test_one_call_in_many_shapes(text: str) -> None:
@@ -108,7 +109,7 @@ def test_not_a_call(text: str) -> None:
 
 def test_offered_tools() -> None:
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
-    assert offered({"tools": [tool]}) == {"get_weather"}
+    assert offered({"tools": [tool]}) == frozenset({"get_weather"})
     assert offered({"tools": [tool], "tool_choice": "none"}) is None
     assert offered({"tools": []}) is None
     assert offered({}) is None
@@ -163,7 +164,8 @@ def relayed(pieces: list[str], *, finish: bool = True, usage: bool = False) -> l
 
 def assembled(events: list[str]) -> tuple[str, dict[int, dict[str, Any]], list[str]]:
     """Content, tool calls by index, and finish reasons, as a client assembles them."""
-    text, calls, reasons = "", {}, []
+    text, reasons = "", []
+    calls: dict[int, dict[str, Any]] = {}
     for event in events:
         for choice in json.loads(event)["choices"]:
             delta = choice["delta"]
@@ -244,6 +246,7 @@ def test_text_before_a_streamed_call_goes_out_as_content() -> None:
 def test_a_stream_without_a_finish_chunk_is_flushed_at_its_end() -> None:
     text = '{"name": "read_file", "arguments": {"path": "a.txt"}}'
     content, calls, reasons = assembled(relayed(split(text, 4), finish=False))
+    assert content == ""
     assert calls[0]["name"] == "read_file"
     assert reasons == ["tool_calls"]
 
