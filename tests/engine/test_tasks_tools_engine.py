@@ -22,6 +22,7 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
+from enclave.engine.child import build_params, parse_args
 from tests.engine.conftest import prepare
 from tests.engine.test_engine_serve import CONFIG, TINY
 from tests.gateway import Gateway, run_gateway
@@ -155,3 +156,9 @@ def test_plain_chat_is_unchanged(client: openai.OpenAI) -> None:
     assert whole.choices[0].message.content == text
     assert text.strip()
     assert not whole.choices[0].message.tool_calls
+
+
+def test_the_child_runs_the_gguf_template_as_jinja() -> None:
+    params = build_params(parse_args(["--model", "model.gguf", "--port", "1", "--parent", "1"]))
+    assert params.use_jinja
+    assert params.enable_chat_template
