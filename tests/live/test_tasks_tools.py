@@ -4,7 +4,6 @@ engine's small models only (tests/engine/test_tasks_tools_engine.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,4 +60,3 @@ def test_a_remote_stream_passes_through_untouched(site: tuple[Gateway, FakeUpstr
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == CALL_AS_TEXT
     assert not any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
-    assert json.loads(CALL_AS_TEXT.strip("`json\n"))["name"] == "get_weather"
