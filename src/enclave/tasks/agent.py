@@ -153,8 +153,7 @@ async def _run_tool(ctx: RunContext, offered: dict[str, Tool], call: Call) -> st
         arguments = tool.parameters.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-            for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
         )
         raise ToolFailed(f"bad arguments for {tool.name}: {problems}") from exc
     try:

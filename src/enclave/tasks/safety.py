@@ -171,9 +171,7 @@ def written(folder: Path, *, but: Path | None = None) -> int:
     """Bytes of the files under ``folder`` (``but`` not counted: it is being replaced)."""
     if not folder.is_dir():
         return 0
-    return sum(
-        p.lstat().st_size for p in folder.rglob("*") if p != but and p.is_file()
-    )
+    return sum(p.lstat().st_size for p in folder.rglob("*") if p != but and p.is_file())
 
 
 def check_write(ctx: RunContext, target: Path, size: int) -> None:

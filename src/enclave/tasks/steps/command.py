@@ -85,8 +85,10 @@ async def run_command(ctx: RunContext, name: str, args: list[str]) -> Finished:
                 _drain(process.stdout, limit), _drain(process.stderr, limit), process.wait()
             )
     except TimeoutError as exc:
-        raise UpstreamTimeout(f"command {name!r} ran longer than tasks.command_timeout_s "
-                              f"({settings.command_timeout_s} s) and was killed") from exc  # fmt: skip
+        seconds = settings.command_timeout_s
+        raise UpstreamTimeout(
+            f"command {name!r} ran longer than tasks.command_timeout_s ({seconds} s); killed"
+        ) from exc
     finally:
         _kill(process)  # timed out, cancelled, or children left behind
         await process.wait()

@@ -39,6 +39,7 @@ class ReadOptions(BaseModel):
     max_bytes: int | None = Field(
         None, ge=1, description="bytes this step may read (at most the run's budget left)"
     )
+    head: int | None = Field(None, ge=1, description="keep only this many characters of a file")
 
 
 class WriteOptions(BaseModel):
@@ -124,7 +125,7 @@ def read_files(ctx: RunContext, opts: ReadOptions) -> list[ReadFile]:
         shown = path.relative_to(root).as_posix()
         text = read_text(path, budget, shown, max(step_left, 0))
         step_left -= len(text.encode("utf-8", errors="replace"))
-        lines = kept_lines(text, match, opts.context)
+        lines = kept_lines(text[: opts.head] if opts.head else text, match, opts.context)
         if match is not None and not lines:
             continue
         files.append(ReadFile(shown, path.stat().st_size, len(lines), "\n".join(lines)))

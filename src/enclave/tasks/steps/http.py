@@ -8,6 +8,7 @@ call bounded by ``tasks.http_timeout_s``. Proxy variables of the environment are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,10 +47,8 @@ class Answer:
     def output(self) -> dict[str, Any]:
         found: dict[str, Any] = {"status": self.status, "text": self.text}
         if "json" in self.content_type:
-            try:
+            with contextlib.suppress(ValueError):
                 found["json"] = json.loads(self.text)
-            except ValueError:
-                pass
         return found
 
 
@@ -61,10 +60,13 @@ async def fetch(
     settings = ctx.settings
     safety.check_url(settings, url)
     try:
-        async with asyncio.timeout(settings.http_timeout_s), httpx.AsyncClient(
-            trust_env=False, follow_redirects=False, timeout=settings.http_timeout_s
-        ) as client:
-            return await _follow(ctx, client, url, method, body, headers or {})
+        async with (
+            asyncio.timeout(settings.http_timeout_s),
+            httpx.AsyncClient(
+                trust_env=False, follow_redirects=False, timeout=settings.http_timeout_s
+            ) as client,
+        ):
+            return await _follow(ctx, client, url, (method, body, headers or {}))
     except TimeoutError as exc:
         raise UpstreamTimeout(
             f"{method} {url} took longer than tasks.http_timeout_s ({settings.http_timeout_s} s)"
@@ -74,9 +76,9 @@ async def fetch(
 
 
 async def _follow(
-    ctx: RunContext, client: httpx.AsyncClient, url: str, method: str, body: Any,
-    headers: dict[str, str],
-) -> Answer:  # fmt: skip
+    ctx: RunContext, client: httpx.AsyncClient, url: str, call: tuple[str, Any, dict[str, str]]
+) -> Answer:
+    method, body, headers = call
     for _hop in range(MAX_REDIRECTS + 1):
         content = None if body is None else json.dumps(body).encode()
         sent = {**headers, **({"content-type": "application/json"} if content else {})}

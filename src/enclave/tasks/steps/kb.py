@@ -10,7 +10,7 @@ from enclave.errors import InvalidRequest
 from enclave.tasks.registry import StepKind
 
 if TYPE_CHECKING:
-    from enclave.knowledge.service import Hit
+    from enclave.knowledge.service import Hit, Mode
     from enclave.tasks.context import RunContext
 
 
@@ -44,10 +44,11 @@ def hits_text(hits: list[dict[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
-async def search(ctx: RunContext, kb: str, query: str, k: int, mode: str = "hybrid") -> list[
-    dict[str, Any]
-]:  # fmt: skip
-    hits = await ctx.knowledge().search(kb_names(kb), query, k=k, mode=mode)  # type: ignore[arg-type]
+async def search(
+    ctx: RunContext, kb: str, query: str, k: int, mode: Mode = "hybrid"
+) -> list[dict[str, Any]]:
+    """The hits of ``query`` in the knowledge bases ``kb`` names, as JSON."""
+    hits = await ctx.knowledge().search(kb_names(kb), query, k=k, mode=mode)
     return [hit_json(hit) for hit in hits]
 
 
