@@ -128,7 +128,8 @@ def read_files(ctx: RunContext, opts: ReadOptions) -> list[ReadFile]:
         lines = kept_lines(text[: opts.head] if opts.head else text, match, opts.context)
         if match is not None and not lines:
             continue
-        files.append(ReadFile(shown, path.stat().st_size, len(lines), "\n".join(lines)))
+        count = len(lines) if match is None else sum(line != "--" for line in lines)
+        files.append(ReadFile(shown, path.stat().st_size, count, "\n".join(lines)))
     return files
 
 
