@@ -42,9 +42,10 @@ class RecordingContext:
     tokens: int = 0
     step: str = ""
 
-    @property
-    def limits(self) -> TaskLimits:
-        return self.settings.limits
+    limits: TaskLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = self.settings.limits
 
     @property
     def output_dir(self) -> Path:

@@ -71,9 +71,9 @@ too, ``--ttft-ms`` for ``ttft_ms`` and so on):
     reply comes back after the last): ``{"content": "text"}`` or ``{"tool_calls":
     [{"name": "read_file", "arguments": {...}}, ...], "content"?: "..."}`` — an
     assistant message asking for tool calls (``finish_reason`` ``tool_calls``; ids
-    ``call_<n>``; ``arguments`` sent as JSON text, or verbatim when a string). Streamed
-    too: the calls come as one delta. Setting it starts again at its first item. An
-    agent loop's test scripts its model's turns with it.
+    ``call_<n>``, from 1 in each script; ``arguments`` sent as JSON text, or verbatim
+    when a string). Streamed too: the calls come as one delta. Setting it starts again
+    at its first item. An agent loop's test scripts its model's turns with it.
 ``poison`` (str or null)
     a chat call whose request body contains this text fails with 500 (one caller's
     "poison" request, while the others' calls succeed).
@@ -560,7 +560,7 @@ class FakeUpstream:
         if options.script != self.options.script:
             self._step = 0
         if options.replies is not self.options.replies:
-            self._reply = 0
+            self._reply = self._calls = 0
         self.options = options
         self._changed.set()
         self._changed = asyncio.Event()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,15 @@ def test_resolve_under_refuses_absolute_dotdot_and_symlinks_out(tmp_path: Path) 
 
     assert safety.resolve_under(root, "sub/a.txt") == (root / "sub" / "a.txt").resolve()
     assert safety.resolve_under(root, "link-in/a.txt") == (root / "sub" / "a.txt").resolve()
-    for bad, says in [("/etc/passwd", "absolute"), ("C:\\x", "absolute"),
-                      ("sub/../../x", "'..'"), ("..", "'..'"), ("sub\\..\\..\\x", "'..'"),
-                      ("link-out/secret.txt", "symbolic link"), ("file-out", "symbolic link")]:  # fmt: skip
+    for bad, says in [
+        ("/etc/passwd", "absolute"),
+        ("C:\\x", "absolute"),
+        ("sub/../../x", "'..'"),
+        ("..", "'..'"),
+        ("sub\\..\\..\\x", "'..'"),
+        ("link-out/secret.txt", "symbolic link"),
+        ("file-out", "symbolic link"),
+    ]:
         with pytest.raises(Forbidden) as caught:
             safety.resolve_under(root, bad)
         assert says in caught.value.message, bad
@@ -124,7 +131,7 @@ async def test_budgets_max_files_and_max_read_bytes(logs: Path, tmp_path: Path) 
     assert isinstance(error, PayloadTooLarge)
     assert "tasks.limits.max_read_bytes" in error.message
     # the same budget for the tools of the run
-    with pytest.raises(PayloadTooLarge, match="tasks.limits.max_read_bytes"):
+    with pytest.raises(PayloadTooLarge, match=re.escape("tasks.limits.max_read_bytes")):
         await call_tool(ctx, "read_file", root="logs", path="app/web.log")
     error = await refused("read_files", context(tmp_path), root="logs", glob="**/*.log",
                           max_bytes=10)  # fmt: skip
@@ -139,7 +146,7 @@ async def test_read_file_and_list_files_tools(logs: Path, tmp_path: Path) -> Non
     (logs / "leak").symlink_to(tmp_path / "secret.txt")
     with pytest.raises(Forbidden, match="symbolic link"):
         await call_tool(ctx, "read_file", root="logs", path="leak")
-    with pytest.raises(Forbidden, match="'..'"):
+    with pytest.raises(Forbidden, match=re.escape("'..'")):
         await call_tool(ctx, "read_file", root="logs", path="../secret.txt")
 
 
@@ -168,8 +175,9 @@ async def test_write_file_stays_in_the_output_folder_within_its_budget(tmp_path:
 # --- commands ----------------------------------------------------------------------------
 
 
-async def test_commands_only_by_name_without_a_shell(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+async def test_commands_only_by_name_without_a_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ENCLAVE_SECRET_KEY", "do-not-leak")
     ctx = context(tmp_path, commands={"echo": ["echo", "-n"], "env": ["env"]})
     out = await run_step(ctx, "command", name="echo", args=["$HOME", ";", "rm -rf /"])
@@ -182,7 +190,7 @@ async def test_commands_only_by_name_without_a_shell(tmp_path: Path,
     assert isinstance(error, Forbidden)
     assert "tasks.commands" in error.message
     assert "echo, env" in error.message
-    with pytest.raises(Forbidden, match="tasks.commands"):
+    with pytest.raises(Forbidden, match=re.escape("tasks.commands")):
         await call_tool(ctx, "run_command", name="rm", args=["-rf", "/"])
     assert "exit code 0" in await call_tool(ctx, "run_command", name="echo", args=["hi"])
 
@@ -224,8 +232,14 @@ async def test_a_cancelled_command_is_killed(tmp_path: Path) -> None:
 
 def test_allowed_url_compares_parsed_prefixes() -> None:
     allow = ["http://wiki.corp/api/", "https://tickets.corp", "http://10.0.0.5:8080/x?team=a"]
-    good = ["http://wiki.corp/api/pages?id=1", "HTTP://WIKI.CORP:80/api/", "https://tickets.corp",
-            "https://tickets.corp/a/b", "https://tickets.corp:443/", "http://10.0.0.5:8080/x?team=ab"]  # fmt: skip
+    good = [
+        "http://wiki.corp/api/pages?id=1",
+        "HTTP://WIKI.CORP:80/api/",
+        "https://tickets.corp",
+        "https://tickets.corp/a/b",
+        "https://tickets.corp:443/",
+        "http://10.0.0.5:8080/x?team=ab",
+    ]
     bad = ["http://wiki.corp/apix", "http://wiki.corp/api", "http://wiki.corp/api/../admin",
            "http://wiki.corp.evil.example/api/", "http://wiki.corp@evil.example/api/",
            "http://user:pw@wiki.corp/api/", "https://wiki.corp/api/", "http://wiki.corp:81/api/",
@@ -241,5 +255,5 @@ async def test_urls_off_the_allowlist_are_refused(tmp_path: Path) -> None:
     error = await refused("http", ctx, url="http://127.0.0.1:9/admin")
     assert isinstance(error, Forbidden)
     assert "tasks.http_allowlist" in error.message
-    with pytest.raises(Forbidden, match="tasks.http_allowlist"):
+    with pytest.raises(Forbidden, match=re.escape("tasks.http_allowlist")):
         await call_tool(ctx, "http_get", url="http://example.com/")
