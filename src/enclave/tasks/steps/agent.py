@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enclave.errors import InvalidRequest
 from enclave.tasks import registry
 from enclave.tasks.agent import MAX_TURNS, run_agent
 from enclave.tasks.registry import StepKind
 from enclave.tasks.steps.llm import DEFAULT_MODEL
+from enclave.tasks.steps.options import Options
 
 if TYPE_CHECKING:
     from enclave.tasks.context import RunContext
@@ -23,9 +24,7 @@ DEFAULT_SYSTEM = (
 )
 
 
-class AgentOptions(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class AgentOptions(Options):
     goal: str = Field(description="what the agent must do (the user message)")
     tools: list[str] = Field(default_factory=list, description="names of the tools it may use")
     model: str = Field(DEFAULT_MODEL, description="a model or alias as on /v1")

@@ -16,11 +16,12 @@ import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enclave.errors import UpstreamError, UpstreamTimeout
 from enclave.tasks import safety
 from enclave.tasks.registry import StepKind
+from enclave.tasks.steps.options import Options
 
 if TYPE_CHECKING:
     from enclave.tasks.context import RunContext
@@ -28,9 +29,7 @@ if TYPE_CHECKING:
 CHUNK = 65536
 
 
-class CommandOptions(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class CommandOptions(Options):
     name: str = Field(description="a program of tasks.commands, by name")
     args: list[str] = Field(default_factory=list, description="appended to its argv")
     check: bool = Field(True, description="fail the step when it exits with non-zero")

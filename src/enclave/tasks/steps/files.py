@@ -14,19 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enclave.errors import Forbidden, InvalidRequest, PayloadTooLarge
 from enclave.tasks import safety
 from enclave.tasks.registry import StepKind
+from enclave.tasks.steps.options import Options
 
 if TYPE_CHECKING:
     from enclave.tasks.context import RunContext
 
 
-class ReadOptions(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class ReadOptions(Options):
     root: str = Field(description="a folder of tasks.file_roots, by name")
     glob: str = Field("*", description="files to read, relative to the root (** for any depth)")
     match: str | None = Field(
@@ -42,9 +41,7 @@ class ReadOptions(BaseModel):
     head: int | None = Field(None, ge=1, description="keep only this many characters of a file")
 
 
-class WriteOptions(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class WriteOptions(Options):
     path: str = Field(description="relative to the run's output folder")
     content: str = Field(description="the text to write (UTF-8)")
 

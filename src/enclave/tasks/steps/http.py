@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enclave.errors import PayloadTooLarge, UpstreamError, UpstreamTimeout
 from enclave.tasks import safety
 from enclave.tasks.registry import StepKind
+from enclave.tasks.steps.options import Options
 
 if TYPE_CHECKING:
     from enclave.tasks.context import RunContext
@@ -27,9 +28,7 @@ MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class HttpOptions(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class HttpOptions(Options):
     url: str = Field(description="must start with a prefix of tasks.http_allowlist")
     method: Literal["GET", "POST"] = "GET"
     json_body: Any = Field(None, alias="json", description="a JSON body (POST)")

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enclave.errors import InvalidRequest
 from enclave.tasks.registry import StepKind
+from enclave.tasks.steps.options import Options
 
 if TYPE_CHECKING:
     from enclave.knowledge.service import Hit, Mode
     from enclave.tasks.context import RunContext
 
 
-class SearchOptions(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class SearchOptions(Options):
     kb: str = Field(description="a knowledge base, or several separated by commas")
     query: str = Field(description="what to look for")
     k: int = Field(5, ge=1, le=100, description="chunks to return")

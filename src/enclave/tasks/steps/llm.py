@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from enclave.errors import UpstreamError
 from enclave.tasks.registry import StepKind
+from enclave.tasks.steps.options import Options
 
 if TYPE_CHECKING:
     from enclave.tasks.context import RunContext
@@ -28,9 +29,7 @@ class Message(BaseModel):
     content: str
 
 
-class LlmOptions(BaseModel):
-    model_config = {"extra": "forbid"}
-
+class LlmOptions(Options):
     prompt: str | None = Field(None, description="the user message (or give messages)")
     messages: list[Message] | None = Field(None, description="the whole conversation")
     system: str | None = Field(None, description="a system message put first")
