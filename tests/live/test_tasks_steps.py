@@ -317,6 +317,8 @@ async def test_http_step_within_allowlist_size_and_time(
     error = await refused("/api/big")
     assert isinstance(error, PayloadTooLarge)
     assert "tasks.http_max_bytes" in error.message
+    error = await refused("/api/data", headers={"Host": "elsewhere.example"})
+    assert error.param == "headers"
     error = await refused("/api/missing")
     assert "answered 404" in error.message
     assert (await run_step(ctx, "http", url=f"{base}/api/missing", check=False))["status"] == 404

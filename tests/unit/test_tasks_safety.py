@@ -81,6 +81,25 @@ def test_resolve_under_refuses_absolute_dotdot_and_symlinks_out(tmp_path: Path) 
         assert "tasks.file_roots" in caught.value.message
 
 
+def test_globs_match_like_pathlib_without_walking_symlinks(tmp_path: Path) -> None:
+    cases = {"*.log": ["a.log"], "**/*.log": ["a.log", "d/b.log", "d/e/c.log"],
+             "d/*": ["d/b.log", "d/x.txt"], "d/**": ["d/b.log", "d/e/c.log", "d/x.txt"],
+             "?.log": ["a.log"], "[!a].log": [], "d/[bc].log": ["d/b.log"]}  # fmt: skip
+    root = tmp_path / "root"
+    (root / "d" / "e").mkdir(parents=True)
+    for name in ["a.log", "d/b.log", "d/e/c.log", "d/x.txt"]:
+        (root / name).write_text(name)
+    (root / "d" / "up").symlink_to(tmp_path)  # never walked: it would loop
+    for pattern, expected in cases.items():
+        found = [p.relative_to(root).as_posix() for p in safety.find_files(root, pattern, 10)]
+        assert found == expected, pattern
+    with pytest.raises(PayloadTooLarge, match=re.escape("tasks.limits.max_files (2)")):
+        safety.find_files(root, "**", 2)
+    for bad in ["", "/", "."]:
+        with pytest.raises(EnclaveError):
+            safety.glob_regex(bad)
+
+
 async def test_read_files_keeps_matching_lines_with_context(logs: Path, tmp_path: Path) -> None:
     ctx = context(tmp_path)
     out = await run_step(ctx, "read_files", root="logs", glob="**/*.log", match="ERROR",
@@ -162,6 +181,7 @@ async def test_write_file_stays_in_the_output_folder_within_its_budget(tmp_path:
         error = await refused("write_file", ctx, path=path, content="x")
         assert isinstance(error, Forbidden)
         assert says in error.message
+        assert "tasks.output_dir" in error.message
     (ctx.output_dir / "link").symlink_to(tmp_path)
     error = await refused("write_file", ctx, path="link/x.md", content="x")
     assert "symbolic link" in error.message

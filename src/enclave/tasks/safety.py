@@ -16,6 +16,8 @@ A refusal is an :class:`~enclave.errors.EnclaveError` whose message names the se
 from __future__ import annotations
 
 import collections
+import os
+import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from enclave.tasks.context import RunContext
 
 ROOTS = "tasks.file_roots"
+OUTPUT = "tasks.output_dir"
 ALLOWLIST = "tasks.http_allowlist"
 COMMANDS = "tasks.commands"
 MAX_READ = "tasks.limits.max_read_bytes"
@@ -36,7 +39,7 @@ MAX_FILES = "tasks.limits.max_files"
 SCHEMES = frozenset({"http", "https"})
 
 
-def check_relative(relative: str, *, param: str = "path") -> PurePosixPath:
+def check_relative(relative: str, *, param: str = "path", setting: str = ROOTS) -> PurePosixPath:
     """``relative`` as a relative POSIX path: no absolute path, drive or ``..``."""
     if "\x00" in relative:
         raise InvalidRequest(f"{param} holds a NUL character", param=param)
@@ -44,21 +47,22 @@ def check_relative(relative: str, *, param: str = "path") -> PurePosixPath:
     if posix.is_absolute() or PureWindowsPath(relative).drive:
         raise Forbidden(
             f"{param} {relative!r} is absolute; tasks only use paths relative to a "
-            f"folder of {ROOTS} or the run's output folder", param=param,
+            f"folder of {setting}", param=param,
         )  # fmt: skip
     if ".." in posix.parts:
-        raise Forbidden(f"{param} {relative!r} climbs out with '..' ({ROOTS})", param=param)
+        raise Forbidden(f"{param} {relative!r} climbs out with '..' ({setting})", param=param)
     return posix
 
 
-def resolve_under(root: Path, relative: str, *, param: str = "path") -> Path:
-    """``root / relative``, resolved (symlinks followed), refused unless it stays in ``root``."""
-    posix = check_relative(relative, param=param)
+def resolve_under(root: Path, relative: str, *, param: str = "path", setting: str = ROOTS) -> Path:
+    """``root / relative``, resolved (symlinks followed), refused unless it stays in ``root``.
+    ``setting`` is what the refusal names: the setting that gave ``root``."""
+    posix = check_relative(relative, param=param, setting=setting)
     base = root.resolve()
     found = (base / posix).resolve()
     if not found.is_relative_to(base):
         raise Forbidden(
-            f"{param} {relative!r} leads out of its folder through a symbolic link ({ROOTS})",
+            f"{param} {relative!r} leads out of its folder through a symbolic link ({setting})",
             param=param,
         )
     return found
@@ -67,6 +71,60 @@ def resolve_under(root: Path, relative: str, *, param: str = "path") -> Path:
 def inside(base: Path, path: Path) -> bool:
     """Whether ``path`` (symlinks followed) is under the resolved ``base``."""
     return path.resolve().is_relative_to(base)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A relative glob as a regular expression over POSIX relative paths: ``*``, ``?``
+    and ``[...]`` within one name, ``**`` for any number of folders (pathlib's rules)."""
+    check_relative(pattern, param="glob")
+    parts = [part for part in pattern.replace("\\", "/").split("/") if part not in {"", "."}]
+    if not parts:
+        raise InvalidRequest("glob matches nothing: give a pattern such as *.log", param="glob")
+    regex = ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _name_regex(part) + ("" if last else "/")
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+def _name_regex(part: str) -> str:
+    regex, index = "", 0
+    while index < len(part):
+        char = part[index]
+        close = part.find("]", index + 2) if char == "[" else -1
+        if char == "*":
+            regex += "[^/]*"
+        elif char == "?":
+            regex += "[^/]"
+        elif close != -1:
+            body = part[index + 1 : close].replace("\\", "\\\\")
+            regex += "[" + ("^" + body[1:] if body.startswith("!") else body) + "]"
+            index = close
+        else:
+            regex += re.escape(char)
+        index += 1
+    return regex
+
+
+def find_files(root: Path, pattern: str, limit: int) -> list[Path]:
+    """The regular files under ``root`` whose relative path matches ``pattern``, sorted.
+
+    Folders are walked without following symlinks (a link to ``/`` is never walked), a
+    file that is a symlink out of the root is left out, and more than ``limit`` matches
+    are refused (``tasks.limits.max_files``) as soon as they are found.
+    """
+    regex = glob_regex(pattern)
+    found: list[Path] = []
+    for folder, _dirs, names in os.walk(root, followlinks=False):
+        for name in names:
+            path = Path(folder, name)
+            if regex.match(path.relative_to(root).as_posix()) and inside(root, path):
+                found.append(path)
+                check_count(len(found), limit, f"glob {pattern!r}")
+    return sorted(p for p in found if p.is_file())
 
 
 def file_root(settings: TasksSettings, name: str, *, param: str = "root") -> Path:

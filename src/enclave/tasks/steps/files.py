@@ -54,18 +54,13 @@ class ReadFile:
     text: str
 
 
-def matching_files(root: Path, pattern: str, *, since: float | None = None) -> list[Path]:
-    """Regular files under ``root`` matching ``pattern`` (sorted); any that leads out of
-    the root through a symlink is left out."""
-    safety.check_relative(pattern, param="glob")
-    found = []
-    for path in sorted(root.glob(pattern)):
-        if not safety.inside(root, path) or not path.is_file():
-            continue
-        if since is not None and path.stat().st_mtime < since:
-            continue
-        found.append(path)
-    return found
+def matching_files(
+    root: Path, pattern: str, limit: int, *, since: float | None = None
+) -> list[Path]:
+    """Regular files under ``root`` matching ``pattern`` (:func:`safety.find_files`),
+    modified after ``since`` if given."""
+    found = safety.find_files(root, pattern, limit)
+    return [p for p in found if since is None or p.stat().st_mtime >= since]
 
 
 def compile_match(pattern: str | None) -> re.Pattern[str] | None:
@@ -112,8 +107,7 @@ def kept_lines(text: str, match: re.Pattern[str] | None, context: int) -> list[s
 def read_files(ctx: RunContext, opts: ReadOptions) -> list[ReadFile]:
     root = safety.file_root(ctx.settings, opts.root)
     since = time.time() - opts.since_hours * 3600 if opts.since_hours else None
-    paths = matching_files(root, opts.glob, since=since)
-    safety.check_count(len(paths), ctx.limits.max_files, f"glob {opts.glob!r}")
+    paths = matching_files(root, opts.glob, ctx.limits.max_files, since=since)
     match = compile_match(opts.match)
     budget = safety.read_budget(ctx)
     step_left = min(opts.max_bytes or budget.limit, budget.left)
@@ -141,7 +135,7 @@ async def _read(ctx: RunContext, opts: ReadOptions) -> dict[str, Any]:
 def write_output(ctx: RunContext, relative: str, content: str) -> tuple[str, int]:
     """Write ``content`` to ``relative`` under the run's output folder; (path, bytes)."""
     base = ctx.output_dir.resolve()
-    target = safety.resolve_under(base, relative)
+    target = safety.resolve_under(base, relative, setting=safety.OUTPUT)
     if target == base or relative.endswith("/"):
         raise InvalidRequest(f"path {relative!r} names a folder, not a file", param="path")
     data = content.encode("utf-8")

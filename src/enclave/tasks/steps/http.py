@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 from pydantic import Field
 
-from enclave.errors import PayloadTooLarge, UpstreamError, UpstreamTimeout
+from enclave.errors import InvalidRequest, PayloadTooLarge, UpstreamError, UpstreamTimeout
 from enclave.tasks import safety
 from enclave.tasks.registry import StepKind
 from enclave.tasks.steps.options import Options
@@ -58,6 +58,10 @@ async def fetch(
     """One call (redirects included) within the allowlist, size and time limits."""
     settings = ctx.settings
     safety.check_url(settings, url)
+    if any(name.lower() == "host" for name in headers or {}):
+        raise InvalidRequest(
+            "a Host header may not be set: the URL names the host", param="headers"
+        )
     try:
         async with (
             asyncio.timeout(settings.http_timeout_s),

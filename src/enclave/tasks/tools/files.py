@@ -43,8 +43,7 @@ def _read(ctx: RunContext, args: ReadArgs) -> str:
 
 def _list(ctx: RunContext, args: ListArgs) -> str:
     root = safety.file_root(ctx.settings, args.root)
-    paths = matching_files(root, args.glob)
-    safety.check_count(len(paths), ctx.limits.max_files, f"glob {args.glob!r}")
+    paths = matching_files(root, args.glob, ctx.limits.max_files)
     lines = [f"{p.relative_to(root).as_posix()}\t{p.stat().st_size} bytes" for p in paths]
     return "\n".join(lines) or f"no file in {args.root!r} matches {args.glob!r}"
 
