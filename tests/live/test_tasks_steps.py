@@ -161,6 +161,8 @@ async def test_agent_loop_runs_scripted_tool_calls_and_returns_errors_to_the_mod
         ("investigate", "read_file", False), ("investigate", "read_file", True),
     ]  # fmt: skip
     assert events[0]["result"] == "app/web.log\t52 bytes\nworker.log\t21 bytes"
+    assert events[0]["arguments"] == {"root": "logs", "glob": "**/*.log"}
+    assert events[3]["arguments"] == "{not json"
     assert "path: Field required" in events[1]["error"]
     assert "no tool 'delete_everything'" in events[2]["error"]
     assert "list_files, read_file" in events[2]["error"]

@@ -127,7 +127,7 @@ def _assistant(message: dict[str, Any], calls: list[Call]) -> dict[str, Any]:
 
 async def _call(ctx: RunContext, offered: dict[str, Tool], call: Call, step: str) -> str:
     event: dict[str, Any] = {"step": step, "name": call.name,
-                             "arguments": call.arguments[:EVENT_CHARS]}  # fmt: skip
+                             "arguments": _shown(call.arguments)}  # fmt: skip
     try:
         result = await _run_tool(ctx, offered, call)
     except ToolFailed as exc:
@@ -138,6 +138,16 @@ async def _call(ctx: RunContext, offered: dict[str, Tool], call: Call, step: str
         event["result"] = text[:EVENT_CHARS]
     await ctx.emit("tool_call", **event)
     return text
+
+
+def _shown(arguments: str) -> Any:
+    """The arguments as the event shows them: the JSON object, or the text cut short."""
+    if len(arguments) <= EVENT_CHARS:
+        try:
+            return json.loads(arguments)
+        except ValueError:
+            pass
+    return arguments[:EVENT_CHARS]
 
 
 async def _run_tool(ctx: RunContext, offered: dict[str, Tool], call: Call) -> str:
