@@ -72,16 +72,18 @@ def compile_match(pattern: str | None) -> re.Pattern[str] | None:
         raise InvalidRequest(f"match is not a regular expression: {exc}", param="match") from exc
 
 
-def read_text(path: Path, budget: safety.ReadBudget, shown: str, limit: int) -> str:
-    """The file's text (UTF-8, bad bytes replaced), charged to ``budget``."""
-    size = path.stat().st_size
-    if size > limit:
+def read_text(path: Path, budget: safety.ReadBudget, shown: str, limit: int) -> tuple[str, int]:
+    """The file's text (UTF-8, bad bytes replaced) and its size, charged to ``budget``;
+    more than ``limit`` bytes (a log may grow while it is read) is refused."""
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
         raise PayloadTooLarge(
-            f"{shown} has {size} bytes, more than this step may still read ({limit} "
-            f"bytes: the step's max_bytes or what is left of {safety.MAX_READ})"
+            f"{shown} has more bytes than this step may still read ({limit} bytes: the "
+            f"step's max_bytes or what is left of {safety.MAX_READ})"
         )
-    budget.charge(size, shown)
-    return path.read_bytes().decode("utf-8", errors="replace")
+    budget.charge(len(data), shown)
+    return data.decode("utf-8", errors="replace"), len(data)
 
 
 def kept_lines(text: str, match: re.Pattern[str] | None, context: int) -> list[str]:
@@ -114,13 +116,13 @@ def read_files(ctx: RunContext, opts: ReadOptions) -> list[ReadFile]:
     files = []
     for path in paths:
         shown = path.relative_to(root).as_posix()
-        text = read_text(path, budget, shown, max(step_left, 0))
-        step_left -= len(text.encode("utf-8", errors="replace"))
+        text, size = read_text(path, budget, shown, max(step_left, 0))
+        step_left -= size
         lines = kept_lines(text[: opts.head] if opts.head else text, match, opts.context)
         if match is not None and not lines:
             continue
         count = len(lines) if match is None else sum(line != "--" for line in lines)
-        files.append(ReadFile(shown, path.stat().st_size, count, "\n".join(lines)))
+        files.append(ReadFile(shown, size, count, "\n".join(lines)))
     return files
 
 

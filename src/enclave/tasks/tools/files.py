@@ -38,7 +38,7 @@ def _read(ctx: RunContext, args: ReadArgs) -> str:
     if not path.is_file():
         raise NotFound(f"there is no file {args.path!r} in {args.root!r}", param="path")
     budget = safety.read_budget(ctx)
-    return read_text(path, budget, args.path, budget.left)
+    return read_text(path, budget, args.path, budget.left)[0]
 
 
 def _list(ctx: RunContext, args: ListArgs) -> str:
