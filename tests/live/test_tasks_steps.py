@@ -389,12 +389,12 @@ async def test_kb_classify_template(
     fake: FakeUpstream, upstream: str, tmp_path: Path, roots: dict[str, Path]
 ) -> None:
     definition = builtin()["kb-classify"]
-    assert [s["kind"] for s in definition["steps"]][-1] == "kb_ingest"  # helper F's kind
     answer = {"invoice.md": "billing", "outage.md": "incidents"}
     fake.configure(replies=[{"content": json.dumps(answer)}])
     ctx = make_ctx(tmp_path, upstream, roots)
     params = {"categories": ["billing", "incidents"], "excerpt_chars": 20}
-    await run_steps(ctx, definition, params, until="report")
+    steps = await run_steps(ctx, definition, params)
+    assert steps["report"]["path"] == "classification.md"
     prompt = fake.stats()["last_request"]["messages"][1]["content"]
     assert "categories: billing, incidents." in prompt
     assert "## invoice.md\n# Invoice 17\n\nAmount\n\n## outage.md" in prompt
