@@ -73,7 +73,8 @@ too, ``--ttft-ms`` for ``ttft_ms`` and so on):
     assistant message asking for tool calls (``finish_reason`` ``tool_calls``; ids
     ``call_<n>``, from 1 in each script; ``arguments`` sent as JSON text, or verbatim
     when a string). Streamed too: the calls come as one delta. Setting it starts again
-    at its first item. An agent loop's test scripts its model's turns with it.
+    at its first item. An agent loop's test scripts its model's turns with it. Run time
+    only (no startup flag).
 ``poison`` (str or null)
     a chat call whose request body contains this text fails with 500 (one caller's
     "poison" request, while the others' calls succeed).
