@@ -40,6 +40,10 @@ class TaskLimits(_Section):
     max_write_bytes: ByteSize = Field(
         ByteSize(64 * 2**20), description="bytes one run may write to its output directory"
     )
+    tool_result_chars: int = Field(
+        8000, ge=100, description="characters of a tool's result the model reads back (the "
+        "rest is cut, saying so)"
+    )  # fmt: skip
     max_event_bytes: int = Field(
         16_384, ge=1024, description="size of one event's JSON (longer text is cut)"
     )
@@ -93,6 +97,14 @@ class TasksSettings(_Section):
         "(no shell); default: none"
     )  # fmt: skip
     command_timeout_s: float = Field(60.0, gt=0, description="wall-clock seconds of one command")
+    command_output_bytes: ByteSize = Field(
+        ByteSize(2**20), description="bytes of a command's stdout (and of its stderr) kept; "
+        "the rest is read and dropped"
+    )  # fmt: skip
+    http_timeout_s: float = Field(30.0, gt=0, description="wall-clock seconds of one HTTP call")
+    http_max_bytes: ByteSize = Field(
+        ByteSize(4 * 2**20), description="bytes of one HTTP response body; a longer one fails"
+    )
     events: Literal["local", "redis"] = Field(
         "local", description="how replicas learn of new runs and events at once: 'redis' "
         "publishes on auth.redis_url; 'local' relies on polling across processes"

@@ -66,6 +66,15 @@ too, ``--ttft-ms`` for ``ttft_ms`` and so on):
     to first token is MS instead of ``ttft_ms``). Setting it starts again at its first
     step. E.g.
     ``ok,ok,status:503,drop:2`` — the benchmark's tests count errors by type with it.
+``replies`` (list or null)
+    scripted answers of successive chat requests, each taken once, in order (the usual
+    reply comes back after the last): ``{"content": "text"}`` or ``{"tool_calls":
+    [{"name": "read_file", "arguments": {...}}, ...], "content"?: "..."}`` — an
+    assistant message asking for tool calls (``finish_reason`` ``tool_calls``; ids
+    ``call_<n>``, from 1 in each script; ``arguments`` sent as JSON text, or verbatim
+    when a string). Streamed too: the calls come as one delta. Setting it starts again
+    at its first item. An agent loop's test scripts its model's turns with it. Run time
+    only (no startup flag).
 ``poison`` (str or null)
     a chat call whose request body contains this text fails with 500 (one caller's
     "poison" request, while the others' calls succeed).
@@ -164,6 +173,7 @@ class Options:
     health_status: int = 200
     reply: str | None = None
     script: str | None = None
+    replies: list[dict[str, Any]] | None = None
     poison: str | None = None
     stamp: bool = False
     lenient: bool = False
@@ -186,6 +196,7 @@ LIVE_OPTIONS: dict[str, tuple[type, bool]] = {
     "health_status": (int, False),
     "reply": (str, True),
     "script": (str, True),
+    "replies": (list, True),
     "poison": (str, True),
     "stamp": (bool, False),
     "lenient": (bool, False),
@@ -212,6 +223,8 @@ def updated(options: Options, changes: dict[str, Any]) -> Options:
             raise FakeError(400, f"{key} must be {wanted}", "invalid_request_error")
         if key == "script":
             parse_script(str(value))
+        if key == "replies":
+            check_replies(value)
         if not isinstance(value, int) or isinstance(value, bool):
             continue
         if value < 0:
@@ -247,6 +260,31 @@ def parse_script(text: str) -> tuple[Step, ...]:
             raise FakeError(400, f"{item!r}: not an HTTP status", "invalid_request_error")
         steps.append(Step(kind, int(value)))
     return tuple(steps)
+
+
+def check_replies(replies: object) -> None:
+    """:class:`FakeError` 400 unless every item of ``replies`` is a reply the fake can give."""
+    for item in replies if isinstance(replies, list) else [None]:
+        calls = item.get("tool_calls", []) if isinstance(item, dict) else None
+        if not isinstance(calls, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) for c in calls
+        ):
+            message = 'a reply is {"content": str} or {"tool_calls": [{"name": str, ...}]}'
+            raise FakeError(400, message, "invalid_request_error")
+
+
+def scripted_message(item: dict[str, Any], first_id: int) -> dict[str, Any]:
+    """The assistant message of one scripted reply."""
+    message: dict[str, Any] = {"role": "assistant", "content": item.get("content")}
+    calls = []
+    for index, call in enumerate(item.get("tool_calls", [])):
+        arguments = call.get("arguments", {})
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        function = {"name": call["name"], "arguments": text}
+        calls.append({"id": f"call_{first_id + index}", "type": "function", "function": function})
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 class DropConnection(Exception):
@@ -511,6 +549,8 @@ class FakeUpstream:
         self.bodies: collections.deque[dict[str, Any]] = collections.deque(maxlen=32)
         self._ids = 0
         self._step = 0  # the next step of options.script
+        self._reply = 0  # the next item of options.replies
+        self._calls = 0  # tool calls scripted so far (their ids)
         self._changed = asyncio.Event()  # set (and replaced) whenever options change
 
     def next_id(self) -> str:
@@ -520,6 +560,8 @@ class FakeUpstream:
     def set_options(self, options: Options) -> None:
         if options.script != self.options.script:
             self._step = 0
+        if options.replies is not self.options.replies:
+            self._reply = self._calls = 0
         self.options = options
         self._changed.set()
         self._changed = asyncio.Event()
@@ -587,8 +629,11 @@ class FakeUpstream:
             check_chat(body, self.options)
         elif not isinstance(body.get("messages"), list):
             body["messages"] = []
-        reply = build_reply(body, self.options)
         headers = extras_header(body)
+        scripted = self.next_reply()
+        if scripted is not None:
+            return self.scripted(body, scripted, headers)
+        reply = build_reply(body, self.options)
         if body.get("stream"):
             stream = self.stream(request, body, reply, step)
             return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
@@ -605,6 +650,38 @@ class FakeUpstream:
             raise FakeError(options.fail_status or 500, "scripted failure", "upstream_error")
         if options.fail_status is not None:
             raise FakeError(options.fail_status, "scripted failure", "upstream_error")
+
+    def next_reply(self) -> dict[str, Any] | None:
+        """This request's item of ``replies`` (``None`` without one, or after the last)."""
+        replies = self.options.replies
+        if replies is None or self._reply >= len(replies):
+            return None
+        self._reply += 1
+        item: dict[str, Any] = replies[self._reply - 1]
+        return item
+
+    def scripted(
+        self, body: dict[str, Any], item: dict[str, Any], headers: dict[str, str]
+    ) -> Response:
+        message = scripted_message(item, self._calls + 1)
+        self._calls += len(message.get("tool_calls", []))
+        finish = "tool_calls" if "tool_calls" in message else "stop"
+        used = len(json.dumps(message).split())
+        usage = {"prompt_tokens": prompt_tokens(body["messages"]), "completion_tokens": used}
+        usage["total_tokens"] = usage["prompt_tokens"] + used
+        cid = self.next_id()
+        self.stats.completed += 1
+        if body.get("stream"):
+            delta = {k: v for k, v in message.items() if v is not None}
+            for index, call in enumerate(delta.get("tool_calls", [])):
+                call["index"] = index
+            events = [chunk(body, cid, delta, None), chunk(body, cid, {}, finish), DONE]
+            return StreamingResponse(iter(events), media_type="text/event-stream",
+                                     headers=headers)  # fmt: skip
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        return JSONResponse({"id": cid, "object": "chat.completion", "created": int(time.time()),
+                             "model": body["model"], "choices": [choice], "usage": usage},
+                            headers=headers)  # fmt: skip
 
     def next_step(self) -> Step:
         """This request's step of ``script`` (``ok`` without one)."""
@@ -698,6 +775,7 @@ class FakeUpstream:
         self.bodies.clear()
         self.stats = self.stats.zeroed()
         self._step = 0
+        self._reply = 0
         return JSONResponse(self.stats.as_json())
 
 

@@ -1,0 +1,256 @@
+"""What a task may touch: files under configured roots, allowlisted URLs, named commands.
+
+Every step kind and tool goes through here, so one set of checks guards them all:
+
+- :func:`resolve_under` turns a relative path into one under a root, refusing absolute
+  paths, ``..`` and symlinks that lead out of the root (the path is resolved, then
+  checked);
+- :func:`file_root` names a root of ``tasks.file_roots``; :func:`check_url` wants a
+  prefix of ``tasks.http_allowlist``; :func:`command_argv` a name of ``tasks.commands``;
+- :class:`ReadBudget` and :func:`check_write` keep a run's bytes within
+  ``tasks.limits.max_read_bytes`` / ``max_write_bytes``.
+
+A refusal is an :class:`~enclave.errors.EnclaveError` whose message names the setting.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING
+
+import httpx
+
+from enclave.errors import Forbidden, InvalidRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from enclave.taskconfig import TasksSettings
+    from enclave.tasks.context import RunContext
+
+ROOTS = "tasks.file_roots"
+OUTPUT = "tasks.output_dir"
+ALLOWLIST = "tasks.http_allowlist"
+COMMANDS = "tasks.commands"
+MAX_READ = "tasks.limits.max_read_bytes"
+MAX_WRITE = "tasks.limits.max_write_bytes"
+MAX_FILES = "tasks.limits.max_files"
+SCHEMES = frozenset({"http", "https"})
+
+
+def check_relative(relative: str, *, param: str = "path", setting: str = ROOTS) -> PurePosixPath:
+    """``relative`` as a relative POSIX path: no absolute path, drive or ``..``."""
+    if "\x00" in relative:
+        raise InvalidRequest(f"{param} holds a NUL character", param=param)
+    posix = PurePosixPath(relative.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(relative).drive:
+        raise Forbidden(
+            f"{param} {relative!r} is absolute; tasks only use paths relative to a "
+            f"folder of {setting}", param=param,
+        )  # fmt: skip
+    if ".." in posix.parts:
+        raise Forbidden(f"{param} {relative!r} climbs out with '..' ({setting})", param=param)
+    return posix
+
+
+def resolve_under(root: Path, relative: str, *, param: str = "path", setting: str = ROOTS) -> Path:
+    """``root / relative``, resolved (symlinks followed), refused unless it stays in ``root``.
+    ``setting`` is what the refusal names: the setting that gave ``root``."""
+    posix = check_relative(relative, param=param, setting=setting)
+    base = root.resolve()
+    found = (base / posix).resolve()
+    if not found.is_relative_to(base):
+        raise Forbidden(
+            f"{param} {relative!r} leads out of its folder through a symbolic link ({setting})",
+            param=param,
+        )
+    return found
+
+
+def inside(base: Path, path: Path) -> bool:
+    """Whether ``path`` (symlinks followed) is under the resolved ``base``."""
+    return path.resolve().is_relative_to(base)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A relative glob as a regular expression over POSIX relative paths: ``*``, ``?``
+    and ``[...]`` within one name, ``**`` for any number of folders (pathlib's rules)."""
+    check_relative(pattern, param="glob")
+    parts = [part for part in pattern.replace("\\", "/").split("/") if part not in {"", "."}]
+    if not parts:
+        raise InvalidRequest("glob matches nothing: give a pattern such as *.log", param="glob")
+    regex = ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _name_regex(part) + ("" if last else "/")
+    return re.compile(regex + r"\Z", re.DOTALL)
+
+
+def _name_regex(part: str) -> str:
+    regex, index = "", 0
+    while index < len(part):
+        char = part[index]
+        close = part.find("]", index + 2) if char == "[" else -1
+        if char == "*":
+            regex += "[^/]*"
+        elif char == "?":
+            regex += "[^/]"
+        elif close != -1:
+            body = part[index + 1 : close].replace("\\", "\\\\")
+            regex += "[" + ("^" + body[1:] if body.startswith("!") else body) + "]"
+            index = close
+        else:
+            regex += re.escape(char)
+        index += 1
+    return regex
+
+
+def find_files(root: Path, pattern: str, limit: int) -> list[Path]:
+    """The regular files under ``root`` whose relative path matches ``pattern``, sorted.
+
+    Folders are walked without following symlinks (a link to ``/`` is never walked), a
+    file that is a symlink out of the root is left out, and more than ``limit`` matches
+    are refused (``tasks.limits.max_files``) as soon as they are found.
+    """
+    regex = glob_regex(pattern)
+    found: list[Path] = []
+    for folder, _dirs, names in os.walk(root, followlinks=False):
+        for name in names:
+            path = Path(folder, name)
+            if regex.match(path.relative_to(root).as_posix()) and inside(root, path):
+                found.append(path)
+                check_count(len(found), limit, f"glob {pattern!r}")
+    return sorted(p for p in found if p.is_file())
+
+
+def file_root(settings: TasksSettings, name: str, *, param: str = "root") -> Path:
+    """The folder ``tasks.file_roots[name]``, resolved; an unknown name is refused."""
+    root = settings.file_roots.get(name)
+    if root is None:
+        known = ", ".join(sorted(settings.file_roots)) or "none configured"
+        raise Forbidden(f"{param} {name!r} is not a folder of {ROOTS} ({known})", param=param)
+    return root.resolve()
+
+
+def allowed_url(url: str, allowlist: list[str]) -> bool:
+    """Whether ``url`` is http(s), has no user info and starts with one of ``allowlist``.
+
+    Compared as parsed URLs (dot segments removed), not strings: scheme, host and port
+    must be equal and the path must continue the prefix's at a ``/`` (``http://wiki``
+    allows neither ``http://wiki.evil.example`` nor ``http://wiki@evil.example``).
+    """
+    try:
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    if target.scheme not in SCHEMES or not target.host or target.userinfo:
+        return False
+    return any(_continues(target, prefix) for prefix in allowlist)
+
+
+def _continues(target: httpx.URL, prefix: str) -> bool:
+    try:
+        allowed = httpx.URL(prefix)
+    except httpx.InvalidURL:
+        return False
+    if (target.scheme, target.host, _port(target)) != (
+        allowed.scheme, allowed.host, _port(allowed)
+    ):  # fmt: skip
+        return False
+    base, path = allowed.path or "/", target.path or "/"
+    if path != base and not path.startswith(base if base.endswith("/") else base + "/"):
+        return False
+    return target.query.startswith(allowed.query)
+
+
+def _port(url: httpx.URL) -> int | None:
+    return url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def check_url(settings: TasksSettings, url: str, *, param: str = "url") -> str:
+    """``url`` if :func:`allowed_url` by ``tasks.http_allowlist``, else :class:`Forbidden`."""
+    if not allowed_url(url, settings.http_allowlist):
+        raise Forbidden(f"{param} {url!r} is not under a prefix of {ALLOWLIST}", param=param)
+    return url
+
+
+def command_argv(settings: TasksSettings, name: str, args: list[str]) -> list[str]:
+    """The argv of ``tasks.commands[name]`` with ``args`` appended (no shell sees them)."""
+    argv = settings.commands.get(name)
+    if argv is None:
+        known = ", ".join(sorted(settings.commands)) or "none configured"
+        raise Forbidden(f"command {name!r} is not one of {COMMANDS} ({known})", param="name")
+    if any("\x00" in arg for arg in args):
+        raise InvalidRequest("an argument holds a NUL character", param="args")
+    return [*argv, *args]
+
+
+class ReadBudget:
+    """The bytes a run has read from its file roots (``tasks.limits.max_read_bytes``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def left(self) -> int:
+        return max(self.limit - self.used, 0)
+
+    def charge(self, size: int, what: str) -> None:
+        if self.used + size > self.limit:
+            raise PayloadTooLarge(
+                f"reading {what} ({size} bytes) would take the run past {MAX_READ} "
+                f"({self.limit} bytes, {self.used} read already)"
+            )
+        self.used += size
+
+
+_BUDGETS: collections.OrderedDict[tuple[str, int], ReadBudget] = collections.OrderedDict()
+_KEEP = 1024  # attempts whose budgets are remembered (the oldest are forgotten)
+
+
+def read_budget(ctx: RunContext) -> ReadBudget:
+    """The read budget of this attempt of ``ctx``'s run, shared by all its steps and tools."""
+    key = (ctx.run_id, ctx.attempt)
+    budget = _BUDGETS.get(key)
+    if budget is None:
+        budget = _BUDGETS[key] = ReadBudget(int(ctx.limits.max_read_bytes))
+        while len(_BUDGETS) > _KEEP:
+            _BUDGETS.popitem(last=False)
+    _BUDGETS.move_to_end(key)
+    return budget
+
+
+def written(folder: Path, *, but: Path | None = None) -> int:
+    """Bytes of the files under ``folder`` (``but`` not counted: it is being replaced)."""
+    if not folder.is_dir():
+        return 0
+    return sum(p.lstat().st_size for p in folder.rglob("*") if p != but and p.is_file())
+
+
+def check_write(ctx: RunContext, target: Path, size: int) -> None:
+    """Refuse a write of ``size`` bytes to ``target`` past ``tasks.limits.max_write_bytes``."""
+    limit = int(ctx.limits.max_write_bytes)
+    used = written(ctx.output_dir, but=target)
+    if used + size > limit:
+        raise PayloadTooLarge(
+            f"writing {size} bytes would take the run's output past {MAX_WRITE} "
+            f"({limit} bytes, {used} written already)"
+        )
+
+
+def check_count(count: int, limit: int, what: str) -> None:
+    """Refuse more than ``tasks.limits.max_files`` files."""
+    if count > limit:
+        raise PayloadTooLarge(f"{what} matches {count} files, more than {MAX_FILES} ({limit})")
+
+
+def cut(text: str, limit: int, setting: str) -> str:
+    """``text`` cut to ``limit`` characters, saying where and by which setting."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n[... cut at {limit} characters: {setting}]"
