@@ -51,9 +51,11 @@ def upgrade() -> None:
         text("type", 32),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["task_runs.id"], name="fk_task_events_run_id_task_runs",
+            ["run_id"],
+            ["task_runs.id"],
+            name="fk_task_events_run_id_task_runs",
             ondelete="CASCADE",
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("run_id", "seq", name="pk_task_events"),
     )
     _schedules()
