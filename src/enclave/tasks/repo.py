@@ -176,7 +176,7 @@ class TaskRepo:
             found = {row.id: row for row in rows}
             for run_id in claimed:
                 row = found[run_id]
-                data = {"status": "running", "attempt": row.attempt}
+                data = {"status": "running", "attempt": row.attempt, "worker": worker}
                 await self._append(session, run_id, [("status", data)], now, {})
             return [found[run_id] for run_id in claimed]
 
