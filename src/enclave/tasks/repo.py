@@ -315,6 +315,16 @@ class TaskRepo:
         await self._append(session, row.id, [("error", error), ("status", final)], now, ended)
         return status
 
+    async def purge(self, before: datetime) -> builtins.list[str]:
+        """Delete runs that finished before ``before`` (their events with them); their ids."""
+        query = select(TaskRun.id).where(TaskRun.status.in_(TERMINAL), TaskRun.finished_at < before)
+        async with self._writing() as session:
+            ids = builtins.list((await session.scalars(query.limit(1000))).all())
+            if ids:
+                await session.execute(delete(TaskEvent).where(TaskEvent.run_id.in_(ids)))
+                await session.execute(delete(TaskRun).where(TaskRun.id.in_(ids)))
+        return ids
+
     async def events(
         self, run_id: str, after: int = 0, limit: int = 500
     ) -> builtins.list[TaskEvent]:
