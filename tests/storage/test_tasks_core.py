@@ -217,3 +217,14 @@ async def test_old_runs_are_forgotten_with_their_files(store: Store, tmp_path: P
         await svc.get_run(ANN, runs[0].id)
     assert await svc.repo.events(runs[0].id) == []
     assert (await svc.get_run(ANN, runs[1].id)).status == "queued"
+
+
+async def test_a_files_hint_reaches_the_run_and_a_retry(tasks: TaskService) -> None:
+    hint = ["upload-1.md"]
+    echo = {"kind": "sleep", "seconds": 0, "progress": "{{ run.files_hint[0] == 'upload-1.md' }}"}
+    run = await tasks.submit(ANN, definition=steps(echo), files_hint=hint)
+    assert (await finished(tasks, run, ANN))[-1].data["status"] == "succeeded"
+    again = await tasks.retry(ANN, run.id)
+    assert again.retry_of == run.id
+    assert again.definition["files_hint"] == hint
+    assert (await finished(tasks, again, ANN))[-1].data["status"] == "succeeded"

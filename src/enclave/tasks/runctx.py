@@ -45,6 +45,7 @@ class RunCtx:
     chat_call: Chat
     knowledge_of: Callable[[], KnowledgeBases]
     on_event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+    files_hint: Any = None  # what the submitter passed as files_hint (KB uploads)
     files: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0

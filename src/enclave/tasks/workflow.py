@@ -43,7 +43,8 @@ def context(ctx: RunCtx, defn: TaskDefinition, outputs: dict[str, Any]) -> dict[
     now = ctx.clock.now().astimezone(UTC)
     stamp = now.isoformat().replace("+00:00", "Z")
     run = {"id": ctx.run_id, "owner": ctx.owner, "attempt": ctx.attempt,
-           "date": now.strftime("%Y-%m-%d"), "now": stamp}  # fmt: skip
+           "date": now.strftime("%Y-%m-%d"), "now": stamp,
+           "files_hint": ctx.files_hint}  # fmt: skip
     return {"params": ctx.params, "steps": outputs, "run": run, "task": defn.name}
 
 
