@@ -10,7 +10,8 @@ linearly with worker processes (1 → 2 → 4); schedule jitter p99 ≤ 1 s.
   1, 2 and 4 worker processes (``run_worker``, as ``enclave tasks worker`` runs it),
   started first; then the runs are inserted in one transaction and timed the same way.
 - Jitter: ``--schedules`` once-schedules due at times spread over 10 s, in one process
-  with its scheduler and worker (SQLite); jitter = a run's start minus its scheduled time.
+  with its scheduler and worker (SQLite); jitter = a run's start minus its scheduled time
+  (also shown: when the scheduler made the run).
 
 Run from the repository root (numbers are only as good as the idle cores you give it)::
 
@@ -186,13 +187,12 @@ async def jitter(schedules: int) -> dict[str, Any]:
         ]
         await service.aclose()
         await store.aclose()
-    late = [
-        (r.started_at - r.scheduled_for).total_seconds()
-        for r in rows
-        if r and r.started_at and r.scheduled_for
-    ]
+    done = [r for r in rows if r and r.started_at and r.scheduled_for]
+    late = [(r.started_at - r.scheduled_for).total_seconds() for r in done]
+    fired = [(r.created_at - r.scheduled_for).total_seconds() for r in done]
     return {"schedules": schedules, "p50_s": percentile(late, 50), "p99_s": percentile(late, 99),
-            "max_s": max(late)}  # fmt: skip
+            "max_s": max(late), "fired_p50_s": percentile(fired, 50),
+            "fired_p99_s": percentile(fired, 99)}  # fmt: skip
 
 
 def main() -> int:
@@ -212,7 +212,9 @@ def main() -> int:
         ok = postgres_levels(args, results) and ok
     results["jitter"] = found = asyncio.run(jitter(args.schedules))
     p50, p99, most = found["p50_s"], found["p99_s"], found["max_s"]
-    print(f"jitter: p50 {p50:.3f} s, p99 {p99:.3f} s, max {most:.3f} s")
+    print(f"jitter (start - scheduled): p50 {p50:.3f} s, p99 {p99:.3f} s, max {most:.3f} s")
+    p50, p99 = found["fired_p50_s"], found["fired_p99_s"]
+    print(f"        (run made - scheduled): p50 {p50:.3f} s, p99 {p99:.3f} s")
     ok = ok and found["p99_s"] <= TARGET_JITTER_P99_S
     print(f"targets: {'PASS' if ok else 'FAIL'}")
     if args.json:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ Chat = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 DAY = timedelta(days=1)
 FOLLOW_POLL_S = 1.0
 PURGE_EVERY_S = 3600.0
+RESOLVED_S = 1.0  # how long a schedule's task definition is reused
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class TaskService:
             self.repo, clock, self._schedule_settings, self._scheduled_run, self._fired
         )
         self._loops: list[asyncio.Task[None]] = []
+        self._resolved_cache: dict[str, tuple[float, dict[str, Any], TaskDefinition]] = {}
 
     def tasks_settings(self) -> TasksSettings:
         return self._settings().tasks
@@ -231,9 +234,10 @@ class TaskService:
         return parse_definition(snapshot, base=self.tasks_settings().limits)
 
     def _new_run(
-        self, owner: str | None, raw: dict[str, Any], params: dict[str, Any] | None
-    ) -> TaskRun:
-        defn = self._parse(raw)
+        self, owner: str | None, raw: dict[str, Any], params: dict[str, Any] | None,
+        defn: TaskDefinition | None = None,
+    ) -> TaskRun:  # fmt: skip
+        defn = defn or self._parse(raw)
         values = validate_params(defn, params)
         limits = defn.effective_limits(self.tasks_settings().limits)
         now = self.clock.now()
@@ -404,8 +408,19 @@ class TaskService:
         await self._audit(caller.actor, "task.schedule.resume", {"schedule": sid})
         return await self.get_schedule(caller, sid)
 
+    async def _resolved(self, name: str) -> tuple[dict[str, Any], TaskDefinition]:
+        """The task ``name``, raw and parsed, read at most once a second (schedules)."""
+        now = time.monotonic()
+        hit = self._resolved_cache.get(name)
+        if hit is not None and now - hit[0] < RESOLVED_S:
+            return hit[1], hit[2]
+        raw = await self._definition(name)
+        found = self._resolved_cache[name] = (now, raw, self._parse(raw))
+        return found[1], found[2]
+
     async def _scheduled_run(self, schedule: TaskSchedule, when: datetime) -> TaskRun:
-        row = self._new_run(schedule.owner, await self._definition(schedule.task), schedule.params)
+        raw, defn = await self._resolved(schedule.task)
+        row = self._new_run(schedule.owner, raw, schedule.params, defn)
         row.schedule_id = schedule.id
         row.scheduled_for = when
         return row
