@@ -31,6 +31,7 @@ from enclave.store.repos import Store
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 EventSpec = tuple[str, dict[str, Any]]
+Firing = tuple[TaskSchedule, datetime | None, Sequence[TaskRun]]  # schedule, next, runs
 RUNS = cast(Table, TaskRun.__table__)
 EVENTS = cast(Table, TaskEvent.__table__)
 
@@ -40,10 +41,6 @@ class Reaped:
     run_id: str
     status: str  # queued (again) or failed
     owner: str | None
-
-
-class _Lost(Exception):
-    """A guarded change found the row changed by someone else: roll back."""
 
 
 class TaskRepo:
@@ -385,30 +382,44 @@ class TaskRepo:
     ) -> bool:  # fmt: skip
         """Insert ``runs`` and move the schedule on to ``new_next``, in one transaction,
         only if nobody fired it first (its ``next_run_at`` is still what we read)."""
+        return (await self.fire_many([(schedule, new_next, runs)], now))[0]
+
+    async def fire_many(self, firings: Sequence[Firing], now: datetime) -> builtins.list[bool]:
+        """:meth:`fire` for several schedules in one transaction (one tick's); which of
+        them this call fired. A schedule fired by someone else is left out, not undone."""
         try:
             async with self._writing() as session:
                 await self._write_lock(session)
-                if self.dialect == "postgresql":
-                    mine = await session.scalar(
-                        select(TaskSchedule.id).where(TaskSchedule.id == schedule.id)
-                        .with_for_update(skip_locked=True)
-                    )  # fmt: skip
-                    if mine is None:
-                        return False
-                values: dict[str, Any] = {"next_run_at": new_next}
-                if runs:
-                    values |= {"last_run_at": now, "last_run": runs[-1].id}
-                done = await session.execute(
-                    update(TaskSchedule)
-                    .where(TaskSchedule.id == schedule.id,
-                           TaskSchedule.next_run_at == schedule.next_run_at,
-                           TaskSchedule.paused.is_(False))
-                    .values(**values)
-                )  # fmt: skip
-                if not getattr(done, "rowcount", 0):
-                    raise _Lost
-                for run in runs:
-                    await self._insert_run(session, run, now)
-        except (_Lost, IntegrityError):
+                return [await self._fire(session, *firing, now) for firing in firings]
+        except IntegrityError:
+            if len(firings) == 1:
+                return [False]
+        return [(await self.fire_many([firing], now))[0] for firing in firings]
+
+    async def _fire(
+        self, session: AsyncSession, schedule: TaskSchedule, new_next: datetime | None,
+        runs: Sequence[TaskRun], now: datetime,
+    ) -> bool:  # fmt: skip
+        if self.dialect == "postgresql":
+            mine = await session.scalar(
+                select(TaskSchedule.id).where(TaskSchedule.id == schedule.id)
+                .with_for_update(skip_locked=True)
+            )  # fmt: skip
+            if mine is None:
+                return False
+        values: dict[str, Any] = {"next_run_at": new_next}
+        if runs:
+            values |= {"last_run_at": now, "last_run": runs[-1].id}
+        done = await session.execute(
+            update(TaskSchedule)
+            .where(TaskSchedule.id == schedule.id,
+                   TaskSchedule.next_run_at == schedule.next_run_at,
+                   TaskSchedule.paused.is_(False))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+        if not getattr(done, "rowcount", 0):
             return False
+        for run in runs:
+            await self._insert_run(session, run, now)
         return True

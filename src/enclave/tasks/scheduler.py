@@ -85,7 +85,7 @@ class Scheduler:
         """Fire every due schedule; the number of runs made."""
         _, grace_s, catch_up = self._settings()
         now = self._clock.now()
-        made = 0
+        firings: list[tuple[TaskSchedule, datetime | None, list[TaskRun]]] = []
         for schedule in await self._repo.due(now):
             times, following = plan(schedule, now, grace_s, catch_up)
             runs: list[TaskRun] = []
@@ -96,7 +96,14 @@ class Scheduler:
                     log.warning(
                         "tasks: schedule %s cannot start %s: %s", schedule.id, schedule.task, exc
                     )
-            if await self._repo.fire(schedule, following, runs, now):
+            firings.append((schedule, following, runs))
+        if not firings:
+            return 0
+        made = 0
+        for (schedule, _, runs), fired in zip(
+            firings, await self._repo.fire_many(firings, now), strict=True
+        ):
+            if fired:
                 made += len(runs)
                 await self._fired(schedule, runs)
         return made
