@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from enclave.audit.writer import AuditWriter
 from enclave.config import Settings
 from enclave.errors import NotFound, TooManyRequests
 from enclave.identity import Actor
+from enclave.store.models import AuditRecord
 from enclave.store.models_tasks import TaskRun
 from enclave.store.repos import Store, open_store
 from enclave.taskconfig import TasksSettings
@@ -36,12 +39,14 @@ async def no_chat(body: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError("no model calls here")
 
 
-def service(store: Store, home: Path, clock: Any = None, **tasks: Any) -> TaskService:
+def service(
+    store: Store, home: Path, clock: Any = None, audit: AuditWriter | None = None, **tasks: Any
+) -> TaskService:
     settings = Settings(home=home, tasks=TasksSettings(**tasks))
     extra = {"clock": clock} if clock else {}
     return TaskService(
         store, lambda: settings, chat=no_chat, knowledge=lambda: None,  # type: ignore[arg-type,return-value]
-        audit=None, home=home, **extra,
+        audit=audit, home=home, **extra,
     )  # fmt: skip
 
 
@@ -228,3 +233,26 @@ async def test_a_files_hint_reaches_the_run_and_a_retry(tasks: TaskService) -> N
     assert again.retry_of == run.id
     assert again.definition["files_hint"] == hint
     assert (await finished(tasks, again, ANN))[-1].data["status"] == "succeeded"
+
+
+async def test_runs_steps_and_schedules_are_audited(store: Store, tmp_path: Path) -> None:
+    writer = AuditWriter(store.sessions, b"k" * 32, strict=True)
+    svc = service(store, tmp_path, audit=writer)
+    await svc.start()
+    try:
+        await svc.define(ANN, steps({"kind": "noop"}) | {"name": "x"})
+        await finished(svc, await svc.submit(ANN, task="x"), ANN)
+        sched = await svc.add_schedule(ANN, {"task": "x", "every_s": 3600})
+        await svc.pause(ANN, sched.id)
+        await svc.remove_schedule(ANN, sched.id)
+    finally:
+        await svc.aclose()
+        await writer.aclose()
+    async with store.sessions() as session:
+        query = select(AuditRecord.action, AuditRecord.user).order_by(AuditRecord.seq)
+        rows = (await session.execute(query)).all()
+    assert [tuple(row) for row in rows] == [
+        ("task.define", "ann"), ("task.run.submit", "ann"), ("task.run.start", "ann"),
+        ("task.step", "ann"), ("task.run.finish", "ann"), ("task.schedule.add", "ann"),
+        ("task.schedule.pause", "ann"), ("task.schedule.remove", "ann"),
+    ]  # fmt: skip
