@@ -198,7 +198,7 @@ async def jitter(schedules: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1000, help="no-op runs per measurement")
-    parser.add_argument("--concurrency", type=int, default=32, help="runs one worker runs at once")
+    parser.add_argument("--concurrency", type=int, default=64, help="runs one worker runs at once")
     parser.add_argument("--schedules", type=int, default=200, help="schedules for the jitter")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, help="write the results here too")

@@ -43,12 +43,35 @@ class Reaped:
     owner: str | None
 
 
+@dataclass
+class _Append:
+    run_id: str
+    events: Sequence[EventSpec]
+    now: datetime
+    values: dict[str, Any]
+    worker: str | None
+    done: asyncio.Future[int | None] | None = None
+
+
+def _settle(item: _Append, last: int | None = None, *, error: BaseException | None = None) -> None:
+    if item.done is None or item.done.done():
+        return
+    if isinstance(error, asyncio.CancelledError):
+        item.done.cancel()
+    elif error is not None:
+        item.done.set_exception(error)
+    else:
+        item.done.set_result(last)
+
+
 class TaskRepo:
     def __init__(self, store: Store) -> None:
         self._sessions = store.sessions
         self._engine = store.engine
         self.dialect = store.engine.dialect.name
         self._one_writer = asyncio.Lock()
+        self._pending: builtins.list[_Append] = []
+        self._flusher: asyncio.Future[None] | None = None
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncSession]:
@@ -232,9 +255,47 @@ class TaskRepo:
         values: dict[str, Any] | None = None, *, worker: str | None = None,
     ) -> int | None:  # fmt: skip
         """Record ``events`` (and set ``values`` on the run) in one transaction; the last
-        event's number, or ``None`` when ``worker`` no longer holds the run's lease."""
-        async with self._connected() as conn:
-            return await self._append(conn, run_id, events, now, values or {}, worker=worker)
+        event's number, or ``None`` when ``worker`` no longer holds the run's lease.
+
+        SQLite (one writer at a time): the appends of all runs in flight are grouped into
+        one transaction (group commit), each still guarded by its own lease."""
+        item = _Append(run_id, events, now, values or {}, worker)
+        if self.dialect != "sqlite":
+            async with self._connected() as conn:
+                return await self._apply(conn, item)
+        item.done = asyncio.get_running_loop().create_future()
+        self._pending.append(item)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await asyncio.shield(item.done)
+
+    async def _apply(self, conn: AsyncConnection, item: _Append) -> int | None:
+        return await self._append(
+            conn, item.run_id, item.events, item.now, item.values, worker=item.worker
+        )
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: builtins.list[_Append]) -> None:
+        try:
+            async with self._connected() as conn:
+                found = [await self._apply(conn, item) for item in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0], error=exc)
+                return
+            for item in batch:  # one by one: one bad append fails only itself
+                await self._write_batch([item])
+            return
+        except BaseException as exc:  # cancelled: nobody may wait forever
+            for item in batch:
+                _settle(item, error=exc)
+            raise
+        for item, last in zip(batch, found, strict=True):
+            _settle(item, last)
 
     async def _append(
         self, session: AsyncSession | AsyncConnection, run_id: str, events: Sequence[EventSpec],
