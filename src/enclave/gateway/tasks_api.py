@@ -53,13 +53,13 @@ from enclave.gateway.schemas.tasks import (
     TaskPublic,
     Ticket,
 )
-from enclave.tasks.service import Caller
-
 if TYPE_CHECKING:
     from enclave.gateway.services import Services
     from enclave.tasks.service import TaskService
 
-CallerDep = Annotated[Caller, Depends(access.task_caller)]
+# The task service's Caller; ``Any`` here so that this module loads without the service
+# (FastAPI reads the annotation at import), which access.task_caller imports when called.
+CallerDep = Annotated[Any, Depends(access.task_caller)]
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_EVENTS_PAGE = 1000
 
