@@ -22,9 +22,10 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 def nap(seconds: float, name: str = "nap") -> dict[str, Any]:
     """A task of one ``sleep`` step with a progress event a second."""
-    return {"name": name, "description": "wait, reporting progress",
-            "params": {"note": {"type": "string", "default": ""}},
-            "steps": [{"id": "nap", "kind": "sleep", "seconds": seconds, "progress": True}]}  # fmt: skip
+    step = {"id": "nap", "kind": "sleep", "seconds": seconds, "progress": True}
+    params = {"note": {"type": "string", "default": ""}}
+    return {"name": name, "description": "wait, reporting progress", "params": params,
+            "steps": [step]}  # fmt: skip
 
 
 @dataclass
@@ -48,7 +49,11 @@ class Site:
         reply = httpx.request(method, self.url + path, headers=headers, trust_env=False,
                               timeout=60, **kw)  # fmt: skip
         assert reply.status_code == status, f"{method} {path}: {reply.status_code} {reply.text}"
-        return reply.json() if reply.content and "json" in reply.headers.get("content-type", "") else reply
+        return (
+            reply.json()
+            if reply.content and "json" in reply.headers.get("content-type", "")
+            else reply
+        )
 
     def start(self, who: str, body: dict[str, Any]) -> dict[str, Any]:
         run: dict[str, Any] = self.call("POST", "/api/runs", who, 202, json=body)

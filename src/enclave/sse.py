@@ -1,8 +1,8 @@
 """The one Server-Sent Events encoder and decoder, shared by gateway, ask and bench.
 
-Only what the OpenAI streaming protocol (and the task runs' streams) use: ``data:`` lines
-(several join with ``\\n``), an optional ``event:`` name and ``id:``, comments (``:`` lines) ignored, events
-separated by a blank line, ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
+Only what the OpenAI streaming protocol and the task runs' streams use: ``data:`` lines
+(several join with ``\\n``), an optional ``event:`` name and ``id:``, comments (``:``
+lines) ignored, events separated by a blank line, ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
 """
 
 from __future__ import annotations

@@ -47,10 +47,14 @@ def test_a_run_starts_with_its_location_and_finishes_with_its_result(
     assert reply.status_code == 202, reply.text
     run = reply.json()
     assert reply.headers["location"] == f"/api/runs/{run['id']}"
-    assert run["object"] == "task.run" and run["status"] in ("queued", "running")
-    assert done["status"] == "succeeded" and done["result"] == {"slept": 3}
-    assert done["params"] == {"note": "first"} and done["owner"] == "alice"
-    assert done["progress"]["percent"] == 100 and done["finished_at"]
+    assert run["object"] == "task.run"
+    assert run["status"] in ("queued", "running")
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"slept": 3}
+    assert done["params"] == {"note": "first"}
+    assert done["owner"] == "alice"
+    assert done["progress"]["percent"] == 100
+    assert done["finished_at"]
     site.wait(run["id"], "alice")
 
 
@@ -90,7 +94,8 @@ def test_owners_see_their_own_runs_and_the_administrator_all(
         site.call(method, path, "bob", 404)
     assert run not in [r["id"] for r in site.call("GET", "/api/runs?limit=500", "bob")["data"]]
     mine = site.call("GET", "/api/runs?limit=500", "alice")["data"]
-    assert run in [r["id"] for r in mine] and {r["owner"] for r in mine} == {"alice"}
+    assert run in [r["id"] for r in mine]
+    assert {r["owner"] for r in mine} == {"alice"}
     assert site.call("GET", f"/api/runs/{run}", "root")["owner"] == "alice"
     everyone = site.call("GET", "/api/runs?limit=500&owner=alice", "root")["data"]
     assert run in [r["id"] for r in everyone]
@@ -100,11 +105,14 @@ def test_owners_see_their_own_runs_and_the_administrator_all(
 
 def test_listing_pages_with_a_cursor(site: Site, done: dict[str, Any]) -> None:
     first = site.call("GET", "/api/runs?limit=1", "alice")
-    assert len(first["data"]) == 1 and first["next"]
+    assert len(first["data"]) == 1
+    assert first["next"]
     second = site.call("GET", f"/api/runs?limit=1&before={first['next']}", "alice")
-    assert second["data"] and second["data"][0]["id"] != first["data"][0]["id"]
+    assert second["data"]
+    assert second["data"][0]["id"] != first["data"][0]["id"]
     finished = site.call("GET", "/api/runs?status=succeeded&task=nap", "alice")["data"]
-    assert finished and all(r["status"] == "succeeded" for r in finished)
+    assert finished
+    assert all(r["status"] == "succeeded" for r in finished)
 
 
 def test_cancel_and_retry(site: Site) -> None:
@@ -114,7 +122,8 @@ def test_cancel_and_retry(site: Site) -> None:
     assert asked["cancel_requested"] is True
     assert site.wait(run["id"], "bob")["status"] == "cancelled"
     again = site.call("POST", f"/api/runs/{run['id']}/retry", "bob", 202)
-    assert again["retry_of"] == run["id"] and again["id"] != run["id"]
+    assert again["retry_of"] == run["id"]
+    assert again["id"] != run["id"]
     site.call("POST", f"/api/runs/{again['id']}/cancel", "bob")
     site.wait(again["id"], "bob")
 
@@ -137,9 +146,11 @@ def test_schedules_belong_to_their_owner(site: Site) -> None:
     body = {"task": "nap", "every_s": 3600, "name": "hourly", "params": {"note": "s"}}
     made = site.call("POST", "/api/schedules", "alice", 201, json=body)
     sid = made["id"]
-    assert made["object"] == "task.schedule" and made["trigger"] == {"kind": "interval",
-                                                                     "every_s": 3600}  # fmt: skip
-    assert made["owner"] == "alice" and made["next_run_at"] and not made["paused"]
+    assert made["object"] == "task.schedule"
+    assert made["trigger"] == {"kind": "interval", "every_s": 3600}
+    assert made["owner"] == "alice"
+    assert made["next_run_at"]
+    assert not made["paused"]
     cron = {"task": "nap", "cron": "0 7 * * *", "timezone": "Asia/Shanghai"}
     daily = site.call("POST", "/api/schedules", "alice", 201, json=cron)
     assert daily["trigger"] == {"kind": "cron", "cron": "0 7 * * *", "timezone": "Asia/Shanghai"}

@@ -46,9 +46,11 @@ async def until_end(socket: ClientConnection, run: str) -> list[dict[str, Any]]:
         message = await receive(socket)
         assert message.get("type") != "error" or "id" in message, message
         messages.append(message)
-        if message.get("run") == run and message.get("type") == "status" and message.get(
-            "status"
-        ) in ("succeeded", "failed", "cancelled"):
+        if (
+            message.get("run") == run
+            and message.get("type") == "status"
+            and message.get("status") in ("succeeded", "failed", "cancelled")
+        ):
             return messages
 
 
@@ -92,7 +94,8 @@ def test_a_client_follows_a_run_reconnects_mid_run_and_misses_nothing(site: Site
     logged = site.call("GET", f"/api/runs/{run}/events?limit=1000", "alice")["data"]
     assert [e["id"] for e in logged] == seen
     types = [e["type"] for e in first + rest]
-    assert "progress" in types and types[-2:] == ["result", "status"], types
+    assert "progress" in types, types
+    assert types[-2:] == ["result", "status"], types
     assert rest[-1]["status"] == "succeeded"
     assert site.call("GET", f"/api/runs/{run}", "alice")["result"] == {"slept": 3}
 
@@ -108,13 +111,15 @@ def test_the_subprotocol_carries_the_token_and_is_answered(site: Site) -> None:
 
     chosen, events = asyncio.run(scenario())
     assert chosen == "enclave.tasks.v1"
-    assert events[0]["id"] == 1 and events[-1]["status"] == "succeeded"
+    assert events[0]["id"] == 1
+    assert events[-1]["status"] == "succeeded"
 
 
 def test_a_ticket_opens_one_socket_once(site: Site) -> None:
     token = site.login("alice")  # a browser's session
     made = site.call("POST", "/api/tasks/ws/ticket", None, headers=bearer(token))
-    assert made["expires_in"] > 0 and made["ticket"]
+    assert made["expires_in"] > 0
+    assert made["ticket"]
     url = f"{site.ws}?ticket={made['ticket']}"
 
     async def opened() -> dict[str, Any]:
@@ -123,7 +128,8 @@ def test_a_ticket_opens_one_socket_once(site: Site) -> None:
             return await receive(socket)
 
     answer = asyncio.run(opened())
-    assert answer["type"] == "error" and answer["code"] in ("not_found", "not_found_error")
+    assert answer["type"] == "error"
+    assert answer["code"] in ("not_found", "not_found_error")
     assert "ticket" in refused(site, url, 401)  # spent
 
 
@@ -168,7 +174,8 @@ def test_another_users_run_is_not_found_and_bad_messages_keep_the_socket(site: S
     answers = asyncio.run(scenario())
     assert all(a["type"] == "error" for a in answers), answers
     assert [a["param"] for a in answers[2:6]] == ["type", "run", "after", "surprise"]
-    assert answers[0]["run"] == theirs and "not" in answers[0]["message"].lower()
+    assert answers[0]["run"] == theirs
+    assert "not" in answers[0]["message"].lower()
     assert answers[6]["code"] in ("not_found", "not_found_error")
     site.wait(theirs, "alice")
 
@@ -186,5 +193,7 @@ def test_cancel_over_the_socket_ends_the_run(site: Site) -> None:
 
     events = asyncio.run(scenario())
     cancelling = [e for e in events if e["type"] == "cancelling"]
-    assert cancelling and cancelling[0]["run"]["cancel_requested"] is True
-    assert events[-1]["type"] == "status" and events[-1]["status"] == "cancelled"
+    assert cancelling
+    assert cancelling[0]["run"]["cancel_requested"] is True
+    assert events[-1]["type"] == "status"
+    assert events[-1]["status"] == "cancelled"

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("schedules", help="run tasks on a schedule: cron, interval, once")
+    parser = subparsers.add_parser(
+        "schedules", help="run tasks on a schedule: cron, interval, once"
+    )
     commands = parser.add_subparsers(dest="schedules_command", metavar="COMMAND", required=True)
     add = commands.add_parser("add", help="schedule a task")
     add.add_argument("task")
@@ -28,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
     when.add_argument("--in", dest="delay", metavar="DURATION", help="once, this long from now")
     add.add_argument("--tz", help="the cron expression's time zone (default UTC)")
     add.add_argument("--missed", choices=("skip", "once", "all"),
-                     help="what to do with fire times missed while down (default skip)")  # fmt: skip
+                     help="fire times missed while down: skip (default), once, all")  # fmt: skip
     add.add_argument("--name", help="a name to tell it by")
     add_params(add)
     add.set_defaults(handler=_add)

@@ -95,6 +95,10 @@ def with_tasks(settings: Settings, work: Callable[[TaskService], Awaitable[T]]) 
                                   home=settings.home)  # fmt: skip
             try:
                 return await work(service)
+            except InvalidRequest as exc:
+                if exc.param and exc.param not in exc.message:  # which field, on one line
+                    exc.message = f"{exc.message} ({exc.param})"
+                raise
             finally:
                 await service.aclose()
 
@@ -223,30 +227,43 @@ def event_line(data: dict[str, Any]) -> str:
 
 
 def _describe(kind: str, data: dict[str, Any]) -> str:
-    if kind == "status":
-        reason = f" ({data['reason']})" if data.get("reason") else ""
-        return f"{data.get('status')} attempt {data.get('attempt')}{reason}"
-    if kind == "progress":
-        percent = data.get("percent")
-        head = f"{float(percent):.0f}% " if percent is not None else ""
-        return head + str(data.get("message") or "")
-    if kind == "log":
-        return f"[{data.get('level', 'info')}] {data.get('message', '')}"
-    if kind == "step":
-        error = f": {data['error']}" if data.get("error") else ""
-        where = f"{int(data.get('index', 0)) + 1}/{data.get('count')}"
-        return f"{data.get('step')} ({data.get('kind')}) {where} {data.get('status')}{error}"
-    if kind == "tool_call":
-        outcome = data.get("error") or data.get("result")
-        return f"{data.get('step')}: {data.get('name')}({_short(data.get('arguments'))}) → " + (
-            _short(outcome)
-        )
-    if kind == "error":
-        return f"{data.get('type')}: {data.get('message')}"
-    if kind == "result":
-        return _short(data.get("result"))
-    rest = {k: v for k, v in data.items() if k not in ("id", "run", "type", "at")}
-    return _short(rest)
+    describe = _DESCRIBE.get(kind)
+    if describe is not None:
+        return describe(data)
+    return _short({k: v for k, v in data.items() if k not in ("id", "run", "type", "at")})
+
+
+def _status(data: dict[str, Any]) -> str:
+    reason = f" ({data['reason']})" if data.get("reason") else ""
+    return f"{data.get('status')} attempt {data.get('attempt')}{reason}"
+
+
+def _progress(data: dict[str, Any]) -> str:
+    percent = data.get("percent")
+    head = f"{float(percent):.0f}% " if percent is not None else ""
+    return head + str(data.get("message") or "")
+
+
+def _step(data: dict[str, Any]) -> str:
+    error = f": {data['error']}" if data.get("error") else ""
+    where = f"{int(data.get('index', 0)) + 1}/{data.get('count')}"
+    return f"{data.get('step')} ({data.get('kind')}) {where} {data.get('status')}{error}"
+
+
+def _tool_call(data: dict[str, Any]) -> str:
+    outcome = _short(data.get("error") or data.get("result"))
+    return f"{data.get('step')}: {data.get('name')}({_short(data.get('arguments'))}) → {outcome}"
+
+
+_DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
+    "status": _status,
+    "progress": _progress,
+    "log": lambda data: f"[{data.get('level', 'info')}] {data.get('message', '')}",
+    "step": _step,
+    "tool_call": _tool_call,
+    "error": lambda data: f"{data.get('type')}: {data.get('message')}",
+    "result": lambda data: _short(data.get("result")),
+}
 
 
 def _short(value: Any, width: int = 160) -> str:

@@ -53,6 +53,7 @@ from enclave.gateway.schemas.tasks import (
     TaskPublic,
     Ticket,
 )
+
 if TYPE_CHECKING:
     from enclave.gateway.services import Services
     from enclave.tasks.service import TaskService
@@ -140,7 +141,7 @@ def _run_routes(router: APIRouter, tasks: Any) -> None:
 
     @router.get("/runs")
     async def list_runs(
-        caller: CallerDep, status: str | None = None, task: str | None = None,
+        caller: CallerDep, *, status: str | None = None, task: str | None = None,
         owner: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
         before: str | None = None,
     ) -> RunList:  # fmt: skip

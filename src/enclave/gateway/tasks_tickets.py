@@ -63,9 +63,7 @@ def via_of(principal: Principal) -> str:
     return f"session:{principal.session or ''}"
 
 
-async def issue(
-    gate: Gatekeeper, store: Store, principal: Principal | None, ttl_s: float
-) -> str:
+async def issue(gate: Gatekeeper, store: Store, principal: Principal | None, ttl_s: float) -> str:
     """A ticket for ``principal``; with authentication on, its one-use row is stored."""
     if principal is None or principal.user is None:
         return sign(gate.secret, user=None, via="", ttl_s=ttl_s)
