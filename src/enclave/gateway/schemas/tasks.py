@@ -45,14 +45,14 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
-class OutputFile(BaseModel):
+class OutputFile(_Public):
     path: str
-    bytes: int
+    bytes: int | None = None
 
 
 class RunError(_Public):
-    message: str
-    type: str
+    message: str = ""
+    type: str | None = None
 
 
 class RunPublic(_Public):
