@@ -261,7 +261,7 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "log": lambda data: f"[{data.get('level', 'info')}] {data.get('message', '')}",
     "step": _step,
     "tool_call": _tool_call,
-    "error": lambda data: f"{data.get('type')}: {data.get('message')}",
+    "error": lambda data: str(data.get("message") or ""),
     "result": lambda data: _short(data.get("result")),
 }
 
