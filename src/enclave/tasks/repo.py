@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -125,6 +125,12 @@ class TaskRepo:
         async with self._sessions() as session:
             return int((await session.execute(query)).scalar_one())
 
+    async def _any(self, query: Select[Any]) -> bool:
+        """Whether ``query`` finds a row: read first, so that an idle worker never takes
+        SQLite's write lock."""
+        async with self._sessions() as session:
+            return (await session.execute(query.limit(1))).first() is not None
+
     async def _write_lock(self, session: AsyncSession) -> None:
         """SQLite: take the write lock now, so what this transaction reads stays true."""
         if self.dialect == "sqlite":
@@ -135,12 +141,15 @@ class TaskRepo:
     ) -> builtins.list[TaskRun]:
         """Up to ``limit`` queued runs that are due, now running under ``worker``'s lease,
         skipping users who already have ``per_user`` runs running."""
+        due = select(TaskRun.id).where(TaskRun.status == "queued", TaskRun.not_before <= now)
+        if not await self._any(due):
+            return []
         async with self._sessions.begin() as session:
             await self._write_lock(session)
             counts = dict((await session.execute(
                 select(TaskRun.owner, func.count()).where(TaskRun.status == "running")
                 .group_by(TaskRun.owner)
-            )).tuples().all())  # fmt: skip
+            )).all())  # fmt: skip
             query = (
                 select(TaskRun.id, TaskRun.owner)
                 .where(TaskRun.status == "queued", TaskRun.not_before <= now)
@@ -150,7 +159,7 @@ class TaskRepo:
             if self.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             chosen: builtins.list[str] = []
-            for run_id, owner in (await session.execute(query)).tuples():
+            for run_id, owner in (await session.execute(query)).all():
                 if len(chosen) == limit:
                     break
                 if owner is not None and counts.get(owner, 0) >= per_user:
@@ -167,7 +176,7 @@ class TaskRepo:
             found = {row.id: row for row in rows}
             for run_id in claimed:
                 row = found[run_id]
-                data = {"status": "running", "attempt": row.attempt}
+                data = {"status": "running", "attempt": row.attempt, "worker": worker}
                 await self._append(session, run_id, [("status", data)], now, {})
             return [found[run_id] for run_id in claimed]
 
@@ -240,6 +249,8 @@ class TaskRepo:
         remain, else failed."""
         query = select(TaskRun.id).where(TaskRun.status == "running", TaskRun.lease_until < now)
         reaped: builtins.list[Reaped] = []
+        if not await self._any(query):
+            return reaped
         async with self._sessions.begin() as session:
             await self._write_lock(session)
             if self.dialect == "postgresql":
