@@ -59,10 +59,10 @@ window.WebSocket = class extends Native {
   constructor(...args) { super(...args); window.__sockets.push(this); }
 };
 """
-PERCENT = """() => {
+PERCENT = """(above) => {
   const bar = document.querySelector('[data-testid=run-view] [data-testid=run-progress]');
   const value = parseFloat(bar ? bar.dataset.percent : '');
-  return value > %s && value < 100 ? value : null;
+  return value > above && value < 100 ? value : null;
 }"""
 
 
@@ -159,14 +159,14 @@ def test_a_run_is_followed_live_resumed_retried_and_cancelled(
     page = open_page(browser, gateway, guard, "alice", "/#/tasks")
     page.locator("[data-testid=task-item][data-name=count-down]").wait_for()
     run = start(page, "count-down", label="first")
-    first = page.wait_for_function(PERCENT % 0, timeout=WAIT_MS).json_value()
+    first = page.wait_for_function(PERCENT, arg=0, timeout=WAIT_MS).json_value()
     assert call(gateway, "GET", f"/api/runs/{run}")["params"] == {"label": "first"}
 
     # the network drops the socket mid-run: a new ticket, a new socket, resumed after the
     # last event seen
     page.evaluate("window.__sockets.forEach((socket) => socket.close())")
-    page.wait_for_function("__sockets.length > 1 && __sockets.at(-1).readyState === 1")
-    page.wait_for_function(PERCENT % first, timeout=WAIT_MS)  # the bar moves on
+    page.wait_for_function("() => __sockets.length > 1 && __sockets.at(-1).readyState === 1")
+    page.wait_for_function(PERCENT, arg=first, timeout=WAIT_MS)  # the bar moves on
     finished(page, "succeeded")
     expect(page.get_by_test_id("run-progress")).to_have_attribute("data-percent", "100")
     steps = page.get_by_test_id("run-step")
