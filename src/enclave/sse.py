@@ -1,8 +1,8 @@
 """The one Server-Sent Events encoder and decoder, shared by gateway, ask and bench.
 
-Only what the OpenAI streaming protocol uses: ``data:`` lines (several join with
-``\\n``), an optional ``event:`` name, comments (``:`` lines) ignored, events
-separated by a blank line, ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
+Only what the OpenAI streaming protocol and the task runs' streams use: ``data:`` lines
+(several join with ``\\n``), an optional ``event:`` name and ``id:``, comments (``:``
+lines) ignored, events separated by a blank line, ``\\n``, ``\\r\\n`` or ``\\r`` line ends.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ DONE = b"data: [DONE]\n\n"
 class Event:
     data: str
     event: str | None = None
+    id: str | None = None  # the last ``id:`` seen (what a client resumes from)
 
     @property
     def is_done(self) -> bool:
@@ -29,10 +30,11 @@ class Event:
         return json.loads(self.data)
 
 
-def encode(data: str | bytes, event: str | None = None) -> bytes:
+def encode(data: str | bytes, event: str | None = None, id: int | str | None = None) -> bytes:
     """One event. Multi-line data becomes several ``data:`` lines."""
     raw = data.encode() if isinstance(data, str) else data
-    head = f"event: {event}\n".encode() if event else b""
+    head = f"id: {id}\n".encode() if id is not None else b""
+    head += f"event: {event}\n".encode() if event else b""
     if b"\n" in raw or b"\r" in raw:
         lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         return head + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
@@ -50,6 +52,7 @@ class Decoder:
         self._buffer = b""
         self._data: list[str] = []
         self._event: str | None = None
+        self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
         self._buffer += chunk
@@ -67,7 +70,7 @@ class Decoder:
         """Whatever is pending when the stream ends without a final blank line."""
         events = self.feed(b"\n") if self._buffer else []
         if self._data:
-            events.append(Event("\n".join(self._data), self._event))
+            events.append(Event("\n".join(self._data), self._event, self._id))
             self._data, self._event = [], None
         return events
 
@@ -93,7 +96,7 @@ class Decoder:
             if not self._data:
                 self._event = None
                 return None
-            event = Event("\n".join(self._data), self._event)
+            event = Event("\n".join(self._data), self._event, self._id)
             self._data, self._event = [], None
             return event
         if line.startswith(":"):
@@ -104,6 +107,8 @@ class Decoder:
             self._data.append(value)
         elif name == "event":
             self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
         return None
 
 

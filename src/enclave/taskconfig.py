@@ -103,6 +103,9 @@ class TasksSettings(_Section):
     ticket_ttl_s: float = Field(
         30.0, gt=0, le=600, description="life of a one-use WebSocket ticket"
     )
+    ws_max_subscriptions: int = Field(
+        100, ge=1, description="runs one /api/tasks/ws socket may follow at once"
+    )
 
     @field_validator("file_roots", "commands")
     @classmethod

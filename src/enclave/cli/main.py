@@ -1,4 +1,5 @@
-"""``enclave``: serve, config, models, upstreams, vllm-command, users, keys, audit.
+"""``enclave``: serve, config, models, upstreams, vllm-command, users, keys, audit, kb,
+memory, tasks, schedules, bench, verify.
 
 Each command group lives in its own module with ``add_parser(subparsers)``; a parser
 sets ``handler(args, settings) -> int``. Errors from :mod:`enclave.errors` (and OS
@@ -26,6 +27,8 @@ GROUPS = (
     "enclave.cli.audit",
     "enclave.cli.kb",
     "enclave.cli.memory",
+    "enclave.cli.tasks",
+    "enclave.cli.schedules",
     "enclave.cli.bench",
     "enclave.cli.verify",
 )

@@ -23,6 +23,9 @@ The rules (:data:`RULES`; ``tests/unit/test_route_rules.py`` fails for a route w
 ``kb_writer``          administrators may change knowledge bases; closed without auth
 ``memory_owner``       a caller's own memories; administrators may name any user
 ``conversation_owner`` a caller's own conversations; administrators see everyone's
+``task_caller``        any caller the edge let in, as the task service sees it: its own
+                       runs and schedules; administrators (and everyone without
+                       authentication) all of them
 =====================  ===============================================================
 """
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends
 from starlette.requests import Request
@@ -40,6 +43,9 @@ from enclave.auth.apikeys import model_allowed
 from enclave.errors import Forbidden
 from enclave.gateway.gatekeeper import Principal
 from enclave.identity import Actor
+
+if TYPE_CHECKING:
+    from enclave.tasks.service import Caller as TaskCaller
 
 LOCAL_USER = "local"  # whose memories they are when the gateway runs without authentication
 
@@ -212,6 +218,22 @@ async def memory_owner(request: Request) -> MemoryAccess:
 async def conversation_owner(request: Request) -> ConversationAccess:
     """A caller's own conversations; administrators may act on anyone's."""
     return ConversationAccess(principal_of(request))
+
+
+@rule
+async def task_caller(request: Request) -> TaskCaller:
+    """Any caller the edge let in; the task service shows it its own runs and schedules,
+    all of them to administrators and, without authentication, to everyone."""
+    return task_caller_of(principal_of(request), actor(request))
+
+
+def task_caller_of(principal: Principal | None, who: Actor) -> TaskCaller:
+    """The task service's view of a caller (the WebSocket, which has no Request, too)."""
+    from enclave.tasks.service import Caller as TaskCaller
+
+    if principal is None:
+        return TaskCaller(user=None, admin=True, actor=who)
+    return TaskCaller(user=principal.user, admin=_is_admin(principal), actor=who)
 
 
 # The hot /v1 calls apply ``model_scope`` by a plain call instead: FastAPI resolving one

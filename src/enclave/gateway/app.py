@@ -117,9 +117,20 @@ def _routers(services: Services, metrics: Metrics, source: ConfigSource | None) 
         memory_api.router(services),
         kb_api.router(services),
         *assistants_api.routers(services),
+        *_task_routers(services),
         console.router(),
         admin.unknown_admin_paths(),  # last: what no route above matched
     ]
+
+
+def _task_routers(services: Services) -> list[APIRouter]:
+    """``/api/tasks``, ``/api/runs``, ``/api/schedules`` and the WebSocket, when
+    ``tasks.enabled`` (imported only then: the task service brings its own dependencies)."""
+    if not services.settings.tasks.enabled:
+        return []
+    from enclave.gateway import tasks_api, tasks_ws
+
+    return [tasks_api.router(services), tasks_ws.router(services)]
 
 
 def _reloader(source: ConfigSource | None, services: Services, metrics: Metrics) -> Reloader | None:
