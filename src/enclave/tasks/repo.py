@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -125,6 +125,12 @@ class TaskRepo:
         async with self._sessions() as session:
             return int((await session.execute(query)).scalar_one())
 
+    async def _any(self, query: Select[Any]) -> bool:
+        """Whether ``query`` finds a row: read first, so that an idle worker never takes
+        SQLite's write lock."""
+        async with self._sessions() as session:
+            return (await session.execute(query.limit(1))).first() is not None
+
     async def _write_lock(self, session: AsyncSession) -> None:
         """SQLite: take the write lock now, so what this transaction reads stays true."""
         if self.dialect == "sqlite":
@@ -135,6 +141,9 @@ class TaskRepo:
     ) -> builtins.list[TaskRun]:
         """Up to ``limit`` queued runs that are due, now running under ``worker``'s lease,
         skipping users who already have ``per_user`` runs running."""
+        due = select(TaskRun.id).where(TaskRun.status == "queued", TaskRun.not_before <= now)
+        if not await self._any(due):
+            return []
         async with self._sessions.begin() as session:
             await self._write_lock(session)
             counts = dict((await session.execute(
@@ -240,6 +249,8 @@ class TaskRepo:
         remain, else failed."""
         query = select(TaskRun.id).where(TaskRun.status == "running", TaskRun.lease_until < now)
         reaped: builtins.list[Reaped] = []
+        if not await self._any(query):
+            return reaped
         async with self._sessions.begin() as session:
             await self._write_lock(session)
             if self.dialect == "postgresql":
