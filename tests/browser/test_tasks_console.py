@@ -32,13 +32,14 @@ REPORT = "# Tea report\n\n- **Green** tea in the morning\n\n```python\nprint('oo
 
 COUNT_DOWN = {
     "name": "count-down",
-    "description": "Counts down a few seconds, reporting progress each second",
+    "description": "Counts down in three steps, reporting progress as it goes",
     "params": {"label": {"type": "string", "default": "demo", "description": "a name for the run"}},
     "steps": [
-        {"id": "wait", "kind": "sleep", "title": "Count down", "seconds": 6, "progress": True},
-        {"id": "done", "kind": "noop", "title": "Finish"},
+        {"id": f"wait{n}", "kind": "sleep", "title": f"Count down {n}", "seconds": 2,
+         "progress": True}
+        for n in (1, 2, 3)
     ],
-}
+}  # fmt: skip
 TEA_REPORT = {
     "name": "tea-report",
     "description": "Asks the model for a report and saves it as Markdown",
@@ -170,7 +171,7 @@ def test_a_run_is_followed_live_resumed_retried_and_cancelled(
     finished(page, "succeeded")
     expect(page.get_by_test_id("run-progress")).to_have_attribute("data-percent", "100")
     steps = page.get_by_test_id("run-step")
-    expect(steps).to_have_count(2)
+    expect(steps).to_have_count(3)
     assert set(steps.evaluate_all("(items) => items.map((i) => i.dataset.status)")) == {"done"}
     lines = page.get_by_test_id("run-log-line").evaluate_all("(l) => l.map((x) => x.dataset.event)")
     assert lines == logged(gateway, run)  # every line once, none lost

@@ -28,12 +28,13 @@ export function StatusBadge({ status }) {
 }
 
 // A run's progress: a bar with its percent (none known yet: an indeterminate bar while it
-// runs), and the step's message.
+// is queued or running), and the step's latest message.
 export function ProgressBar({ run, percent, message, compact }) {
-  const done = run.status === "succeeded";
-  const value = done ? 100 : percent;
+  const moving = active(run.status);
+  let value = run.status === "succeeded" ? 100 : percent;
+  if ((value === null || value === undefined) && !moving) value = 0; // ended before any progress
   const known = value !== null && value !== undefined;
-  const label = known ? `${Math.round(value)}%` : active(run.status) ? "…" : "";
+  const label = known ? `${Math.round(value)}%` : "…";
   return html`<div class=${`tk-progress ${compact ? "compact" : ""}`} data-testid="run-progress" data-percent=${known ? value : ""}>
     <progress max="100" value=${known ? value : undefined} aria-label=${t("tasks.progress")}></progress>
     <span class="small tk-percent">${label}</span>

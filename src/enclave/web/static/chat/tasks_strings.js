@@ -7,7 +7,7 @@ add({
     "tasks.intro": "Work an agent does on its own: reading files, asking a model, searching knowledge bases, writing a report. Start a task here and watch it run, or schedule it.",
     "tasks.templates": "Templates",
     "tasks.builtin": "built in",
-    "tasks.facts": "{steps} steps · {params} parameters",
+    "tasks.facts": "steps: {steps} · parameters: {params}",
     "tasks.empty.title": "No tasks yet",
     "tasks.empty.body": "Tasks are defined through the API (POST /api/tasks) or shipped with enclave; once there is one, you can start it here.",
     "tasks.delete": "Delete the task {task}",
