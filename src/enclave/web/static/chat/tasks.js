@@ -82,8 +82,8 @@ function TaskCard({ task, who, onStart, onDeleted }) {
         >✕<//
       >`}
     </div>
-    ${task.description && html`<p class="tk-desc">${task.description}</p>`}
-    <div class="row">
+    <p class="tk-desc">${task.description || ""}</p>
+    <div class="row tk-task-foot">
       <span class="muted small">
         ${t("tasks.facts", { steps: (task.steps || []).length, params: count })}${task.owner && !task.builtin ? ` · ${task.owner}` : ""}
       </span>
