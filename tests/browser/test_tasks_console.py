@@ -200,8 +200,11 @@ def test_an_admin_sees_every_run_with_its_owner(
     browser: Any, gateway: Gateway, guard: Guard
 ) -> None:
     call(gateway, "POST", "/api/runs", json={"task": "count-down", "params": {"label": "hers"}})
-    page = open_page(browser, gateway, guard, "root", "/#/tasks", locale="zh-CN",
+    page = open_page(browser, gateway, guard, "root", "/admin#/config", locale="zh-CN",
                      color_scheme="dark")  # fmt: skip
+    page.get_by_test_id("nav-tasks").click()  # the admin console's entry: the chat app's page
+    page.get_by_test_id("tasks-page").wait_for()
+    assert page.url.endswith("/#/tasks")
     rows = page.get_by_test_id("run-item")
     expect(rows.first).to_be_visible()
     assert "alice" in rows.first.inner_text()
