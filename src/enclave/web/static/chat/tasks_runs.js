@@ -68,7 +68,7 @@ function Filters({ filters, setFilters, tasks, admin }) {
   </div>`;
 }
 
-function useRuns(filters, refreshKey) {
+function useRuns(filters) {
   const owner = useDebounced(filters.owner.trim(), 300);
   const query = { status: filters.status, task: filters.task, owner, limit: PAGE };
   const [state, setState] = useState({ rows: null, next: null, error: null });
@@ -101,9 +101,6 @@ function useRuns(filters, refreshKey) {
     setState({ rows: null, next: null, error: null });
     load();
   }, [filters.status, filters.task, owner]);
-  useEffect(() => {
-    if (state.rows) refresh();
-  }, [refreshKey]);
   const moving = (state.rows || []).some((run) => active(run.status));
   useEffect(() => {
     if (!moving) return undefined;
@@ -113,10 +110,10 @@ function useRuns(filters, refreshKey) {
   return [state, load];
 }
 
-export function RunsList({ who, tasks, refreshKey }) {
+export function RunsList({ who, tasks }) {
   const admin = who.role === "admin";
   const [filters, setFilters] = useState({ status: "", task: "", owner: "" });
-  const [state, load] = useRuns(filters, refreshKey);
+  const [state, load] = useRuns(filters);
   const heads = ["task", "status", "progress", ...(admin ? ["owner"] : []), "created", "took"];
   let body;
   if (!state.rows) body = html`<${Loading} error=${state.error} retry=${() => load()} />`;
