@@ -8,6 +8,7 @@ removed; an administrator sees everyone's runs with their owners."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ COUNT_DOWN = {
         for n in (1, 2, 3)
     ],
 }  # fmt: skip
+NOTHING = {"name": "nothing", "steps": [{"id": "done", "kind": "noop"}]}
 TEA_REPORT = {
     "name": "tea-report",
     "description": "Asks the model for a report and saves it as Markdown",
@@ -83,8 +85,14 @@ def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def bearer(gateway: Gateway, user: str) -> dict[str, str]:
+    """A session of USER (15 minutes: longer than the module runs)."""
+    return session(gateway.url, user)
+
+
+@functools.cache
+def session(url: str, user: str) -> dict[str, str]:
     body = {"username": user, "password": PASSWORDS[user]}
-    reply = httpx.post(gateway.url + "/api/auth/login", json=body, trust_env=False, timeout=30)
+    reply = httpx.post(url + "/api/auth/login", json=body, trust_env=False, timeout=30)
     assert reply.status_code == 200, reply.text
     return {"Authorization": f"Bearer {reply.json()['access_token']}"}
 
@@ -199,6 +207,9 @@ def test_a_run_is_followed_live_resumed_retried_and_cancelled(
 def test_an_admin_sees_every_run_with_its_owner(
     browser: Any, gateway: Gateway, guard: Guard
 ) -> None:
+    define(gateway, NOTHING)
+    for _ in range(21):  # a page is 20: the 21st is on the next
+        call(gateway, "POST", "/api/runs", json={"task": "nothing"})
     call(gateway, "POST", "/api/runs", json={"task": "count-down", "params": {"label": "hers"}})
     page = open_page(browser, gateway, guard, "root", "/admin#/config", locale="zh-CN",
                      color_scheme="dark")  # fmt: skip
@@ -210,6 +221,13 @@ def test_an_admin_sees_every_run_with_its_owner(
     assert "alice" in rows.first.inner_text()
     expect(page.get_by_test_id("nav-tasks")).to_have_text("任务")
     whole_shot(page, "tasks-zh-dark")
+    page.get_by_test_id("runs-task").select_option("nothing")
+    expect(rows).to_have_count(20)
+    page.get_by_test_id("runs-more").click()
+    expect(rows).to_have_count(21)
+    assert page.get_by_test_id("runs-more").count() == 0
+    page.get_by_test_id("runs-task").select_option("count-down")
+    expect(rows.first).to_contain_text("alice")
     rows.first.click()
     page.get_by_test_id("run-view").wait_for()
     expect(page.get_by_test_id("run-facts")).to_contain_text("alice")
