@@ -213,7 +213,9 @@ def test_other_bad_inputs(site: Site, done: dict[str, Any]) -> None:
     site.call("POST", "/api/runs", "alice", 404, json={"task": "no-such-task"})
     site.call("POST", "/api/runs", "alice", 400, content=b"[1]",
               headers={"Content-Type": "application/json"})  # fmt: skip
-    for query, param in (("limit=0", "limit"), ("limit=x", "limit"), ("after=-1", "after")):
+    # A query parameter is named as the gateway names them everywhere: query.NAME
+    for query, param in (("limit=0", "query.limit"), ("limit=x", "query.limit"),
+                         ("after=-1", "after")):  # fmt: skip
         path = "/api/runs" if "limit" in query else f"/api/runs/{done['id']}/stream"
         assert site.call("GET", f"{path}?{query}", "alice", 400)["error"]["param"] == param
     bad_id = {"Last-Event-ID": "soon"}

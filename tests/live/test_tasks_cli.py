@@ -6,6 +6,8 @@ add/list/pause/resume/rm; errors as one line and a non-zero exit."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fakes.procs import FakeUpstream
-from tests.gateway import Gateway, cli, run_gateway
+from tests.fakes.procs import FakeUpstream, run_process
+from tests.gateway import ENCLAVE, Gateway, cli, run_gateway
 from tests.tasks_site import nap
 
 
@@ -36,6 +38,13 @@ def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
         long.write_text(json.dumps(nap(60, "long")))
         assert cli(gw, "tasks", "define", str(long)).returncode == 0
         yield gw
+
+
+def on_home(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``enclave --config HOME/enclave.yaml ARGS`` with ENCLAVE_HOME=home (no gateway)."""
+    env = {**os.environ, "ENCLAVE_HOME": str(home)}
+    return subprocess.run([ENCLAVE, "--config", str(home / "enclave.yaml"), *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -81,8 +90,9 @@ def test_cancel_a_running_run(gateway: Gateway) -> None:
     run = ok(cli(gateway, "tasks", "run", "long", "--detach")).strip()
     assert "cancel" in ok(cli(gateway, "tasks", "cancel", run))
     followed = cli(gateway, "tasks", "run", "nap", "--detach")  # the worker keeps working
-    lines = ok(cli(gateway, "tasks", "logs", run, "--follow", timeout=120)).splitlines()
-    assert "cancelled" in lines[-1]
+    logs = cli(gateway, "tasks", "logs", run, "--follow", timeout=120)
+    assert logs.returncode == 1, logs.stderr  # followed to an end that is not a success
+    assert "cancelled" in logs.stdout.splitlines()[-1]
     ok(cli(gateway, "tasks", "logs", ok(followed).strip(), "--follow", timeout=120))
 
 
@@ -116,3 +126,26 @@ def test_errors_are_one_line(gateway: Gateway, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nsteps: [{id: a, kind: teleport}]\n")
     assert "steps[0].kind" in one_line_error(cli(gateway, "tasks", "define", str(bad)))
+
+
+def test_a_standalone_worker_runs_what_the_command_line_queued(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """No gateway at all: ``tasks run --detach`` queues on the database, ``tasks worker``
+    executes it, ``logs --follow`` sees it end; SIGTERM stops the worker cleanly."""
+    config = {
+        "engine": {"enabled": False, "embeddings": False, "ocr": False},
+        "upstreams": [{"name": "fake", "base_url": fake.base_url, "models": ["fake-model"]}],
+        "tasks": {"poll_interval_s": 0.2},
+    }
+    (tmp_path / "enclave.yaml").write_text(yaml.safe_dump(config))
+    definition = tmp_path / "nap.json"
+    definition.write_text(json.dumps(nap(1)))
+    ok(on_home(tmp_path, "tasks", "define", str(definition)))
+    run = ok(on_home(tmp_path, "tasks", "run", "nap", "--detach")).strip()
+    command = [ENCLAVE, "--config", str(tmp_path / "enclave.yaml"), "tasks", "worker"]
+    with run_process(command, {"ENCLAVE_HOME": str(tmp_path)}) as worker:
+        lines = ok(on_home(tmp_path, "tasks", "logs", run, "--follow")).splitlines()
+        assert "succeeded" in lines[-1]
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=30) == 0, worker.log.read_text()

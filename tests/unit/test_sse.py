@@ -74,7 +74,7 @@ def test_crlf_split_between_cr_and_lf_is_one_line_end() -> None:
 
 def test_comments_and_unknown_fields_are_ignored() -> None:
     raw = b": hello\nid: 7\nretry: 10\ndata: x\n\n:only a comment\n\n"
-    assert feed_all([raw]) == [Event("x")]
+    assert feed_all([raw]) == [Event("x", id="7")]  # the id is kept (task run streams resume)
 
 
 def test_data_without_space_and_empty_data() -> None:

@@ -82,7 +82,8 @@ BAD_DEFINITIONS = [
 def test_a_good_definition_parses() -> None:
     defn = parse_definition(GOOD)
     assert [s.id for s in defn.steps] == ["wait", "done"]
-    assert defn.params["who"].required and not defn.params["seconds"].required
+    assert defn.params["who"].required
+    assert not defn.params["seconds"].required
     assert defn.effective_limits(TaskLimits()).timeout_s == 60
 
 
@@ -163,6 +164,9 @@ def test_schedule_bodies() -> None:
     cron = schedule_body({"task": "t", "cron": "0 7 * * *", "timezone": "Asia/Shanghai"}, T0)
     assert (cron.kind, cron.timezone, cron.missed) == ("cron", "Asia/Shanghai", "skip")
     later = schedule_body({"task": "t", "delay_s": 30}, T0)
-    assert later.kind == "once" and later.at is not None and (later.at - T0).total_seconds() == 30
+    assert later.kind == "once"
+    assert later.at is not None
+    assert (later.at - T0).total_seconds() == 30
     at = schedule_body({"task": "t", "at": "2026-12-06T07:00:00+08:00"}, T0)
-    assert at.at is not None and at.at.hour == 23
+    assert at.at is not None
+    assert at.at.hour == 23

@@ -176,7 +176,8 @@ async def follow(service: TaskService, caller: Caller, run_id: str, *, quiet: bo
     ``quiet``: progress on the bar, logs on stderr, the result on stdout; else one line
     per event on stdout."""
     final: dict[str, Any] = {}
-    with TaskBar(run_id) as bar:
+    bar = TaskBar(run_id)
+    with bar:
         async for event in service.follow(caller, run_id, after=after):
             data = event.public()
             if as_json:
@@ -261,7 +262,7 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "log": lambda data: f"[{data.get('level', 'info')}] {data.get('message', '')}",
     "step": _step,
     "tool_call": _tool_call,
-    "error": lambda data: f"{data.get('type')}: {data.get('message')}",
+    "error": lambda data: str(data.get("message") or ""),
     "result": lambda data: _short(data.get("result")),
 }
 
@@ -363,7 +364,7 @@ def _define(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from enclave.tasks.worker import run_worker
+    from enclave.gateway.tasks_worker import run_worker
 
     asyncio.run(run_worker(settings))
     return 0

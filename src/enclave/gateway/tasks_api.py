@@ -137,7 +137,7 @@ def _run_routes(router: APIRouter, tasks: Any) -> None:
         run = await tasks().submit(caller, **submission(await _object(request)))
         public = RunPublic.of(run)
         response.headers["Location"] = f"/api/runs/{public.id}"
-        return public  # type: ignore[no-any-return]
+        return public
 
     @router.get("/runs")
     async def list_runs(
@@ -152,15 +152,15 @@ def _run_routes(router: APIRouter, tasks: Any) -> None:
 
     @router.get("/runs/{run_id}")
     async def get_run(caller: CallerDep, run_id: str) -> RunPublic:
-        return RunPublic.of(await tasks().get_run(caller, run_id))  # type: ignore[no-any-return]
+        return RunPublic.of(await tasks().get_run(caller, run_id))
 
     @router.post("/runs/{run_id}/cancel")
     async def cancel(caller: CallerDep, run_id: str) -> RunPublic:
-        return RunPublic.of(await tasks().cancel(caller, run_id))  # type: ignore[no-any-return]
+        return RunPublic.of(await tasks().cancel(caller, run_id))
 
     @router.post("/runs/{run_id}/retry", status_code=202)
     async def retry(caller: CallerDep, run_id: str, response: Response) -> RunPublic:
-        public: RunPublic = RunPublic.of(await tasks().retry(caller, run_id))
+        public = RunPublic.of(await tasks().retry(caller, run_id))
         response.headers["Location"] = f"/api/runs/{public.id}"
         return public
 
@@ -232,11 +232,11 @@ def _schedule_routes(router: APIRouter, tasks: Any) -> None:
     async def add_schedule(caller: CallerDep, request: Request) -> SchedulePublic:
         given = await body_of(request, ScheduleCreate)
         data = given.model_dump(exclude_none=True)
-        return SchedulePublic.of(await tasks().add_schedule(caller, data))  # type: ignore[no-any-return]
+        return SchedulePublic.of(await tasks().add_schedule(caller, data))
 
     @router.get("/schedules/{sid}")
     async def get_schedule(caller: CallerDep, sid: str) -> SchedulePublic:
-        return SchedulePublic.of(await tasks().get_schedule(caller, sid))  # type: ignore[no-any-return]
+        return SchedulePublic.of(await tasks().get_schedule(caller, sid))
 
     @router.delete("/schedules/{sid}")
     async def remove_schedule(caller: CallerDep, sid: str) -> ScheduleDeleted:
@@ -245,11 +245,11 @@ def _schedule_routes(router: APIRouter, tasks: Any) -> None:
 
     @router.post("/schedules/{sid}/pause")
     async def pause(caller: CallerDep, sid: str) -> SchedulePublic:
-        return SchedulePublic.of(await tasks().pause(caller, sid))  # type: ignore[no-any-return]
+        return SchedulePublic.of(await tasks().pause(caller, sid))
 
     @router.post("/schedules/{sid}/resume")
     async def resume(caller: CallerDep, sid: str) -> SchedulePublic:
-        return SchedulePublic.of(await tasks().resume(caller, sid))  # type: ignore[no-any-return]
+        return SchedulePublic.of(await tasks().resume(caller, sid))
 
 
 async def _object(request: Request) -> dict[str, Any]:

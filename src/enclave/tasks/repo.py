@@ -149,7 +149,7 @@ class TaskRepo:
             counts = dict((await session.execute(
                 select(TaskRun.owner, func.count()).where(TaskRun.status == "running")
                 .group_by(TaskRun.owner)
-            )).tuples().all())  # fmt: skip
+            )).all())  # fmt: skip
             query = (
                 select(TaskRun.id, TaskRun.owner)
                 .where(TaskRun.status == "queued", TaskRun.not_before <= now)
@@ -159,7 +159,7 @@ class TaskRepo:
             if self.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             chosen: builtins.list[str] = []
-            for run_id, owner in (await session.execute(query)).tuples():
+            for run_id, owner in (await session.execute(query)).all():
                 if len(chosen) == limit:
                     break
                 if owner is not None and counts.get(owner, 0) >= per_user:
@@ -176,7 +176,7 @@ class TaskRepo:
             found = {row.id: row for row in rows}
             for run_id in claimed:
                 row = found[run_id]
-                data = {"status": "running", "attempt": row.attempt}
+                data = {"status": "running", "attempt": row.attempt, "worker": worker}
                 await self._append(session, run_id, [("status", data)], now, {})
             return [found[run_id] for run_id in claimed]
 

@@ -9,7 +9,7 @@ check, which names the field too.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -22,7 +22,7 @@ class _Public(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     @classmethod
-    def of(cls, info: Any) -> Any:
+    def of(cls, info: Any) -> Self:
         data = info.public() if hasattr(info, "public") else info
         return cls.model_validate(data)
 
