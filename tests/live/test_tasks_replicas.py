@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ from enclave.config import Settings
 from enclave.store.repos import open_store
 from enclave.taskconfig import TasksSettings
 from enclave.tasks.bus import RedisBus
-from enclave.tasks.repo import TaskRepo
 from enclave.tasks.service import SYSTEM, TaskService
 from tests.fakes import postgres as pg
 from tests.fakes.procs import ProcessFailed, RunningProcess, run_process
@@ -50,11 +50,23 @@ def config(home: Path, database: str) -> Path:
 
 
 @contextmanager
-def worker(home: Path, database: str) -> Iterator[RunningProcess]:
-    cmd = [sys.executable, "-c", WORKER, str(config(home, database))]
-    with run_process(cmd, {"ENCLAVE_HOME": str(home)}) as running:
-        wait_for(lambda: "task worker" in running.log.read_text(), running, "start")
-        yield running
+def workers(database: str, *homes: Path) -> Iterator[list[RunningProcess]]:
+    """Worker processes (started together), once each has started."""
+    with ExitStack() as stack:
+        started = [
+            stack.enter_context(run_process(
+                [sys.executable, "-c", WORKER, str(config(home, database))],
+                {"ENCLAVE_HOME": str(home)},
+            ))
+            for home in homes
+        ]  # fmt: skip
+        for running in started:
+            wait_for(partial(_started, running), running, "start")
+        yield started
+
+
+def _started(running: RunningProcess) -> bool:
+    return "task worker" in running.log.read_text()
 
 
 def wait_for(done: Callable[[], bool], running: RunningProcess, what: str) -> None:
@@ -83,10 +95,14 @@ async def _no_chat(body: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    async with asyncio.timeout(timeout):
-        while not (found := await check()):
-            await asyncio.sleep(0.1)
+async def until(check: Callable[[], Any], what: str, seconds: float = 90) -> Any:
+    """Poll the database (another process writes it) until ``check()`` holds."""
+    try:
+        async with asyncio.timeout(seconds):
+            while not (found := await check()):  # noqa: ASYNC110 (another process's rows)
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"no {what} within {seconds} s") from None
     return found
 
 
@@ -96,7 +112,7 @@ async def test_a_killed_worker_s_run_is_retried_and_completes_once(tmp_path: Pat
         nap = {"id": "nap", "kind": "sleep", "seconds": 3}
         run = await svc.submit(SYSTEM, definition={"name": "nap", "steps": [nap]})
         repo = svc.repo
-        with worker(tmp_path / "a", database) as first:
+        with workers(database, tmp_path / "a") as (first,):
 
             async def progressing() -> bool:
                 return any(e.type == "progress" for e in await repo.events(run.id))
@@ -104,7 +120,7 @@ async def test_a_killed_worker_s_run_is_retried_and_completes_once(tmp_path: Pat
             await until(progressing, "the first worker's progress")
             first.process.send_signal(signal.SIGKILL)
             first.process.wait()
-        with worker(tmp_path / "b", database):
+        with workers(database, tmp_path / "b"):
 
             async def finished() -> bool:
                 found = await repo.get_run(run.id)
@@ -117,8 +133,8 @@ async def test_a_killed_worker_s_run_is_retried_and_completes_once(tmp_path: Pat
         ("queued", None), ("running", None), ("queued", "worker lost"), ("running", None),
         ("succeeded", None),
     ]  # fmt: skip
-    workers = [e.data["worker"] for e in events if e.data.get("status") == "running"]
-    assert len(set(workers)) == 2
+    claimed_by = [e.data["worker"] for e in events if e.data.get("status") == "running"]
+    assert len(set(claimed_by)) == 2
     assert [e.type for e in events].count("result") == 1
 
 
@@ -136,11 +152,11 @@ async def test_two_replicas_run_100_scheduled_runs_each_once(
     tmp_path: Path, postgres_url: str
 ) -> None:
     async with submitter(postgres_url, tmp_path / "client") as svc:
-        nap = {"id": "nap", "kind": "sleep", "seconds": 0.2, "progress": False}
+        nap = {"id": "nap", "kind": "sleep", "seconds": 0.05, "progress": False}
         await svc.define(SYSTEM, {"name": "nap", "steps": [nap]})
-        with ExitStack() as replicas:
-            for name in ("a", "b"):
-                replicas.enter_context(worker(tmp_path / name, postgres_url))
+        t0 = time.monotonic()
+        with workers(postgres_url, tmp_path / "a", tmp_path / "b"):
+            print("started", time.monotonic() - t0)
             due = datetime.now(UTC) + timedelta(seconds=2)
             ids = [(await svc.add_schedule(SYSTEM, {"task": "nap", "at": due.isoformat()})).id
                    for _ in range(100)]  # fmt: skip
@@ -149,20 +165,23 @@ async def test_two_replicas_run_100_scheduled_runs_each_once(
                 runs, _ = await svc.list_runs(SYSTEM, status="succeeded", limit=200)
                 return len(runs) >= 100
 
+            print("added", time.monotonic() - t0)
             await until(all_done, "100 runs")
+            print("done", time.monotonic() - t0)
             await asyncio.sleep(0)
+        print("stopped", time.monotonic() - t0)
         runs, _ = await svc.list_runs(SYSTEM, limit=500)
         events = {run.id: await svc.repo.events(run.id) for run in runs}
     assert len(runs) == 100
     assert sorted(run.schedule or "" for run in runs) == sorted(ids)
-    workers = set()
+    claimed_by: set[str] = set()
     for run in runs:
         kinds = [e.type for e in events[run.id]]
         running = [e.data["worker"] for e in events[run.id] if e.data.get("status") == "running"]
         assert len(running) == 1, run.id
         assert kinds.count("result") == 1, run.id
-        workers |= set(running)
-    assert len(workers) == 2  # both replicas shared the work
+        claimed_by |= set(running)
+    assert len(claimed_by) == 2  # both replicas shared the work
 
 
 @pytest.mark.skipif(redis_server_path() is None, reason="redis-server is not installed")

@@ -202,3 +202,29 @@ async def test_a_cron_schedule_fires_on_time_under_a_manual_clock(
     assert resumed.next_run_at == datetime(2026, 3, 31, 5, tzinfo=UTC)
     with pytest.raises(NotFound):
         await svc.get_schedule(BOB, sched.id)
+
+
+async def test_old_runs_are_forgotten_with_their_files(store: Store, tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    svc = service(store, tmp_path, clock=clock, keep_days=2)
+    runs = [await svc.submit(ANN, definition=steps({"kind": "noop"})) for _ in range(2)]
+    await svc.repo.request_cancel(runs[0].id, T0)  # finished at T0
+    (svc.outputs() / runs[0].id).mkdir(parents=True)
+    clock.set(T0 + timedelta(days=2, seconds=1))
+    assert await svc.purge() == 1
+    assert not (svc.outputs() / runs[0].id).exists()
+    with pytest.raises(NotFound):
+        await svc.get_run(ANN, runs[0].id)
+    assert await svc.repo.events(runs[0].id) == []
+    assert (await svc.get_run(ANN, runs[1].id)).status == "queued"
+
+
+async def test_a_files_hint_reaches_the_run_and_a_retry(tasks: TaskService) -> None:
+    hint = ["upload-1.md"]
+    echo = {"kind": "sleep", "seconds": 0, "progress": "{{ run.files_hint[0] == 'upload-1.md' }}"}
+    run = await tasks.submit(ANN, definition=steps(echo), files_hint=hint)
+    assert (await finished(tasks, run, ANN))[-1].data["status"] == "succeeded"
+    again = await tasks.retry(ANN, run.id)
+    assert again.retry_of == run.id
+    assert again.definition["files_hint"] == hint
+    assert (await finished(tasks, again, ANN))[-1].data["status"] == "succeeded"
