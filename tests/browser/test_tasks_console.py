@@ -130,12 +130,15 @@ def no_sideways_scroll(page: Any) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
-def start(page: Any, task: str, **params: str) -> str:
-    """Start TASK from its card's form; the id of the run the page then shows."""
+def start(page: Any, task: str, picture: str = "", **params: str) -> str:
+    """Start TASK from its card's form (a screenshot of it named PICTURE); the id of the
+    run the page then shows."""
     card = page.locator(f"[data-testid=task-item][data-name='{task}']")
     card.get_by_test_id("task-start").click()
     for name, value in params.items():
         page.get_by_test_id(f"param-{name}").fill(value)
+    if picture:
+        shot(page, picture)
     page.get_by_test_id("task-start-submit").click()
     view = page.get_by_test_id("run-view")
     view.wait_for()
@@ -167,7 +170,7 @@ def test_a_run_is_followed_live_resumed_retried_and_cancelled(
 ) -> None:
     page = open_page(browser, gateway, guard, "alice", "/#/tasks")
     page.locator("[data-testid=task-item][data-name=count-down]").wait_for()
-    run = start(page, "count-down", label="first")
+    run = start(page, "count-down", "tasks-start-en-light", label="first")
     first = page.wait_for_function(PERCENT, arg=0, timeout=WAIT_MS).json_value()
     assert call(gateway, "GET", f"/api/runs/{run}")["params"] == {"label": "first"}
 
