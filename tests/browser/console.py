@@ -67,11 +67,13 @@ def open_console(
     locale: str = "en-US",
     color_scheme: str = "light",
     viewport: dict[str, int] | None = None,
+    timezone_id: str | None = None,
 ) -> Any:
-    """A new context and page, guarded: anything but ``origin`` is aborted and recorded."""
+    """A new context and page, guarded: anything but ``origin`` is aborted and recorded.
+    ``timezone_id`` (e.g. "Asia/Shanghai"): the browser's zone; default, the machine's."""
     context = browser.new_context(
         locale=locale, color_scheme=color_scheme, viewport=viewport or DESKTOP,
-        service_workers="block",
+        service_workers="block", timezone_id=timezone_id,
     )  # fmt: skip
     context.set_default_timeout(20_000)
     mine = urlsplit(origin)

@@ -18,8 +18,9 @@ const PAGES = {
 
 function nav() {
   const items = Object.keys(PAGES).map((id) => ({ id, label: t(`admin.nav.${id}`), href: `#/${id}` }));
-  // Agent tasks come next (issue 15): the place is kept.
-  items.push({ id: "tasks", label: t("admin.nav.tasks"), disabled: true, title: t("admin.soon") });
+  // Agent tasks live in the chat app, where every user starts and follows their runs
+  // (administrators see everyone's there).
+  items.push({ id: "tasks", label: t("admin.nav.tasks"), href: "/#/tasks" });
   items.push({ id: "chat", label: t("app.chat"), href: "/" });
   return items;
 }

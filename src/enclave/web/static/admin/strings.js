@@ -12,7 +12,6 @@ add({
     "admin.nav.audit": "Audit log",
     "admin.nav.config": "Configuration",
     "admin.nav.tasks": "Tasks",
-    "admin.soon": "Agent tasks arrive in the next release",
   },
   zh: {
     "admin.nav.dashboard": "概览",
@@ -24,6 +23,5 @@ add({
     "admin.nav.audit": "审计日志",
     "admin.nav.config": "配置",
     "admin.nav.tasks": "任务",
-    "admin.soon": "智能体任务将在下一版本推出",
   },
 });

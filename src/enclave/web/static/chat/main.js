@@ -1,4 +1,5 @@
-// The chat app at /: conversations, knowledge bases, "what do you remember about me".
+// The chat app at /: conversations, knowledge bases, "what do you remember about me",
+// agent tasks and their schedules.
 // The chat page loads with the app; the other pages load when first opened.
 import { html, useEffect, useState } from "../vendor/preact.js";
 import { boot } from "../core/shell.js";
@@ -6,13 +7,20 @@ import { t } from "../core/i18n.js";
 import { Loading } from "../core/ui.js";
 import { ChatPage } from "./chat.js";
 
-const LAZY = { kb: () => import("./kb.js"), memory: () => import("./memory.js") };
+const LAZY = {
+  kb: () => import("./kb.js"),
+  memory: () => import("./memory.js"),
+  tasks: () => import("./tasks.js"),
+  schedules: () => import("./schedules.js"),
+};
 
 function nav(who) {
   const items = [
     { id: "chat", label: t("app.chat"), href: "#/chat" },
     { id: "kb", label: t("app.kb"), href: "#/kb" },
     { id: "memory", label: t("app.memory"), href: "#/memory" },
+    { id: "tasks", label: t("app.tasks"), href: "#/tasks" },
+    { id: "schedules", label: t("app.schedules"), href: "#/schedules" },
   ];
   if (who.role === "admin") items.push({ id: "admin", label: t("app.admin"), href: "/admin" });
   return items;
