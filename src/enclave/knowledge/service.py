@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import inspect
 import os
 import re
 import time
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from enclave.audit.writer import AuditWriter
     from enclave.config import KnowledgeSettings
     from enclave.knowledge.chunking import Section
+    from enclave.knowledge.spool import Spool
     from enclave.store.repos import Store
     from enclave.vectors.embedding import Embedder, Matrix
     from enclave.vectors.index import VectorIndex
@@ -137,8 +139,10 @@ class KnowledgeBases:
         embedders: EmbedderFactory | None = None,
         repo: KbRepo | None = None,
         audit: AuditWriter | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.settings = settings
+        self.spool = spool  # where uploads wait for their kb-ingest run (the gateway's)
         self.audit = audit
         self.repo = repo or kb_repo(store)
         self._make_embedder = embedders or self._default_embedder
@@ -244,11 +248,25 @@ class KnowledgeBases:
     ) -> IngestReport:  # fmt: skip
         """Ingest one uploaded file; ``filename`` (its type from the suffix) is its source."""
         kb = await self.repo.get(name)
-        clean = _upload_name(filename)
+        clean = upload_name(filename)
         report = IngestReport()
         async with self._audited(actor, name, report):
             source = _Source(clean, PurePath(clean).name, lambda: data)
             await self._ingest(kb, [source], progress, report, stopper or Stopper())
+        return report
+
+    async def add_files(
+        self, name: str, files: Sequence[tuple[str, Path]], *, progress: Progress | None = None,
+        actor: Actor = CLI, stopper: Stopper | None = None,
+    ) -> IngestReport:  # fmt: skip
+        """Ingest files each under the source given with it: an upload's name (checked as
+        :meth:`add_bytes` does) or a path (as stored by :meth:`add_paths`)."""
+        kb = await self.repo.get(name)
+        sources = [_Source(source, PurePath(source).name, path.read_bytes)
+                   for source, path in files]  # fmt: skip
+        report = IngestReport()
+        async with self._audited(actor, name, report):
+            await self._ingest(kb, sources, progress, report, stopper or Stopper())
         return report
 
     async def submit_bytes(
@@ -256,7 +274,7 @@ class KnowledgeBases:
     ) -> IngestJob:
         """:meth:`add_bytes` as a background job, returned at once (queued)."""
         await self.repo.get(name)
-        clean = _upload_name(filename)
+        clean = upload_name(filename)
 
         async def run(job: IngestJob) -> IngestReport:
             return await self.add_bytes(name, clean, data, progress=job.update, actor=actor,
@@ -284,30 +302,32 @@ class KnowledgeBases:
         pending: builtins.list[_Prepared] = []
         done = parsed = 0
 
-        def tick(current: str, count: int = 1) -> None:
+        async def tick(current: str, count: int = 1) -> None:
             nonlocal done
             done += count
             if progress:
-                progress(IngestProgress(done, len(sources), report.chunks, current, parsed))
+                told = progress(IngestProgress(done, len(sources), report.chunks, current, parsed))
+                if inspect.isawaitable(told):
+                    await told
 
         for item in sources:
             stopper.check()
             prepared = await self._prepare(kb, item, known, report, stopper)
             if prepared is None:
-                tick(item.source)
+                await tick(item.source)
                 continue
             parsed += len(prepared.chunks)
-            tick(item.source, 0)
+            await tick(item.source, 0)
             pending.append(prepared)
             if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
                 stopper.check()
                 await self._store(kb, pending, report)
-                tick(item.source, len(pending))
+                await tick(item.source, len(pending))
                 pending = []
         if pending:
             stopper.check()
             await self._store(kb, pending, report)
-            tick(pending[-1].doc.source, len(pending))
+            await tick(pending[-1].doc.source, len(pending))
         report.seconds = time.perf_counter() - started
 
     async def _prepare(
@@ -475,7 +495,7 @@ class KnowledgeBases:
         )
 
 
-def _upload_name(filename: str) -> str:
+def upload_name(filename: str) -> str:
     clean = document_name(filename)
     if kind_of(clean) is None:
         raise InvalidRequest(f"{filename!r}: give a file name with a supported suffix")
