@@ -17,10 +17,10 @@ import pytest
 from pydantic import ValidationError
 
 from enclave.config import IngestSettings, KnowledgeSettings
-from enclave.errors import InvalidRequest, NotFound
+from enclave.errors import Forbidden, InvalidRequest, NotFound
 from enclave.knowledge.service import KnowledgeBases
 from enclave.knowledge.spool import Grant, Spool
-from enclave.store.repos import Store, open_store
+from enclave.store.repos import Store, UserRepo, open_store
 from enclave.taskconfig import TaskLimits, TasksSettings
 from enclave.tasks.registry import step_kind
 from enclave.tasks.steps.kb_ingest import Options
@@ -103,6 +103,8 @@ async def kbs(store: Store, embedder: LocalEmbedder, spool: Spool) -> KnowledgeB
     settings = KnowledgeSettings(ingest=INGEST)
     kbs = KnowledgeBases(store, settings, embedders=lambda *_: embedder, spool=spool)
     await kbs.create("faq")
+    await UserRepo(store).add("alice", "admin")
+    await UserRepo(store).add("bob", "user")
     return kbs
 
 
@@ -211,6 +213,16 @@ async def test_a_folder_of_a_file_root_without_dotdot_or_symlinks_out(
     run.limits = TaskLimits(max_files=1)
     with pytest.raises(InvalidRequest, match=r"tasks\.limits\.max_files"):
         await ingest(run, root="docs", glob="**/*.md")
+
+
+async def test_only_an_administrator_s_run_changes_a_knowledge_base(
+    run: Run, spool: Spool, kbs: KnowledgeBases
+) -> None:
+    for owner in ("bob", "nobody", None):
+        run.owner = owner
+        with pytest.raises(Forbidden, match=r"administrators|authentication"):
+            await ingest(run, files=[spooled(spool, "quokka.md", GOOD, owner=owner)])
+    assert (await kbs.get("faq")).documents == 0
 
 
 def test_options_take_a_list_its_json_or_a_template() -> None:

@@ -142,6 +142,7 @@ class KnowledgeBases:
         spool: Spool | None = None,
     ) -> None:
         self.settings = settings
+        self.store = store
         self.spool = spool  # where uploads wait for their kb-ingest run (the gateway's)
         self.audit = audit
         self.repo = repo or kb_repo(store)

@@ -14,8 +14,11 @@ Two sources, exactly one per step:
 Every file is parsed in a child process bounded by ``knowledge.ingest`` (and killed when
 the run is cancelled). A file that fails is reported in ``errors`` (and a ``log`` event
 with ``file`` and ``error``) while the others are ingested; when every file fails, the
-step fails. The output: ``{"kb", "documents", "chunks", "errors", "added", "updated",
-"unchanged", "seconds"}``.
+step fails. Like the routes that change knowledge bases, it runs only for an owner who
+is an administrator (403 otherwise, and always when authentication is off).
+
+The output: ``{"kb", "documents", "chunks", "errors", "added", "updated", "unchanged",
+"seconds"}``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from enclave.errors import EnclaveError, InvalidRequest
+from enclave.errors import EnclaveError, Forbidden, InvalidRequest
 from enclave.identity import Actor
 from enclave.knowledge.sandbox import Stopper
 from enclave.tasks.registry import StepKind
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     from enclave.knowledge.service import KnowledgeBases
     from enclave.tasks.context import RunContext
 
-TEMPLATE_MARKS = ("{{", "{%")
+TEMPLATE_MARKS = ("{{", "{%", "{#")
 
 
 class SpooledFile(BaseModel):
@@ -75,6 +78,7 @@ async def run(ctx: RunContext, opts: Options) -> dict[str, Any]:
     if bool(opts.files) == bool(opts.root):
         raise InvalidRequest("give either files (spooled uploads) or root", param="files")
     kbs = ctx.knowledge()
+    await _may_write(ctx, kbs)
     await kbs.get(opts.kb)  # 404 before any work
     refused: dict[str, str] = {}
     if opts.files:
@@ -92,6 +96,18 @@ async def run(ctx: RunContext, opts: Options) -> dict[str, Any]:
         raise
     _forget(kbs, tokens)
     return await _outcome(ctx, opts.kb, report, refused)
+
+
+async def _may_write(ctx: RunContext, kbs: KnowledgeBases) -> None:
+    """The rule of the routes that change knowledge bases (``access.kb_writer``): the run's
+    owner must be an administrator now; nobody when authentication is off."""
+    from enclave.store.repos import UserRepo
+
+    if ctx.owner is None:
+        raise Forbidden("changing knowledge bases needs authentication: set auth.mode to on")
+    user = await UserRepo(kbs.store).get(ctx.owner)
+    if user is None or user.disabled or user.role != "admin":
+        raise Forbidden(f"changing knowledge bases is for administrators, not {ctx.owner}")
 
 
 def _spooled(ctx: RunContext, kbs: KnowledgeBases, opts: Options) -> list[tuple[str, Path]]:
