@@ -14,8 +14,8 @@ Ingestion reads each file, skips it when its SHA-256 is the one stored for its s
 by ``knowledge.ingest`` (:mod:`.sandbox`, :mod:`.documents`), chunks
 them (:mod:`.chunking`), cuts words for keyword search (:mod:`.segment`), embeds the
 chunks in batches across files, and replaces the document's old chunks in one
-transaction. Uploads over HTTP are ingested by a background job (:meth:`submit_bytes`,
-:mod:`.jobs`).
+transaction. Uploads over HTTP wait in a spool (:mod:`.spool`) for a run of the
+``kb-ingest`` task, whose step calls :meth:`add_files`.
 
 Search is ``vector`` (cosine over embeddings: pgvector's HNSW on PostgreSQL, else an
 in-process :class:`~enclave.vectors.index.VectorIndex` rebuilt from the stored
@@ -45,7 +45,6 @@ from enclave.errors import InvalidRequest, NotFound, UpstreamError
 from enclave.identity import CLI, Actor
 from enclave.knowledge.chunking import chunk_sections
 from enclave.knowledge.documents import document_name, extract, kind_of
-from enclave.knowledge.jobs import IngestJob, IngestJobs
 from enclave.knowledge.report import IngestProgress, IngestReport, Progress
 from enclave.knowledge.repository import (
     DocInfo,
@@ -149,7 +148,6 @@ class KnowledgeBases:
         self._make_embedder = embedders or self._default_embedder
         self._embedders: dict[tuple[str, str, int], Embedder] = {}
         self._indexes: dict[int, _Cached] = {}
-        self.jobs = IngestJobs(settings.ingest)
 
     # knowledge bases
 
@@ -269,19 +267,6 @@ class KnowledgeBases:
         async with self._audited(actor, name, report):
             await self._ingest(kb, sources, progress, report, stopper or Stopper())
         return report
-
-    async def submit_bytes(
-        self, name: str, filename: str, data: bytes, *, actor: Actor = CLI
-    ) -> IngestJob:
-        """:meth:`add_bytes` as a background job, returned at once (queued)."""
-        await self.repo.get(name)
-        clean = upload_name(filename)
-
-        async def run(job: IngestJob) -> IngestReport:
-            return await self.add_bytes(name, clean, data, progress=job.update, actor=actor,
-                                        stopper=job.stopper)  # fmt: skip
-
-        return self.jobs.start(name, [clean], run)
 
     @asynccontextmanager
     async def _audited(self, actor: Actor, name: str, report: IngestReport) -> AsyncIterator[None]:

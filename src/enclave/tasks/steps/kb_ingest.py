@@ -174,7 +174,7 @@ async def _ingest(
     async def tick(tick: IngestProgress) -> None:
         share = tick.files_done / tick.files_total if tick.files_total else 1.0
         await ctx.progress(
-            round(100 * share, 1),
+            100 * share,  # not rounded: /api/kb/{name}/jobs reads the files done from it
             f"{PurePath(tick.current).name}: {tick.files_done}/{tick.files_total} files, "
             f"{tick.chunks_done} chunks stored",
         )
