@@ -26,6 +26,7 @@ TABLES |= {"kb", "kb_documents", "kb_chunks"}  # knowledge bases (dialect-specif
 TABLES |= {"memory_recent", "memories", "memory_owners"}  # memory tiers
 TABLES |= {"assistant_profiles", "conversations", "conversation_messages"}  # assistants
 TABLES |= {"web_sessions", "login_failures"}  # revocable web sessions, lockout per name
+TABLES |= {"task_defs", "task_runs", "task_events", "task_schedules"}  # agent tasks
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 BEIJING = timezone(timedelta(hours=8))
 

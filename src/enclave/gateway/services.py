@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from enclave.knowledge.spool import Spool
     from enclave.memory.service import MemoryService
     from enclave.store.repos import Store
+    from enclave.tasks.service import TaskService
 
 log = logging.getLogger("enclave.gateway")
 
@@ -59,6 +60,8 @@ class Services:
     _memory_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _knowledge: KnowledgeBases | None = field(init=False, default=None)
     _directory: Directory | None = field(init=False, default=None)
+    # agent tasks (tasks.enabled): the worker, scheduler and reaper of this process
+    tasks: TaskService | None = field(init=False, default=None)
 
     async def start(self) -> None:
         await self._open_identity()
@@ -69,6 +72,18 @@ class Services:
         self.spawn(self._health_checks())
         self.spawn(self.gatekeeper.run())
         self.spawn(self._archive_memories())
+        await self._open_tasks()
+
+    async def _open_tasks(self) -> None:
+        if not self.settings.tasks.enabled:
+            return
+        from enclave.tasks.service import TaskService
+
+        self.tasks = TaskService(
+            self.store, lambda: self.settings, chat=self.chat_body, knowledge=self.knowledge,
+            audit=self.audit, home=self.settings.home,
+        )  # fmt: skip
+        await self.tasks.start()
 
     async def _open_identity(self) -> None:
         from enclave.audit.witness import open_witness
@@ -156,6 +171,22 @@ class Services:
         choices = result.get("choices") or [{}]
         return str((choices[0].get("message") or {}).get("content") or "")
 
+    async def chat_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-streamed chat completion of the gateway's own (agent tasks): the whole
+        body (tools included) through the router, the whole response back. Cancelling
+        the caller drops the upstream call in flight."""
+        from enclave.gateway.calls import complete
+        from enclave.router import CallRecord
+
+        model = str(body.get("model") or "default")
+        router = self.router
+        pool = router.resolve(model, "chat")
+        wire = {**body, "model": model, "stream": False}
+        result, lease = await router.send(pool, wire, complete("chat"), CallRecord(model=model))
+        lease.done(True)
+        result["model"] = model
+        return result
+
     def swap(self, settings: Settings) -> None:
         """Route new requests by ``settings``; old members close once their calls end.
         The address rules of ``auth`` apply at once (a bad one raises first)."""
@@ -182,6 +213,8 @@ class Services:
         return self._directory
 
     async def aclose(self) -> None:
+        if self.tasks is not None:
+            await self.tasks.aclose()
         for task in self._tasks:
             task.cancel()
         if self._directory is not None:

@@ -13,6 +13,7 @@ from enclave.store import (
     models_knowledge,
     models_memory,
     models_sessions,
+    models_tasks,
 )
 from enclave.store.base import Base
 
@@ -26,4 +27,5 @@ __all__ = [
     "models_knowledge",
     "models_memory",
     "models_sessions",
+    "models_tasks",
 ]

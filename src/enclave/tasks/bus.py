@@ -1,0 +1,123 @@
+"""Wake-ups: "something changed, read the database again".
+
+The database is the source of truth; the bus only says *when* to look, so a lost
+message costs at most one poll interval. Topics: ``runs`` (a run was queued),
+``cancel`` (a cancel was asked for), ``run:<id>`` (the run has new events).
+:class:`LocalBus` wakes waiters of this process; :class:`RedisBus` (``tasks.events:
+redis``) also publishes to, and listens on, Redis pub/sub so other replicas wake too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger("enclave.tasks")
+
+CHANNEL = "enclave:tasks:"
+
+
+class Waiter:
+    """A subscription to one topic; ``wait`` returns early when it was notified since the
+    last ``wait`` (so a notification between reading and waiting is never missed)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Whether a notification came (``False``: ``seconds`` passed)."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+class LocalBus:
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[Waiter]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def subscribe(self, topic: str) -> Iterator[Waiter]:
+        waiter = Waiter()
+        self._waiters.setdefault(topic, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            found = self._waiters.get(topic)
+            if found is not None:
+                found.discard(waiter)
+                if not found:
+                    del self._waiters[topic]
+
+    def wake(self, topic: str) -> None:
+        for waiter in self._waiters.get(topic, ()):
+            waiter.wake()
+
+    async def notify(self, topic: str) -> None:
+        self.wake(topic)
+
+
+Bus = LocalBus
+
+
+class RedisBus(LocalBus):
+    """Also tells the other replicas, over Redis pub/sub on ``auth.redis_url``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url = url
+        self._redis: Any = None
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from redis.asyncio import Redis
+
+        self._redis = Redis.from_url(self._url)
+        self._listener = asyncio.create_task(self._listen())
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def notify(self, topic: str) -> None:
+        self.wake(topic)
+        try:
+            await self._redis.publish(CHANNEL + topic, b"")
+        except Exception as exc:  # the poll still finds it
+            log.warning("tasks: publishing to Redis failed: %s", exc)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                await pubsub.psubscribe(CHANNEL + "*")
+                async for message in pubsub.listen():
+                    if message.get("type") == "pmessage":
+                        channel = message["channel"]
+                        text = channel.decode() if isinstance(channel, bytes) else str(channel)
+                        self.wake(text.removeprefix(CHANNEL))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("tasks: Redis subscription lost (%s); retrying", exc)
+                await asyncio.sleep(1.0)

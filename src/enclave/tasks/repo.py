@@ -1,0 +1,357 @@
+"""Every query on the task tables (:mod:`enclave.store.models_tasks`); nobody else
+writes SQL on them.
+
+Claiming is a guarded UPDATE (``WHERE status = 'queued'``) so that a run is claimed once
+whatever races: on PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED`` (replicas
+never wait on each other's rows); on SQLite the transaction first takes the database's
+write lock, so one process at a time claims. Each change of a running run made by its
+worker is guarded by ``lease_owner``: a worker whose lease was taken over writes nothing.
+Events are numbered per run from the run's ``last_event`` counter, bumped in the same
+transaction that inserts them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from enclave.errors import Conflict
+from enclave.store.models_tasks import TaskDef, TaskEvent, TaskRun, TaskSchedule
+from enclave.store.repos import Store
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+EventSpec = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Reaped:
+    run_id: str
+    status: str  # queued (again) or failed
+    owner: str | None
+
+
+class _Lost(Exception):
+    """A guarded change found the row changed by someone else: roll back."""
+
+
+class TaskRepo:
+    def __init__(self, store: Store) -> None:
+        self._sessions = store.sessions
+        self.dialect = store.engine.dialect.name
+
+    # -- definitions
+
+    async def get_def(self, name: str) -> TaskDef | None:
+        async with self._sessions() as session:
+            return await session.get(TaskDef, name)
+
+    async def list_defs(self) -> builtins.list[TaskDef]:
+        async with self._sessions() as session:
+            return builtins.list(
+                (await session.scalars(select(TaskDef).order_by(TaskDef.name))).all()
+            )
+
+    async def add_def(self, row: TaskDef) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                if await session.get(TaskDef, row.name) is not None:
+                    raise Conflict(f"a task named {row.name!r} exists", param="name")
+                session.add(row)
+        except IntegrityError as exc:
+            raise Conflict(f"a task named {row.name!r} exists", param="name") from exc
+
+    async def delete_def(self, name: str) -> bool:
+        async with self._sessions.begin() as session:
+            done = await session.execute(delete(TaskDef).where(TaskDef.name == name))
+            return bool(getattr(done, "rowcount", 0))
+
+    # -- runs
+
+    async def add_run(self, run: TaskRun, now: datetime) -> None:
+        """Insert ``run`` (queued) with its first event, ``status``."""
+        async with self._sessions.begin() as session:
+            await self._insert_run(session, run, now)
+
+    async def _insert_run(self, session: AsyncSession, run: TaskRun, now: datetime) -> None:
+        run.last_event = 1
+        session.add(run)
+        await session.flush()
+        data = {"status": run.status, "attempt": run.attempt}
+        session.add(TaskEvent(run_id=run.id, seq=1, at=now, type="status", data=data))
+
+    async def get_run(self, run_id: str) -> TaskRun | None:
+        async with self._sessions() as session:
+            return await session.get(TaskRun, run_id)
+
+    async def list_runs(
+        self, *, owner: str | None = None, any_owner: bool = True, status: str | None = None,
+        task: str | None = None, limit: int = 50, before: str | None = None,
+    ) -> builtins.list[TaskRun]:  # fmt: skip
+        """Newest first; ``before`` is the id of the last run of the previous page."""
+        query = select(TaskRun)
+        if not any_owner:
+            query = query.where(TaskRun.owner == owner)
+        if status:
+            query = query.where(TaskRun.status == status)
+        if task:
+            query = query.where(TaskRun.task == task)
+        async with self._sessions() as session:
+            if before:
+                cursor = await session.get(TaskRun, before)
+                if cursor is not None:
+                    query = query.where(or_(
+                        TaskRun.created_at < cursor.created_at,
+                        and_(TaskRun.created_at == cursor.created_at, TaskRun.id < cursor.id),
+                    ))  # fmt: skip
+            query = query.order_by(TaskRun.created_at.desc(), TaskRun.id.desc()).limit(limit)
+            return builtins.list((await session.scalars(query)).all())
+
+    async def count_runs(
+        self, owner: str | None, *, statuses: Sequence[str] = (), since: datetime | None = None
+    ) -> int:
+        query = select(func.count()).select_from(TaskRun).where(TaskRun.owner == owner)
+        if statuses:
+            query = query.where(TaskRun.status.in_(statuses))
+        if since is not None:
+            query = query.where(TaskRun.created_at >= since)
+        async with self._sessions() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    async def _write_lock(self, session: AsyncSession) -> None:
+        """SQLite: take the write lock now, so what this transaction reads stays true."""
+        if self.dialect == "sqlite":
+            await session.execute(update(TaskRun).where(TaskRun.id == "").values(status="x"))
+
+    async def claim(
+        self, worker: str, now: datetime, lease_until: datetime, limit: int, per_user: int
+    ) -> builtins.list[TaskRun]:
+        """Up to ``limit`` queued runs that are due, now running under ``worker``'s lease,
+        skipping users who already have ``per_user`` runs running."""
+        async with self._sessions.begin() as session:
+            await self._write_lock(session)
+            counts = dict((await session.execute(
+                select(TaskRun.owner, func.count()).where(TaskRun.status == "running")
+                .group_by(TaskRun.owner)
+            )).tuples().all())  # fmt: skip
+            query = (
+                select(TaskRun.id, TaskRun.owner)
+                .where(TaskRun.status == "queued", TaskRun.not_before <= now)
+                .order_by(TaskRun.not_before, TaskRun.created_at)
+                .limit(limit * 4)
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            chosen: builtins.list[str] = []
+            for run_id, owner in (await session.execute(query)).tuples():
+                if len(chosen) == limit:
+                    break
+                if owner is not None and counts.get(owner, 0) >= per_user:
+                    continue
+                counts[owner] = counts.get(owner, 0) + 1
+                chosen.append(run_id)
+            claimed = []
+            for run_id in chosen:
+                values = {"status": "running", "lease_owner": worker, "lease_until": lease_until,
+                          "started_at": now, "cancel_requested": False}  # fmt: skip
+                if await self._append(session, run_id, [], now, values, queued=True) is not None:
+                    claimed.append(run_id)
+            rows = await session.scalars(select(TaskRun).where(TaskRun.id.in_(claimed)))
+            found = {row.id: row for row in rows}
+            for run_id in claimed:
+                row = found[run_id]
+                data = {"status": "running", "attempt": row.attempt}
+                await self._append(session, run_id, [("status", data)], now, {})
+            return [found[run_id] for run_id in claimed]
+
+    async def renew(self, run_id: str, worker: str, until: datetime) -> bool:
+        async with self._sessions.begin() as session:
+            done = await session.execute(
+                update(TaskRun)
+                .where(TaskRun.id == run_id, TaskRun.lease_owner == worker,
+                       TaskRun.status == "running")
+                .values(lease_until=until)
+            )  # fmt: skip
+            return bool(getattr(done, "rowcount", 0))
+
+    async def cancel_flags(self, run_ids: Sequence[str]) -> set[str]:
+        if not run_ids:
+            return set()
+        query = select(TaskRun.id).where(TaskRun.id.in_(run_ids), TaskRun.cancel_requested)
+        async with self._sessions() as session:
+            return set((await session.scalars(query)).all())
+
+    async def append(
+        self, run_id: str, events: Sequence[EventSpec], now: datetime,
+        values: dict[str, Any] | None = None, *, worker: str | None = None,
+    ) -> int | None:  # fmt: skip
+        """Record ``events`` (and set ``values`` on the run) in one transaction; the last
+        event's number, or ``None`` when ``worker`` no longer holds the run's lease."""
+        async with self._sessions.begin() as session:
+            return await self._append(session, run_id, events, now, values or {}, worker=worker)
+
+    async def _append(
+        self, session: AsyncSession, run_id: str, events: Sequence[EventSpec], now: datetime,
+        values: dict[str, Any], *, worker: str | None = None, queued: bool = False,
+    ) -> int | None:  # fmt: skip
+        query = update(TaskRun).where(TaskRun.id == run_id)
+        if worker is not None:
+            query = query.where(TaskRun.lease_owner == worker, TaskRun.status == "running")
+        if queued:
+            query = query.where(TaskRun.status == "queued")
+        query = query.values(last_event=TaskRun.last_event + len(events), **values)
+        last = (await session.execute(query.returning(TaskRun.last_event))).scalar_one_or_none()
+        if last is None:
+            return None
+        first = last - len(events) + 1
+        session.add_all(
+            TaskEvent(run_id=run_id, seq=first + i, at=now, type=kind, data=data)
+            for i, (kind, data) in enumerate(events)
+        )
+        return int(last)
+
+    async def request_cancel(self, run_id: str, now: datetime) -> bool:
+        """A queued run is cancelled at once (``True``); a running one is flagged for its
+        worker (``False``)."""
+        events: builtins.list[EventSpec] = [
+            ("error", {"message": "cancelled before it started", "type": "cancelled"}),
+            ("status", {"status": "cancelled", "reason": "cancelled"}),
+        ]
+        async with self._sessions.begin() as session:
+            values = {"status": "cancelled", "finished_at": now, "cancel_requested": True,
+                      "error": events[0][1]}  # fmt: skip
+            if await self._append(session, run_id, events, now, values, queued=True):
+                return True
+            await session.execute(
+                update(TaskRun).where(TaskRun.id == run_id, TaskRun.status == "running")
+                .values(cancel_requested=True)
+            )  # fmt: skip
+            return False
+
+    async def reap(self, now: datetime) -> builtins.list[Reaped]:
+        """Runs whose lease ran out (their worker died): queued again while attempts
+        remain, else failed."""
+        query = select(TaskRun.id).where(TaskRun.status == "running", TaskRun.lease_until < now)
+        reaped: builtins.list[Reaped] = []
+        async with self._sessions.begin() as session:
+            await self._write_lock(session)
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for run_id in (await session.scalars(query)).all():
+                row = await session.get(TaskRun, run_id)
+                if row is None:
+                    continue
+                status = await self._lost(session, row, now)
+                reaped.append(Reaped(run_id, status, row.owner))
+        return reaped
+
+    async def _lost(self, session: AsyncSession, row: TaskRun, now: datetime) -> str:
+        cleared: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+        if row.attempt < row.max_attempts and not row.cancel_requested:
+            values = {**cleared, "status": "queued", "attempt": row.attempt + 1, "not_before": now}
+            event = {"status": "queued", "attempt": row.attempt + 1, "reason": "worker lost"}
+            await self._append(session, row.id, [("status", event)], now, values)
+            return "queued"
+        error = {"message": "the worker running it was lost", "type": "worker_lost"}
+        if row.cancel_requested:
+            error = {"message": "cancelled", "type": "cancelled"}
+        status = "cancelled" if row.cancel_requested else "failed"
+        ended = {**cleared, "status": status, "error": error, "finished_at": now}
+        final = {"status": status, "reason": error["type"]}
+        await self._append(session, row.id, [("error", error), ("status", final)], now, ended)
+        return status
+
+    async def events(
+        self, run_id: str, after: int = 0, limit: int = 500
+    ) -> builtins.list[TaskEvent]:
+        query = (
+            select(TaskEvent).where(TaskEvent.run_id == run_id, TaskEvent.seq > after)
+            .order_by(TaskEvent.seq).limit(limit)
+        )  # fmt: skip
+        async with self._sessions() as session:
+            return builtins.list((await session.scalars(query)).all())
+
+    # -- schedules
+
+    async def add_schedule(self, row: TaskSchedule) -> None:
+        async with self._sessions.begin() as session:
+            session.add(row)
+
+    async def get_schedule(self, sid: str) -> TaskSchedule | None:
+        async with self._sessions() as session:
+            return await session.get(TaskSchedule, sid)
+
+    async def list_schedules(
+        self, owner: str | None = None, *, any_owner: bool = True
+    ) -> builtins.list[TaskSchedule]:
+        query = select(TaskSchedule).order_by(TaskSchedule.created_at, TaskSchedule.id)
+        if not any_owner:
+            query = query.where(TaskSchedule.owner == owner)
+        async with self._sessions() as session:
+            return builtins.list((await session.scalars(query)).all())
+
+    async def count_schedules(self, owner: str | None) -> int:
+        query = select(func.count()).select_from(TaskSchedule).where(TaskSchedule.owner == owner)
+        async with self._sessions() as session:
+            return int((await session.execute(query)).scalar_one())
+
+    async def delete_schedule(self, sid: str) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(delete(TaskSchedule).where(TaskSchedule.id == sid))
+
+    async def set_paused(self, sid: str, paused: bool, next_run_at: datetime | None) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                update(TaskSchedule).where(TaskSchedule.id == sid)
+                .values(paused=paused, next_run_at=next_run_at)
+            )  # fmt: skip
+
+    async def due(self, now: datetime, limit: int = 100) -> builtins.list[TaskSchedule]:
+        query = (
+            select(TaskSchedule)
+            .where(TaskSchedule.next_run_at <= now, TaskSchedule.paused.is_(False))
+            .order_by(TaskSchedule.next_run_at).limit(limit)
+        )  # fmt: skip
+        async with self._sessions() as session:
+            return builtins.list((await session.scalars(query)).all())
+
+    async def fire(
+        self, schedule: TaskSchedule, new_next: datetime | None, runs: Sequence[TaskRun],
+        now: datetime,
+    ) -> bool:  # fmt: skip
+        """Insert ``runs`` and move the schedule on to ``new_next``, in one transaction,
+        only if nobody fired it first (its ``next_run_at`` is still what we read)."""
+        try:
+            async with self._sessions.begin() as session:
+                await self._write_lock(session)
+                if self.dialect == "postgresql":
+                    mine = await session.scalar(
+                        select(TaskSchedule.id).where(TaskSchedule.id == schedule.id)
+                        .with_for_update(skip_locked=True)
+                    )  # fmt: skip
+                    if mine is None:
+                        return False
+                values: dict[str, Any] = {"next_run_at": new_next}
+                if runs:
+                    values |= {"last_run_at": now, "last_run": runs[-1].id}
+                done = await session.execute(
+                    update(TaskSchedule)
+                    .where(TaskSchedule.id == schedule.id,
+                           TaskSchedule.next_run_at == schedule.next_run_at,
+                           TaskSchedule.paused.is_(False))
+                    .values(**values)
+                )  # fmt: skip
+                if not getattr(done, "rowcount", 0):
+                    raise _Lost
+                for run in runs:
+                    await self._insert_run(session, run, now)
+        except (_Lost, IntegrityError):
+            return False
+        return True
