@@ -140,4 +140,3 @@ def job_of(run: RunInfo, errors: dict[str, str]) -> IngestJobPublic:
         finished_at=run.finished_at.timestamp() if finished and run.finished_at else None,
         run=run.public(),
     )  # fmt: skip
-
