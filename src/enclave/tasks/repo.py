@@ -12,15 +12,17 @@ transaction that inserts them.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Select, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from enclave.errors import Conflict
 from enclave.store.models_tasks import TaskDef, TaskEvent, TaskRun, TaskSchedule
@@ -29,6 +31,8 @@ from enclave.store.repos import Store
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 EventSpec = tuple[str, dict[str, Any]]
+RUNS = cast(Table, TaskRun.__table__)
+EVENTS = cast(Table, TaskEvent.__table__)
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,30 @@ class _Lost(Exception):
 class TaskRepo:
     def __init__(self, store: Store) -> None:
         self._sessions = store.sessions
+        self._engine = store.engine
         self.dialect = store.engine.dialect.name
+        self._one_writer = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction. SQLite: one at a time in this process, so that our own
+        connections never wait on each other in SQLite's busy handler (which sleeps)."""
+        if self.dialect != "sqlite":
+            async with self._sessions.begin() as session:
+                yield session
+            return
+        async with self._one_writer, self._sessions.begin() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def _connected(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction on a bare connection (no ORM session)."""
+        if self.dialect != "sqlite":
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        async with self._one_writer, self._engine.begin() as conn:
+            yield conn
 
     # -- definitions
 
@@ -61,7 +88,7 @@ class TaskRepo:
 
     async def add_def(self, row: TaskDef) -> None:
         try:
-            async with self._sessions.begin() as session:
+            async with self._writing() as session:
                 if await session.get(TaskDef, row.name) is not None:
                     raise Conflict(f"a task named {row.name!r} exists", param="name")
                 session.add(row)
@@ -69,7 +96,7 @@ class TaskRepo:
             raise Conflict(f"a task named {row.name!r} exists", param="name") from exc
 
     async def delete_def(self, name: str) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             done = await session.execute(delete(TaskDef).where(TaskDef.name == name))
             return bool(getattr(done, "rowcount", 0))
 
@@ -77,8 +104,14 @@ class TaskRepo:
 
     async def add_run(self, run: TaskRun, now: datetime) -> None:
         """Insert ``run`` (queued) with its first event, ``status``."""
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await self._insert_run(session, run, now)
+
+    async def add_runs(self, runs: Sequence[TaskRun], now: datetime) -> None:
+        """Insert queued ``runs`` in one transaction (benchmarks, bulk submits)."""
+        async with self._writing() as session:
+            for run in runs:
+                await self._insert_run(session, run, now)
 
     async def _insert_run(self, session: AsyncSession, run: TaskRun, now: datetime) -> None:
         run.last_event = 1
@@ -125,6 +158,12 @@ class TaskRepo:
         async with self._sessions() as session:
             return int((await session.execute(query)).scalar_one())
 
+    async def _any(self, query: Select[Any]) -> bool:
+        """Whether ``query`` finds a row: read first, so that an idle worker never takes
+        SQLite's write lock."""
+        async with self._sessions() as session:
+            return (await session.execute(query.limit(1))).first() is not None
+
     async def _write_lock(self, session: AsyncSession) -> None:
         """SQLite: take the write lock now, so what this transaction reads stays true."""
         if self.dialect == "sqlite":
@@ -135,12 +174,15 @@ class TaskRepo:
     ) -> builtins.list[TaskRun]:
         """Up to ``limit`` queued runs that are due, now running under ``worker``'s lease,
         skipping users who already have ``per_user`` runs running."""
-        async with self._sessions.begin() as session:
+        due = select(TaskRun.id).where(TaskRun.status == "queued", TaskRun.not_before <= now)
+        if not await self._any(due):
+            return []
+        async with self._writing() as session:
             await self._write_lock(session)
             counts = dict((await session.execute(
                 select(TaskRun.owner, func.count()).where(TaskRun.status == "running")
                 .group_by(TaskRun.owner)
-            )).tuples().all())  # fmt: skip
+            )).all())  # fmt: skip
             query = (
                 select(TaskRun.id, TaskRun.owner)
                 .where(TaskRun.status == "queued", TaskRun.not_before <= now)
@@ -150,7 +192,7 @@ class TaskRepo:
             if self.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             chosen: builtins.list[str] = []
-            for run_id, owner in (await session.execute(query)).tuples():
+            for run_id, owner in (await session.execute(query)).all():
                 if len(chosen) == limit:
                     break
                 if owner is not None and counts.get(owner, 0) >= per_user:
@@ -167,12 +209,12 @@ class TaskRepo:
             found = {row.id: row for row in rows}
             for run_id in claimed:
                 row = found[run_id]
-                data = {"status": "running", "attempt": row.attempt}
+                data = {"status": "running", "attempt": row.attempt, "worker": worker}
                 await self._append(session, run_id, [("status", data)], now, {})
             return [found[run_id] for run_id in claimed]
 
     async def renew(self, run_id: str, worker: str, until: datetime) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             done = await session.execute(
                 update(TaskRun)
                 .where(TaskRun.id == run_id, TaskRun.lease_owner == worker,
@@ -194,27 +236,30 @@ class TaskRepo:
     ) -> int | None:  # fmt: skip
         """Record ``events`` (and set ``values`` on the run) in one transaction; the last
         event's number, or ``None`` when ``worker`` no longer holds the run's lease."""
-        async with self._sessions.begin() as session:
-            return await self._append(session, run_id, events, now, values or {}, worker=worker)
+        async with self._connected() as conn:
+            return await self._append(conn, run_id, events, now, values or {}, worker=worker)
 
     async def _append(
-        self, session: AsyncSession, run_id: str, events: Sequence[EventSpec], now: datetime,
-        values: dict[str, Any], *, worker: str | None = None, queued: bool = False,
+        self, session: AsyncSession | AsyncConnection, run_id: str, events: Sequence[EventSpec],
+        now: datetime, values: dict[str, Any], *, worker: str | None = None,
+        queued: bool = False,
     ) -> int | None:  # fmt: skip
-        query = update(TaskRun).where(TaskRun.id == run_id)
+        """Core statements (no unit of work): this is the hot path of every run."""
+        conn = await session.connection() if isinstance(session, AsyncSession) else session
+        query = update(RUNS).where(RUNS.c.id == run_id)
         if worker is not None:
-            query = query.where(TaskRun.lease_owner == worker, TaskRun.status == "running")
+            query = query.where(RUNS.c.lease_owner == worker, RUNS.c.status == "running")
         if queued:
-            query = query.where(TaskRun.status == "queued")
-        query = query.values(last_event=TaskRun.last_event + len(events), **values)
-        last = (await session.execute(query.returning(TaskRun.last_event))).scalar_one_or_none()
+            query = query.where(RUNS.c.status == "queued")
+        query = query.values(last_event=RUNS.c.last_event + len(events), **values)
+        last = (await conn.execute(query.returning(RUNS.c.last_event))).scalar_one_or_none()
         if last is None:
             return None
         first = last - len(events) + 1
-        session.add_all(
-            TaskEvent(run_id=run_id, seq=first + i, at=now, type=kind, data=data)
-            for i, (kind, data) in enumerate(events)
-        )
+        if events:
+            rows = [{"run_id": run_id, "seq": first + i, "at": now, "type": kind, "data": data}
+                    for i, (kind, data) in enumerate(events)]  # fmt: skip
+            await conn.execute(insert(EVENTS), rows)
         return int(last)
 
     async def request_cancel(self, run_id: str, now: datetime) -> bool:
@@ -224,7 +269,7 @@ class TaskRepo:
             ("error", {"message": "cancelled before it started", "type": "cancelled"}),
             ("status", {"status": "cancelled", "reason": "cancelled"}),
         ]
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             values = {"status": "cancelled", "finished_at": now, "cancel_requested": True,
                       "error": events[0][1]}  # fmt: skip
             if await self._append(session, run_id, events, now, values, queued=True):
@@ -240,7 +285,9 @@ class TaskRepo:
         remain, else failed."""
         query = select(TaskRun.id).where(TaskRun.status == "running", TaskRun.lease_until < now)
         reaped: builtins.list[Reaped] = []
-        async with self._sessions.begin() as session:
+        if not await self._any(query):
+            return reaped
+        async with self._writing() as session:
             await self._write_lock(session)
             if self.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
@@ -268,6 +315,16 @@ class TaskRepo:
         await self._append(session, row.id, [("error", error), ("status", final)], now, ended)
         return status
 
+    async def purge(self, before: datetime) -> builtins.list[str]:
+        """Delete runs that finished before ``before`` (their events with them); their ids."""
+        query = select(TaskRun.id).where(TaskRun.status.in_(TERMINAL), TaskRun.finished_at < before)
+        async with self._writing() as session:
+            ids = builtins.list((await session.scalars(query.limit(1000))).all())
+            if ids:
+                await session.execute(delete(TaskEvent).where(TaskEvent.run_id.in_(ids)))
+                await session.execute(delete(TaskRun).where(TaskRun.id.in_(ids)))
+        return ids
+
     async def events(
         self, run_id: str, after: int = 0, limit: int = 500
     ) -> builtins.list[TaskEvent]:
@@ -281,7 +338,7 @@ class TaskRepo:
     # -- schedules
 
     async def add_schedule(self, row: TaskSchedule) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             session.add(row)
 
     async def get_schedule(self, sid: str) -> TaskSchedule | None:
@@ -303,11 +360,11 @@ class TaskRepo:
             return int((await session.execute(query)).scalar_one())
 
     async def delete_schedule(self, sid: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await session.execute(delete(TaskSchedule).where(TaskSchedule.id == sid))
 
     async def set_paused(self, sid: str, paused: bool, next_run_at: datetime | None) -> None:
-        async with self._sessions.begin() as session:
+        async with self._writing() as session:
             await session.execute(
                 update(TaskSchedule).where(TaskSchedule.id == sid)
                 .values(paused=paused, next_run_at=next_run_at)
@@ -329,7 +386,7 @@ class TaskRepo:
         """Insert ``runs`` and move the schedule on to ``new_next``, in one transaction,
         only if nobody fired it first (its ``next_run_at`` is still what we read)."""
         try:
-            async with self._sessions.begin() as session:
+            async with self._writing() as session:
                 await self._write_lock(session)
                 if self.dialect == "postgresql":
                     mine = await session.scalar(

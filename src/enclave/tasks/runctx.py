@@ -45,10 +45,12 @@ class RunCtx:
     chat_call: Chat
     knowledge_of: Callable[[], KnowledgeBases]
     on_event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+    files_hint: Any = None  # what the submitter passed as files_hint (KB uploads)
     files: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     events: int = 0
+    pending: list[tuple[list[EventSpec], dict[str, Any]]] = field(default_factory=list)
 
     @property
     def output_dir(self) -> Path:
@@ -71,9 +73,18 @@ class RunCtx:
     async def emit(self, type: str, **data: Any) -> None:
         await self.record([(type, data)])
 
+    def defer(self, events: list[EventSpec], values: dict[str, Any]) -> None:
+        """Write ``events`` with the next ones (the last step's ``done``, written with the
+        run's result in one transaction)."""
+        self.pending.append((events, values))
+
     async def record(self, events: list[EventSpec], values: dict[str, Any] | None = None) -> None:
         """Write ``events`` (cut to ``limits.max_event_bytes``; past ``limits.max_events``
         only the run's own milestones are kept) and tell followers."""
+        if self.pending:
+            first, self.pending = self.pending, []
+            events = [e for deferred, _ in first for e in deferred] + events
+            values = {k: v for _, found in first for k, v in found.items()} | (values or {})
         cap = self.limits.max_events
         kept = [(t, fit(d, self.limits.max_event_bytes)) for t, d in events
                 if t in KEEP_ALWAYS or self.events < cap]  # fmt: skip

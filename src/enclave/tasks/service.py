@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ log = logging.getLogger("enclave.tasks")
 Chat = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 DAY = timedelta(days=1)
 FOLLOW_POLL_S = 1.0
+PURGE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ class TaskService:
         if tasks.scheduler:
             loops.append(self.scheduler.run())
         if tasks.worker or tasks.scheduler:
-            loops.append(reap_forever(self.runtime))
+            loops += [reap_forever(self.runtime), self._purge_forever()]
         self._loops = [asyncio.ensure_future(loop) for loop in loops]
 
     async def aclose(self) -> None:
@@ -123,6 +125,23 @@ class TaskService:
                 await loop
         self._loops = []
         await self.bus.aclose()
+
+    async def purge(self) -> int:
+        """Forget runs finished more than ``tasks.keep_days`` ago, with their events and
+        output files; how many."""
+        before = self.clock.now() - timedelta(days=self.tasks_settings().keep_days)
+        gone = await self.repo.purge(before)
+        for run_id in gone:
+            shutil.rmtree(self.outputs() / run_id, ignore_errors=True)
+        return len(gone)
+
+    async def _purge_forever(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except Exception:
+                log.exception("tasks: forgetting old runs failed")
+            await asyncio.sleep(PURGE_EVERY_S)
 
     async def _audit(self, actor: Actor, action: str, detail: dict[str, Any]) -> None:
         if self._audit_writer is not None:

@@ -117,7 +117,10 @@ class Worker:
         active = self.active[row.id] = Active(task)
         self._watch(active, lease_s)
 
-        def done(_: asyncio.Task[None]) -> None:
+        def done(ended: asyncio.Task[None]) -> None:
+            if not ended.cancelled() and ended.exception() is not None:
+                # its lease is no longer renewed: the reaper queues it again
+                log.error("tasks: run %s broke off", row.id, exc_info=ended.exception())
             found = self.active.pop(row.id, None)
             if found and found.watchdog:
                 found.watchdog.cancel()
@@ -179,13 +182,15 @@ class Worker:
             params=row.params, settings=settings, limits=settings.limits, repo=rt.repo,
             bus=rt.bus, clock=rt.clock, worker=self.id, outputs_root=rt.outputs(),
             chat_call=rt.chat, knowledge_of=rt.knowledge,
+            files_hint=row.definition.get("files_hint"),
         )  # fmt: skip
         ctx.on_event = lambda kind, data: self._audit_step(ctx, kind, data)
         await rt.bus.notify(f"run:{row.id}")
-        await rt.audit("task.run.start", row.owner, {"run": row.id, "task": row.task,
-                                                     "attempt": row.attempt})  # fmt: skip
         try:
-            defn = parse_definition(row.definition, base=settings.limits)
+            detail = {"run": row.id, "task": row.task, "attempt": row.attempt}
+            await rt.audit("task.run.start", row.owner, detail)
+            snapshot = {k: v for k, v in row.definition.items() if k != "files_hint"}
+            defn = parse_definition(snapshot, base=settings.limits)
             ctx.limits = defn.effective_limits(settings.limits)
             async with asyncio.timeout(ctx.limits.timeout_s):
                 result = await workflow.run_steps(ctx, defn)

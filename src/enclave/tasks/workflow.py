@@ -14,6 +14,7 @@ from typing import Any
 from enclave.errors import EnclaveError, InvalidRequest
 from enclave.tasks import registry, templating
 from enclave.tasks.definition import TaskDefinition, check_options
+from enclave.tasks.repo import EventSpec
 from enclave.tasks.runctx import RunCtx
 
 
@@ -42,7 +43,8 @@ def context(ctx: RunCtx, defn: TaskDefinition, outputs: dict[str, Any]) -> dict[
     now = ctx.clock.now().astimezone(UTC)
     stamp = now.isoformat().replace("+00:00", "Z")
     run = {"id": ctx.run_id, "owner": ctx.owner, "attempt": ctx.attempt,
-           "date": now.strftime("%Y-%m-%d"), "now": stamp}  # fmt: skip
+           "date": now.strftime("%Y-%m-%d"), "now": stamp,
+           "files_hint": ctx.files_hint}  # fmt: skip
     return {"params": ctx.params, "steps": outputs, "run": run, "task": defn.name}
 
 
@@ -62,11 +64,15 @@ async def run_steps(ctx: RunCtx, defn: TaskDefinition) -> Any:
         except Exception as exc:
             await ctx.emit("step", **head, status="failed", error=describe(exc))
             raise StepFailed(step.id, exc) from exc
-        await ctx.record(
-            [("step", {**head, "status": "done"}),
-             ("progress", {"percent": 100.0 * (index + 1) / count})],
-            {"progress_percent": 100.0 * (index + 1) / count},
-        )  # fmt: skip
+        percent = 100.0 * (index + 1) / count
+        done: list[EventSpec] = [
+            ("step", {**head, "status": "done"}),
+            ("progress", {"percent": percent}),
+        ]
+        if index + 1 < count:
+            await ctx.record(done, {"progress_percent": percent})
+        else:  # written with the result, in the same transaction
+            ctx.defer(done, {"progress_percent": percent})
     return outputs[defn.result] if defn.result else outputs[defn.steps[-1].id]
 
 
