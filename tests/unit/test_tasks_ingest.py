@@ -271,3 +271,40 @@ async def test_cancelling_the_run_kills_the_parse_and_keeps_the_upload(
     await _until(lambda: not _parsers(), "the parse was not killed")
     assert spool.count() == 1  # a worker that lost the run leaves it to the next attempt
     assert (await kbs.get("faq")).documents == 0
+
+
+async def test_a_kb_ingest_run_through_the_task_service_records_its_progress(
+    store: Store, kbs: KnowledgeBases, spool: Spool, tmp_path: Path
+) -> None:
+    """The built-in task, queued and run by the real worker: the events a client follows."""
+    from enclave.config import Settings
+    from enclave.identity import Actor
+    from enclave.tasks.service import Caller, TaskService
+
+    async def no_chat(body: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("kb-ingest calls no model")
+
+    settings = Settings(home=tmp_path)
+    tasks = TaskService(store, lambda: settings, chat=no_chat, knowledge=lambda: kbs,
+                        audit=None, home=tmp_path)  # fmt: skip
+    alice = Caller(user="alice", admin=True, actor=Actor(user="alice"))
+    await tasks.start()
+    try:
+        files = [spooled(spool, "quokka.md", GOOD), spooled(spool, "long.txt", LONG)]
+        run = await tasks.submit(alice, task="kb-ingest", params={"kb": "faq", "files": files})
+        async with asyncio.timeout(120):  # a bound, should the run never end
+            events = [event async for event in tasks.follow(alice, run.id)]
+        done = await tasks.get_run(alice, run.id)
+    finally:
+        await tasks.aclose()
+    assert done.status == "succeeded", done.error
+    assert done.result["documents"] == 1
+    assert list(done.result["errors"]) == ["long.txt"]
+    kinds = [event.type for event in events]
+    assert kinds[-2:] == ["result", "status"]
+    progress = [event.data for event in events if event.type == "progress"]
+    assert any("quokka.md" in str(p.get("message")) for p in progress)
+    assert progress[-1]["percent"] == 100.0
+    [warning] = [e.data for e in events if e.type == "log" and "file" in e.data]
+    assert warning["file"] == "long.txt"
+    assert spool.count() == 0

@@ -21,7 +21,7 @@ KB_INGEST_TASK: dict[str, Any] = {
         "glob": {"type": "string", "default": "**/*", "description": "files under root"},
     },
     "steps": [{
-        "id": "ingest", "kind": "kb_ingest", "title": "Ingest into {{ params.kb }}",
+        "id": "ingest", "kind": "kb_ingest", "title": "Ingest the documents",
         "kb": "{{ params.kb }}", "files": "{{ params.files | tojson }}",
         "root": "{{ params.root }}", "glob": "{{ params.glob }}",
     }],
