@@ -9,7 +9,8 @@ it removes the files once ingested. Uploads on disk survive a restart of the gat
 run is in the database). With several replicas, the spool folder must be one they share.
 
 At most ``knowledge.ingest.max_jobs`` uploads wait at once (one more: 429); files left by
-a run that never finished (cancelled, say) are removed after ``tasks.keep_days``.
+a run that never finished (cancelled, say) are removed by the first upload after
+``tasks.keep_days``.
 """
 
 from __future__ import annotations
