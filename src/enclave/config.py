@@ -355,8 +355,15 @@ class IngestSettings(_Section):
     max_memory_bytes: ByteSize = Field(
         ByteSize(1024 * 2**20), description="address space of the child process parsing a file"
     )
-    max_jobs: int = Field(16, ge=1, description="upload jobs queued or running at once")
-    keep_jobs: int = Field(100, ge=1, description="finished upload jobs kept for polling")
+    max_jobs: int = Field(
+        16, ge=1, description="uploads waiting in the spool or being ingested at once; one "
+        "more is refused with 429"
+    )  # fmt: skip
+    keep_jobs: int = Field(100, ge=1, description="recent uploads GET /api/kb/{name}/jobs lists")
+    spool_dir: Path | None = Field(
+        None, description="where uploads wait for their kb-ingest run; default HOME/kb-spool "
+        "(with several replicas: a folder they share)"
+    )  # fmt: skip
 
 
 class KnowledgeSettings(_Section):

@@ -6,19 +6,20 @@
     DELETE /api/kb/{name}                       remove
     PUT    /api/kb/{name}/documents/{filename}  upload: the body is the file (any type
                                                 enclave reads: md, pdf, docx, ...);
-                                                202 and the job that ingests it
-    GET    /api/kb/{name}/jobs                  ingestion jobs (this process's, recent)
-    GET    /api/kb/{name}/jobs/{id}             one job: status, progress, per-file errors
-    POST   /api/kb/{name}/jobs/{id}/cancel      stop it (a running parse is killed)
+                                                202, the job (with its kb-ingest run) and
+                                                Location: /api/runs/{id}
+    GET    /api/kb/{name}/jobs                  recent uploads (views of their runs)
+    GET    /api/kb/{name}/jobs/{id}             one: status, progress, per-file errors
+    POST   /api/kb/{name}/jobs/{id}/cancel      cancel its run (a running parse is killed)
     DELETE /api/kb/{name}/documents/{source}    remove one document
     POST   /api/kb/{name}/search                {query, k?, mode?} → {"data": [hits]}
 
 Searching is open to every caller the edge let in (``access.authenticated``); changing
 knowledge bases is for administrators, and closed when authentication is off
 (``access.kb_writer``), and so are the ingestion jobs; each change is audited (``kb.*``
-records). An upload (limited by ``limits.max_body_bytes``) is kept in memory and ingested
-by a background job (:mod:`enclave.knowledge.jobs`), each file bounded by
-``knowledge.ingest``.
+records). An upload (limited by ``limits.max_body_bytes``) is spooled to disk and ingested
+by a run of the built-in ``kb-ingest`` task (:mod:`enclave.gateway.kb_jobs`), each file
+bounded by ``knowledge.ingest``; its progress is the run's events (``/api/runs/{id}``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 
-from enclave.gateway import access
+from enclave.gateway import access, kb_jobs
 from enclave.gateway.access import actor
 from enclave.gateway.admin import body_of
 from enclave.gateway.apidoc import ERRORS, json_body, raw_body
@@ -105,12 +106,17 @@ def _write_routes(router: APIRouter, services: Services, kbs: Callable[[], Knowl
     async def upload(
         name: str, filename: str, request: Request, response: Response
     ) -> IngestJobPublic:
-        data = await read_body(request, int(services.settings.limits.max_body_bytes), what="upload")
-        job = await kbs().submit_bytes(name, filename, data, actor=actor(request))
-        response.headers["Location"] = f"/api/kb/{name}/jobs/{job.id}"
-        return IngestJobPublic.of(job)
+        from enclave.knowledge.service import upload_name
 
-    _job_routes(router, kbs)
+        clean = upload_name(filename)
+        await kbs().get(name)
+        kb_jobs.tasks_of(services)  # 503 before the body is read
+        data = await read_body(request, int(services.settings.limits.max_body_bytes), what="upload")
+        run, job = await kb_jobs.submit(services, request, name, clean, data)
+        response.headers["Location"] = f"/api/runs/{run.id}"
+        return job
+
+    _job_routes(router, services)
 
     @router.delete("/{name}/documents/{source:path}", dependencies=[access.KB_WRITER])
     async def remove_document(name: str, source: str, request: Request) -> DocDeleted:
@@ -118,15 +124,15 @@ def _write_routes(router: APIRouter, services: Services, kbs: Callable[[], Knowl
         return DocDeleted(name=name, source=source, deleted=True)
 
 
-def _job_routes(router: APIRouter, kbs: Callable[[], KnowledgeBases]) -> None:
+def _job_routes(router: APIRouter, services: Services) -> None:
     @router.get("/{name}/jobs", dependencies=[access.KB_WRITER])
-    async def jobs(name: str) -> IngestJobList:
-        return IngestJobList(data=[IngestJobPublic.of(j) for j in kbs().jobs.list(name)])
+    async def jobs(name: str, request: Request) -> IngestJobList:
+        return IngestJobList(data=await kb_jobs.listed(services, request, name))
 
     @router.get("/{name}/jobs/{job_id}", dependencies=[access.KB_WRITER])
-    async def job(name: str, job_id: str) -> IngestJobPublic:
-        return IngestJobPublic.of(kbs().jobs.get(name, job_id))
+    async def job(name: str, job_id: str, request: Request) -> IngestJobPublic:
+        return await kb_jobs.get(services, request, name, job_id)
 
     @router.post("/{name}/jobs/{job_id}/cancel", dependencies=[access.KB_WRITER])
-    async def cancel_job(name: str, job_id: str) -> IngestJobPublic:
-        return IngestJobPublic.of(kbs().jobs.cancel(name, job_id))
+    async def cancel_job(name: str, job_id: str, request: Request) -> IngestJobPublic:
+        return await kb_jobs.cancel(services, request, name, job_id)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from enclave.gateway.gatekeeper import Gatekeeper
     from enclave.identity import Identity
     from enclave.knowledge.service import KnowledgeBases
+    from enclave.knowledge.spool import Spool
     from enclave.memory.service import MemoryService
     from enclave.store.repos import Store
     from enclave.tasks.service import TaskService
@@ -143,8 +144,19 @@ class Services:
         if self._knowledge is None:
             from enclave.knowledge.service import KnowledgeBases
 
-            self._knowledge = KnowledgeBases(self.store, self.settings.knowledge, audit=self.audit)
+            self._knowledge = KnowledgeBases(
+                self.store, self.settings.knowledge, audit=self.audit, spool=self.spool()
+            )
         return self._knowledge
+
+    def spool(self) -> Spool:
+        """Where uploads wait for their kb-ingest run (``knowledge.ingest.spool_dir``)."""
+        from enclave.knowledge.spool import Spool
+
+        ingest = self.settings.knowledge.ingest
+        folder = ingest.spool_dir or self.settings.home / "kb-spool"
+        keep_s = self.settings.tasks.keep_days * 86400.0
+        return Spool(folder, max_files=ingest.max_jobs, keep_s=keep_s)
 
     async def chat_text(self, model: str, messages: list[dict[str, str]]) -> str:
         """A call of the gateway's own (memory extraction): the answer's text."""

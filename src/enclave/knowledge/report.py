@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -44,4 +44,4 @@ class IngestReport:
         return detail
 
 
-Progress = Callable[[IngestProgress], None]
+Progress = Callable[[IngestProgress], Awaitable[None] | None]  # awaited when it is async

@@ -6,7 +6,7 @@ interpreter (``python -m enclave.knowledge.sandbox``): the file goes in on stdin
 sections come back as JSON on stdout. The child limits its own address space
 (``RLIMIT_AS``, ``knowledge.ingest.max_memory_bytes``) and CPU time (``RLIMIT_CPU``, a
 little over the timeout) before it imports a parser, and is killed past
-``knowledge.ingest.timeout_s`` or when its job is cancelled (:class:`Stopper`).
+``knowledge.ingest.timeout_s`` or when its ingestion is cancelled (:class:`Stopper`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ Ingestion reads each file, skips it when its SHA-256 is the one stored for its s
 by ``knowledge.ingest`` (:mod:`.sandbox`, :mod:`.documents`), chunks
 them (:mod:`.chunking`), cuts words for keyword search (:mod:`.segment`), embeds the
 chunks in batches across files, and replaces the document's old chunks in one
-transaction. Uploads over HTTP are ingested by a background job (:meth:`submit_bytes`,
-:mod:`.jobs`).
+transaction. Uploads over HTTP wait in a spool (:mod:`.spool`) for a run of the
+``kb-ingest`` task, whose step calls :meth:`add_files`.
 
 Search is ``vector`` (cosine over embeddings: pgvector's HNSW on PostgreSQL, else an
 in-process :class:`~enclave.vectors.index.VectorIndex` rebuilt from the stored
@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import inspect
 import os
 import re
 import time
@@ -44,7 +45,6 @@ from enclave.errors import InvalidRequest, NotFound, UpstreamError
 from enclave.identity import CLI, Actor
 from enclave.knowledge.chunking import chunk_sections
 from enclave.knowledge.documents import document_name, extract, kind_of
-from enclave.knowledge.jobs import IngestJob, IngestJobs
 from enclave.knowledge.report import IngestProgress, IngestReport, Progress
 from enclave.knowledge.repository import (
     DocInfo,
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from enclave.audit.writer import AuditWriter
     from enclave.config import KnowledgeSettings
     from enclave.knowledge.chunking import Section
+    from enclave.knowledge.spool import Spool
     from enclave.store.repos import Store
     from enclave.vectors.embedding import Embedder, Matrix
     from enclave.vectors.index import VectorIndex
@@ -137,14 +138,16 @@ class KnowledgeBases:
         embedders: EmbedderFactory | None = None,
         repo: KbRepo | None = None,
         audit: AuditWriter | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.settings = settings
+        self.store = store
+        self.spool = spool  # where uploads wait for their kb-ingest run (the gateway's)
         self.audit = audit
         self.repo = repo or kb_repo(store)
         self._make_embedder = embedders or self._default_embedder
         self._embedders: dict[tuple[str, str, int], Embedder] = {}
         self._indexes: dict[int, _Cached] = {}
-        self.jobs = IngestJobs(settings.ingest)
 
     # knowledge bases
 
@@ -244,25 +247,26 @@ class KnowledgeBases:
     ) -> IngestReport:  # fmt: skip
         """Ingest one uploaded file; ``filename`` (its type from the suffix) is its source."""
         kb = await self.repo.get(name)
-        clean = _upload_name(filename)
+        clean = upload_name(filename)
         report = IngestReport()
         async with self._audited(actor, name, report):
             source = _Source(clean, PurePath(clean).name, lambda: data)
             await self._ingest(kb, [source], progress, report, stopper or Stopper())
         return report
 
-    async def submit_bytes(
-        self, name: str, filename: str, data: bytes, *, actor: Actor = CLI
-    ) -> IngestJob:
-        """:meth:`add_bytes` as a background job, returned at once (queued)."""
-        await self.repo.get(name)
-        clean = _upload_name(filename)
-
-        async def run(job: IngestJob) -> IngestReport:
-            return await self.add_bytes(name, clean, data, progress=job.update, actor=actor,
-                                        stopper=job.stopper)  # fmt: skip
-
-        return self.jobs.start(name, [clean], run)
+    async def add_files(
+        self, name: str, files: Sequence[tuple[str, Path]], *, progress: Progress | None = None,
+        actor: Actor = CLI, stopper: Stopper | None = None,
+    ) -> IngestReport:  # fmt: skip
+        """Ingest files each under the source given with it: an upload's name (checked as
+        :meth:`add_bytes` does) or a path (as stored by :meth:`add_paths`)."""
+        kb = await self.repo.get(name)
+        sources = [_Source(source, PurePath(source).name, path.read_bytes)
+                   for source, path in files]  # fmt: skip
+        report = IngestReport()
+        async with self._audited(actor, name, report):
+            await self._ingest(kb, sources, progress, report, stopper or Stopper())
+        return report
 
     @asynccontextmanager
     async def _audited(self, actor: Actor, name: str, report: IngestReport) -> AsyncIterator[None]:
@@ -284,30 +288,32 @@ class KnowledgeBases:
         pending: builtins.list[_Prepared] = []
         done = parsed = 0
 
-        def tick(current: str, count: int = 1) -> None:
+        async def tick(current: str, count: int = 1) -> None:
             nonlocal done
             done += count
             if progress:
-                progress(IngestProgress(done, len(sources), report.chunks, current, parsed))
+                told = progress(IngestProgress(done, len(sources), report.chunks, current, parsed))
+                if inspect.isawaitable(told):
+                    await told
 
         for item in sources:
             stopper.check()
             prepared = await self._prepare(kb, item, known, report, stopper)
             if prepared is None:
-                tick(item.source)
+                await tick(item.source)
                 continue
             parsed += len(prepared.chunks)
-            tick(item.source, 0)
+            await tick(item.source, 0)
             pending.append(prepared)
             if sum(len(p.chunks) for p in pending) >= EMBED_BATCH:
                 stopper.check()
                 await self._store(kb, pending, report)
-                tick(item.source, len(pending))
+                await tick(item.source, len(pending))
                 pending = []
         if pending:
             stopper.check()
             await self._store(kb, pending, report)
-            tick(pending[-1].doc.source, len(pending))
+            await tick(pending[-1].doc.source, len(pending))
         report.seconds = time.perf_counter() - started
 
     async def _prepare(
@@ -475,7 +481,7 @@ class KnowledgeBases:
         )
 
 
-def _upload_name(filename: str) -> str:
+def upload_name(filename: str) -> str:
     clean = document_name(filename)
     if kind_of(clean) is None:
         raise InvalidRequest(f"{filename!r}: give a file name with a supported suffix")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from enclave.knowledge.jobs import IngestJob
     from enclave.knowledge.report import IngestReport
     from enclave.knowledge.repository import DocInfo, KbInfo
     from enclave.knowledge.service import Hit
@@ -116,32 +115,25 @@ class IngestPublic(BaseModel):
 
 
 class IngestJobPublic(BaseModel):
-    """An upload's ingestion job (``202`` from the upload; poll it until it has finished)."""
+    """An upload's ingestion job: a view of its ``kb-ingest`` run (``202`` from the upload;
+    follow the run, or poll this until it has finished)."""
 
-    id: str
+    id: str = Field(description="the run's id")
     object: Literal["kb.ingest_job"] = "kb.ingest_job"
     kb: str
     status: Literal["queued", "running", "done", "failed", "cancelled"]
     files: list[str]
     files_total: int
     files_done: int
-    chunks_done: int
-    chunks_total: int = Field(description="chunks of the files parsed so far")
+    chunks_done: int = Field(description="chunks stored (known once finished)")
+    chunks_total: int = Field(description="chunks stored (known once finished)")
     errors: dict[str, str] = Field(description="file → why it was not ingested")
     error: str | None = Field(description="why the whole job failed")
     result: IngestPublic | None = Field(description="what changed, once finished")
+    progress: dict[str, Any] = Field(description="the run's progress: {percent, message}")
     created_at: float
     finished_at: float | None
-
-    @classmethod
-    def of(cls, job: IngestJob) -> IngestJobPublic:
-        return cls(
-            id=job.id, kb=job.kb, status=job.status, files=job.files,
-            files_total=len(job.files), files_done=job.files_done,
-            chunks_done=job.chunks_done, chunks_total=job.chunks_total, errors=job.errors,
-            error=job.error, result=IngestPublic.of(job.report) if job.report else None,
-            created_at=job.created_at, finished_at=job.finished_at,
-        )  # fmt: skip
+    run: dict[str, Any] = Field(description="the kb-ingest run (as GET /api/runs/{id})")
 
 
 class IngestJobList(BaseModel):

@@ -1,17 +1,21 @@
-"""The built-in task templates: ``log-digest``, ``kb-classify`` and ``search``.
+"""The built-in task templates: ``log-digest``, ``kb-classify``, ``search`` and the
+internal ``kb-ingest`` (what a knowledge-base upload runs).
 
-Each is a YAML file here holding its raw definition (the JSON of docs/tasks.md);
-:func:`builtin` reads them. The task service parses them like any other definition and
-lists them as read-only tasks.
+The first three are YAML files here holding their raw definitions (the JSON of
+docs/tasks.md); ``kb-ingest`` is a dict in :mod:`.kb_ingest`. :func:`builtin` gives them;
+the task service parses them like any other definition and lists them as read-only tasks.
 """
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from importlib.resources import files
 from typing import Any
 
 import yaml
+
+from enclave.tasks.templates.kb_ingest import KB_INGEST_TASK
 
 NAMES = ("log-digest", "kb-classify", "search")
 
@@ -29,4 +33,5 @@ def builtin() -> dict[str, dict[str, Any]]:
         assert isinstance(definition, dict)
         assert definition["name"] == name
         found[name] = definition
+    found[KB_INGEST_TASK["name"]] = copy.deepcopy(KB_INGEST_TASK)
     return found

@@ -1,5 +1,6 @@
 // The upload area of a knowledge base: pick files or a folder, or drop them; each file's
-// upload progress, then its ingest job's, its error, and a cancel button.
+// upload progress, then its ingest job's (a view of its kb-ingest run), its error, and a
+// cancel button.
 import { html, useEffect, useRef, useState } from "../vendor/preact.js";
 import { t } from "../core/i18n.js";
 import { Action, toast } from "../core/ui.js";
@@ -11,8 +12,12 @@ function progressOf(item) {
   if (item.state !== "ingesting") return null;
   const job = item.job;
   if (job.status === "queued") return { value: null, label: t("kb.upload.queued") };
-  const value = job.chunks_total ? job.chunks_done / job.chunks_total : null;
-  return { value, label: t("kb.upload.indexing", { done: job.chunks_done, total: job.chunks_total }) };
+  // The job is a view of its kb-ingest run: its progress is the share of the files done.
+  const percent = job.progress?.percent;
+  return {
+    value: percent == null ? null : percent / 100,
+    label: t("kb.upload.indexing", { done: job.files_done, total: job.files_total }),
+  };
 }
 
 function Item({ item }) {

@@ -1,6 +1,7 @@
 // Uploads to a knowledge base: files and folders (picked or dropped) become a queue of
 // items; at most PARALLEL run at once, each one PUT (with upload progress) and then its
-// ingest job, polled with a bounded backoff until it has finished. The queue lives in this
+// ingest job (a view of the kb-ingest run the upload started), polled with a bounded
+// backoff until it has finished. The queue lives in this
 // module, so leaving the page and coming back shows the uploads still under way.
 import { useEffect, useState } from "../vendor/preact.js";
 import { api, upload } from "../core/api.js";
