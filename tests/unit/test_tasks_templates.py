@@ -17,13 +17,13 @@ STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 def test_builtin_templates_are_well_formed() -> None:
     templates = builtin()
-    assert set(templates) == {"log-digest", "kb-classify", "search"}
+    assert set(templates) == {"log-digest", "kb-classify", "search", "kb-ingest"}
     assert builtin() is not templates  # fresh objects: a caller may change its copy
     for name, definition in templates.items():
         assert definition["name"] == name
         assert definition["description"]
         for param, spec in definition["params"].items():
-            assert spec["type"] in {"string", "integer", "number", "boolean", "array"}, param
+            assert spec["type"] in {"string", "integer", "number", "boolean", "array", "object"}, param
             assert spec["description"], param
         ids = [step["id"] for step in definition["steps"]]
         assert len(set(ids)) == len(ids)
