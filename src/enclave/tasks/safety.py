@@ -161,10 +161,35 @@ def _continues(target: httpx.URL, prefix: str) -> bool:
         allowed.scheme, allowed.host, _port(allowed)
     ):  # fmt: skip
         return False
-    base, path = allowed.path or "/", target.path or "/"
-    if path != base and not path.startswith(base if base.endswith("/") else base + "/"):
-        return False
+    base = allowed.path or "/"
+    under = base if base.endswith("/") else base + "/"
+    # the path as sent and as a server that decodes before normalising sees it
+    for path in {target.path or "/", decoded_path(target.raw_path)}:
+        if path != base and not path.startswith(under):
+            return False
     return target.query.startswith(allowed.query)
+
+
+_ENCODED = re.compile(r"%(?:2e|2f|5c|25)", re.IGNORECASE)
+_DECODED = {"%2e": ".", "%2f": "/", "%5c": "/", "%25": "%"}
+
+
+def decoded_path(raw: bytes) -> str:
+    """The path of ``raw`` (path and query, percent-encoded) with ``%2e``, ``%2f``,
+    ``%5c`` (and ``%25`` before them) decoded, backslashes read as slashes, and dot
+    segments (``..;x`` too, as Tomcat reads it) removed: the path a lenient server serves."""
+    path = raw.decode("ascii", errors="replace").split("?", 1)[0].replace("\\", "/")
+    while (decoded := _ENCODED.sub(lambda m: _DECODED[m.group().lower()], path)) != path:
+        path = decoded.replace("\\", "/")
+    kept: list[str] = []
+    for segment in path.split("/")[1:]:
+        bare = segment.split(";", 1)[0]
+        if bare == "..":
+            if kept:
+                kept.pop()
+        elif bare != ".":
+            kept.append(segment)
+    return "/" + "/".join(kept)
 
 
 def _port(url: httpx.URL) -> int | None:
