@@ -343,15 +343,16 @@ class TaskService:
     async def output_file(self, caller: Caller, run_id: str, path: str) -> Path:
         """The run's output file ``path`` (relative); :class:`NotFound` for anything else
         (absolute, ``..``, a symlink out, missing)."""
+        from enclave.tasks import safety
+
         await self._row(caller, run_id)
-        folder = (self.outputs() / run_id).resolve()
-        wanted = Path(path)
-        if not path or wanted.is_absolute() or ".." in wanted.parts:
-            raise NotFound(f"no output file {path!r}", param="path")
-        found = (folder / wanted).resolve()
-        if not found.is_relative_to(folder) or not found.is_file():
-            raise NotFound(f"no output file {path!r}", param="path")
-        return found
+        try:  # absolute, '..', a NUL, a symlink out, a name the system refuses: all 404
+            found = safety.resolve_under(self.outputs() / run_id, path, setting=safety.OUTPUT)
+            if path and found.is_file():
+                return found
+        except (InvalidRequest, Forbidden, OSError, ValueError):
+            pass
+        raise NotFound(f"no output file {path!r}", param="path")
 
     # -- schedules
 
