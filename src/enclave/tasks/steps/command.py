@@ -59,9 +59,11 @@ async def _drain(stream: asyncio.StreamReader | None, limit: int) -> str:
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    """Kill the command's process group, even when the command itself has exited: the
+    children it left behind (``sleep 600 &``) are in that group. The group's id cannot be
+    reused while any of them lives, so this never reaches another process."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 async def run_command(ctx: RunContext, name: str, args: list[str]) -> Finished:
