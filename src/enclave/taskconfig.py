@@ -36,7 +36,19 @@ class TaskLimits(_Section):
     max_read_bytes: ByteSize = Field(
         ByteSize(8 * 2**20), description="bytes one run may read from the file roots"
     )
-    max_files: int = Field(500, ge=1, description="files one read step may match")
+    max_files: int = Field(
+        500, ge=1, description="files one read step may match (after its since_hours filter)"
+    )
+    pattern_chars: int = Field(
+        1000, ge=10, le=100_000, description="characters of a read's glob or match pattern"
+    )
+    pattern_globstars: int = Field(
+        4, ge=1, le=32, description="'**' parts of one glob (consecutive ones count as one)"
+    )
+    pattern_seconds: float = Field(
+        2.0, gt=0, description="seconds one read (or list) may spend matching its glob and "
+        "match patterns; a pattern that backtracks past it fails"
+    )  # fmt: skip
     max_write_bytes: ByteSize = Field(
         ByteSize(64 * 2**20), description="bytes one run may write to its output directory"
     )

@@ -6,13 +6,16 @@ folder's file count, and templates that would run or grow without end."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from enclave.taskconfig import TasksSettings
-from enclave.tasks import safety
+from enclave.errors import EnclaveError, InvalidRequest
+from enclave.taskconfig import TaskLimits, TasksSettings
+from enclave.tasks import registry, safety
 from tests.taskctx import RecordingContext, run_step
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +34,8 @@ def test_percent_encoded_dot_segments_do_not_pass_the_allowlist() -> None:
 
 async def test_children_left_by_a_command_that_exited_are_killed(tmp_path: Path) -> None:
     script = "sleep 600 >/dev/null 2>&1 & echo $!"
-    ctx = RecordingContext(tmp_path / "home", TasksSettings(commands={"fork": ["sh", "-c", script]}))
+    settings = TasksSettings(commands={"fork": ["sh", "-c", script]})
+    ctx = RecordingContext(tmp_path / "home", settings)
     out = await run_step(ctx, "command", name="fork")
     pid = int(out["stdout"])
     deadline = time.monotonic() + 10
@@ -46,3 +50,67 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# --- patterns, since_hours, head ---------------------------------------------------------
+
+
+def reader(tmp_path: Path, **limits: Any) -> RecordingContext:
+    settings = TasksSettings(file_roots={"logs": tmp_path / "logs"}, limits=TaskLimits(**limits))
+    return RecordingContext(tmp_path / "home", settings)
+
+
+async def refusal(ctx: RecordingContext, **options: Any) -> EnclaveError:
+    with pytest.raises(EnclaveError) as caught:
+        await run_step(ctx, "read_files", root="logs", **options)
+    assert caught.value.status < 500
+    return caught.value
+
+
+async def test_patterns_are_bounded_in_size_and_time(tmp_path: Path) -> None:
+    (tmp_path / "logs" / "d").mkdir(parents=True)
+    (tmp_path / "logs" / "d" / "x.log").write_text("a" * 40 + "b\nERROR\n")
+    ctx = reader(tmp_path, pattern_seconds=0.3)
+    error = await refusal(ctx, glob="**/*.log", match="^(a|aa)+$")  # backtracks for hours
+    assert (error.param, "tasks.limits.pattern_seconds" in error.message) == ("match", True)
+    error = await refusal(ctx, glob="**/" * 10 + "x/**/y/**/z/**/w/**/*.log")
+    assert (error.param, "tasks.limits.pattern_globstars" in error.message) == ("glob", True)
+    out = await run_step(ctx, "read_files", root="logs", glob="**/**/**/**/**/**/*.log")
+    assert [f["path"] for f in out["files"]] == ["d/x.log"]  # consecutive '**' are one
+    error = await refusal(ctx, glob="[z-a].log")
+    assert (error.param, type(error)) == ("glob", InvalidRequest)
+    error = await refusal(ctx, glob="*.log", match="(")
+    assert (error.param, type(error)) == ("match", InvalidRequest)
+    error = await refusal(ctx, glob="*.log", match="a" * 1001)
+    assert (error.param, "tasks.limits.pattern_chars" in error.message) == ("match", True)
+    with pytest.raises(InvalidRequest, match=r"tasks\.limits\.pattern_globstars"):
+        await call_tool(ctx, "list_files", root="logs", glob="**/a/" * 6 + "*")
+
+
+async def test_old_files_do_not_count_toward_max_files(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old = time.time() - 48 * 3600
+    for index in range(5):
+        (logs / f"app.log.{index}").write_text("ERROR old\n")
+        os.utime(logs / f"app.log.{index}", (old, old))
+    (logs / "app.log").write_text("ERROR new\n")
+    out = await run_step(reader(tmp_path, max_files=2), "read_files", root="logs",
+                         glob="app.log*", since_hours=24)  # fmt: skip
+    assert [f["path"] for f in out["files"]] == ["app.log"]
+
+
+async def test_head_reads_only_what_it_keeps(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "big.txt").write_text("é" * 5000)  # 10000 bytes
+    ctx = reader(tmp_path, max_read_bytes=1000)
+    out = await run_step(ctx, "read_files", root="logs", glob="*.txt", head=10)
+    assert out["text"] == "## big.txt\n" + "é" * 10
+    assert out["files"][0]["bytes"] == 40
+    assert safety.read_budget(ctx).used == 40
+
+
+async def call_tool(ctx: RecordingContext, name: str, **arguments: Any) -> str:
+    tool = registry.tool(name)
+    assert tool is not None
+    return await tool.run(ctx, tool.parameters.model_validate(arguments))

@@ -18,15 +18,18 @@ from __future__ import annotations
 import collections
 import os
 import re
+import time
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import regex
 
 from enclave.errors import Forbidden, InvalidRequest, PayloadTooLarge
 
 if TYPE_CHECKING:
-    from enclave.taskconfig import TasksSettings
+    from enclave.taskconfig import TaskLimits, TasksSettings
     from enclave.tasks.context import RunContext
 
 ROOTS = "tasks.file_roots"
@@ -36,6 +39,9 @@ COMMANDS = "tasks.commands"
 MAX_READ = "tasks.limits.max_read_bytes"
 MAX_WRITE = "tasks.limits.max_write_bytes"
 MAX_FILES = "tasks.limits.max_files"
+PATTERN_CHARS = "tasks.limits.pattern_chars"
+GLOBSTARS = "tasks.limits.pattern_globstars"
+PATTERN_SECONDS = "tasks.limits.pattern_seconds"
 SCHEMES = frozenset({"http", "https"})
 
 
@@ -73,58 +79,126 @@ def inside(base: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(base)
 
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
+@dataclass(frozen=True)
+class Patterns:
+    """Bounds of user patterns (``tasks.limits.pattern_*``) and the matching time left."""
+
+    chars: int = 1000
+    globstars: int = 4
+    seconds: float = 2.0
+    spent: list[float] = field(default_factory=lambda: [0.0])
+
+    @classmethod
+    def of(cls, limits: TaskLimits) -> Patterns:
+        return cls(limits.pattern_chars, limits.pattern_globstars, limits.pattern_seconds)
+
+    def compile(self, pattern: str, param: str, flags: int = 0) -> Any:
+        """``pattern`` compiled with the ``regex`` package (whose matches can time out);
+        too long or not a regular expression: :class:`InvalidRequest` naming ``param``."""
+        if len(pattern) > self.chars:
+            raise InvalidRequest(
+                f"{param} has {len(pattern)} characters, more than {PATTERN_CHARS} "
+                f"({self.chars})", param=param,
+            )  # fmt: skip
+        try:
+            return regex.compile(pattern, flags)
+        except (regex.error, RecursionError, OverflowError) as exc:
+            raise InvalidRequest(f"{param} is not a valid pattern: {exc}", param=param) from exc
+
+    def run(self, method: Any, text: str, param: str) -> Any:
+        """``method(text)`` (a compiled pattern's ``match`` or ``search``) within the time
+        left of ``tasks.limits.pattern_seconds``."""
+        left = self.seconds - self.spent[0]
+        started = time.monotonic()
+        try:
+            return method(text, timeout=max(left, 0.001))
+        except TimeoutError as exc:
+            raise InvalidRequest(
+                f"{param} took longer than {PATTERN_SECONDS} ({self.seconds} s) to match: "
+                "simplify it (nested repetition such as (a+)+ backtracks)", param=param,
+            ) from exc  # fmt: skip
+        finally:
+            self.spent[0] += time.monotonic() - started
+
+
+def glob_regex(pattern: str, patterns: Patterns | None = None) -> Any:
     """A relative glob as a regular expression over POSIX relative paths: ``*``, ``?``
-    and ``[...]`` within one name, ``**`` for any number of folders (pathlib's rules)."""
+    and ``[...]`` within one name, ``**`` for any number of folders (pathlib's rules).
+    Consecutive ``**`` are one; more than ``tasks.limits.pattern_globstars`` are refused."""
+    patterns = patterns or Patterns()
     check_relative(pattern, param="glob")
-    parts = [part for part in pattern.replace("\\", "/").split("/") if part not in {"", "."}]
+    if len(pattern) > patterns.chars:
+        raise InvalidRequest(f"glob has {len(pattern)} characters, more than {PATTERN_CHARS} "
+                             f"({patterns.chars})", param="glob")  # fmt: skip
+    parts: list[str] = []
+    for part in pattern.replace("\\", "/").split("/"):
+        if part not in {"", "."} and not (part == "**" and parts[-1:] == ["**"]):
+            parts.append(part)
     if not parts:
         raise InvalidRequest("glob matches nothing: give a pattern such as *.log", param="glob")
-    regex = ""
+    if parts.count("**") > patterns.globstars:
+        raise InvalidRequest(f"glob has {parts.count('**')} '**' parts, more than "
+                             f"{GLOBSTARS} ({patterns.globstars})", param="glob")  # fmt: skip
+    expression = ""
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
         if part == "**":
-            regex += ".*" if last else "(?:[^/]+/)*"
+            expression += ".*" if last else "(?:[^/]+/)*"
         else:
-            regex += _name_regex(part) + ("" if last else "/")
-    return re.compile(regex + r"\Z", re.DOTALL)
+            expression += _name_regex(part) + ("" if last else "/")
+    return patterns.compile(expression + r"\Z", "glob", regex.DOTALL)
 
 
 def _name_regex(part: str) -> str:
-    regex, index = "", 0
+    out, index = "", 0
     while index < len(part):
         char = part[index]
         close = part.find("]", index + 2) if char == "[" else -1
         if char == "*":
-            regex += "[^/]*"
+            out += "[^/]*"
         elif char == "?":
-            regex += "[^/]"
+            out += "[^/]"
         elif close != -1:
             body = part[index + 1 : close].replace("\\", "\\\\")
-            regex += "[" + ("^" + body[1:] if body.startswith("!") else body) + "]"
+            out += "[" + ("^" + body[1:] if body.startswith("!") else body) + "]"
             index = close
         else:
-            regex += re.escape(char)
+            out += re.escape(char)
         index += 1
-    return regex
+    return out
 
 
-def find_files(root: Path, pattern: str, limit: int) -> list[Path]:
+def find_files(
+    root: Path, pattern: str, limit: int, *, since: float | None = None,
+    patterns: Patterns | None = None,
+) -> list[Path]:  # fmt: skip
     """The regular files under ``root`` whose relative path matches ``pattern``, sorted.
 
     Folders are walked without following symlinks (a link to ``/`` is never walked), a
-    file that is a symlink out of the root is left out, and more than ``limit`` matches
-    are refused (``tasks.limits.max_files``) as soon as they are found.
+    file that is a symlink out of the root is left out, so is one modified before
+    ``since`` (a timestamp), and more than ``limit`` matches are refused
+    (``tasks.limits.max_files``) as soon as they are found.
     """
-    regex = glob_regex(pattern)
+    patterns = patterns or Patterns()
+    compiled = glob_regex(pattern, patterns)
     found: list[Path] = []
     for folder, _dirs, names in os.walk(root, followlinks=False):
         for name in names:
             path = Path(folder, name)
-            if regex.match(path.relative_to(root).as_posix()) and inside(root, path):
+            relative = path.relative_to(root).as_posix()
+            if patterns.run(compiled.match, relative, "glob") and _wanted(root, path, since):
                 found.append(path)
                 check_count(len(found), limit, f"glob {pattern!r}")
     return sorted(p for p in found if p.is_file())
+
+
+def _wanted(root: Path, path: Path, since: float | None) -> bool:
+    if not inside(root, path):
+        return False
+    try:
+        return since is None or path.stat().st_mtime >= since
+    except OSError:  # gone, or a broken link
+        return False
 
 
 def file_root(settings: TasksSettings, name: str, *, param: str = "root") -> Path:

@@ -8,7 +8,6 @@ absolute path, ``..`` or symlink out) within ``tasks.limits.max_files`` and the 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,28 +54,23 @@ class ReadFile:
 
 
 def matching_files(
-    root: Path, pattern: str, limit: int, *, since: float | None = None
-) -> list[Path]:
+    root: Path, pattern: str, limit: int, *, since: float | None = None,
+    patterns: safety.Patterns | None = None,
+) -> list[Path]:  # fmt: skip
     """Regular files under ``root`` matching ``pattern`` (:func:`safety.find_files`),
-    modified after ``since`` if given."""
-    found = safety.find_files(root, pattern, limit)
-    return [p for p in found if since is None or p.stat().st_mtime >= since]
+    modified after ``since`` if given (old files do not count toward ``limit``)."""
+    return safety.find_files(root, pattern, limit, since=since, patterns=patterns)
 
 
-def compile_match(pattern: str | None) -> re.Pattern[str] | None:
-    if pattern is None:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise InvalidRequest(f"match is not a regular expression: {exc}", param="match") from exc
-
-
-def read_text(path: Path, budget: safety.ReadBudget, shown: str, limit: int) -> tuple[str, int]:
+def read_text(
+    path: Path, budget: safety.ReadBudget, shown: str, limit: int, *, head: int | None = None
+) -> tuple[str, int]:
     """The file's text (UTF-8, bad bytes replaced) and its size, charged to ``budget``;
-    more than ``limit`` bytes (a log may grow while it is read) is refused."""
+    more than ``limit`` bytes (a log may grow while it is read) is refused. With ``head``,
+    only the bytes that many characters can take (4 each) are read and charged."""
+    cap = head * 4 if head is not None and head * 4 <= limit else None
     with path.open("rb") as file:
-        data = file.read(limit + 1)
+        data = file.read(limit + 1 if cap is None else cap)
     if len(data) > limit:
         raise PayloadTooLarge(
             f"{shown} has more bytes than this step may still read ({limit} bytes: the "
@@ -86,15 +80,18 @@ def read_text(path: Path, budget: safety.ReadBudget, shown: str, limit: int) -> 
     return data.decode("utf-8", errors="replace"), len(data)
 
 
-def kept_lines(text: str, match: re.Pattern[str] | None, context: int) -> list[str]:
-    """All lines, or (with ``match``) the matching ones and ``context`` around each,
-    numbered, with ``--`` between runs that are apart."""
+def kept_lines(
+    text: str, match: Any, context: int, patterns: safety.Patterns | None = None
+) -> list[str]:
+    """All lines, or (with ``match``, compiled by :class:`safety.Patterns`) the matching
+    ones and ``context`` around each, numbered, with ``--`` between runs that are apart."""
     lines = text.splitlines()
     if match is None:
         return lines
+    patterns = patterns or safety.Patterns()
     keep: set[int] = set()
     for index, line in enumerate(lines):
-        if match.search(line):
+        if patterns.run(match.search, line, "match"):
             keep.update(range(max(index - context, 0), min(index + context + 1, len(lines))))
     out: list[str] = []
     previous = -2
@@ -109,16 +106,19 @@ def kept_lines(text: str, match: re.Pattern[str] | None, context: int) -> list[s
 def read_files(ctx: RunContext, opts: ReadOptions) -> list[ReadFile]:
     root = safety.file_root(ctx.settings, opts.root)
     since = time.time() - opts.since_hours * 3600 if opts.since_hours else None
-    paths = matching_files(root, opts.glob, ctx.limits.max_files, since=since)
-    match = compile_match(opts.match)
+    patterns = safety.Patterns.of(ctx.limits)
+    match = None if opts.match is None else patterns.compile(opts.match, "match")
+    paths = matching_files(root, opts.glob, ctx.limits.max_files, since=since,
+                           patterns=patterns)  # fmt: skip
     budget = safety.read_budget(ctx)
     step_left = min(opts.max_bytes or budget.limit, budget.left)
     files = []
     for path in paths:
         shown = path.relative_to(root).as_posix()
-        text, size = read_text(path, budget, shown, max(step_left, 0))
+        text, size = read_text(path, budget, shown, max(step_left, 0), head=opts.head)
         step_left -= size
-        lines = kept_lines(text[: opts.head] if opts.head else text, match, opts.context)
+        text = text[: opts.head] if opts.head else text
+        lines = kept_lines(text, match, opts.context, patterns)
         if match is not None and not lines:
             continue
         count = len(lines) if match is None else sum(line != "--" for line in lines)

@@ -43,7 +43,8 @@ def _read(ctx: RunContext, args: ReadArgs) -> str:
 
 def _list(ctx: RunContext, args: ListArgs) -> str:
     root = safety.file_root(ctx.settings, args.root)
-    paths = matching_files(root, args.glob, ctx.limits.max_files)
+    patterns = safety.Patterns.of(ctx.limits)
+    paths = matching_files(root, args.glob, ctx.limits.max_files, patterns=patterns)
     lines = [f"{p.relative_to(root).as_posix()}\t{p.stat().st_size} bytes" for p in paths]
     return "\n".join(lines) or f"no file in {args.root!r} matches {args.glob!r}"
 
