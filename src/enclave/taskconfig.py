@@ -52,6 +52,9 @@ class TaskLimits(_Section):
     max_write_bytes: ByteSize = Field(
         ByteSize(64 * 2**20), description="bytes one run may write to its output directory"
     )
+    max_output_files: int = Field(
+        1000, ge=1, description="files one run may hold in its output directory"
+    )
     tool_result_chars: int = Field(
         8000, ge=100, description="characters of a tool's result the model reads back (the "
         "rest is cut, saying so)"

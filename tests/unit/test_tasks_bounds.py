@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from enclave.errors import EnclaveError, InvalidRequest
+from enclave.errors import EnclaveError, InvalidRequest, PayloadTooLarge
 from enclave.taskconfig import TaskLimits, TasksSettings
 from enclave.tasks import registry, safety
 from tests.taskctx import RecordingContext, run_step
@@ -114,3 +114,21 @@ async def call_tool(ctx: RecordingContext, name: str, **arguments: Any) -> str:
     tool = registry.tool(name)
     assert tool is not None
     return await tool.run(ctx, tool.parameters.model_validate(arguments))
+
+
+# --- the output folder -------------------------------------------------------------------
+
+
+async def test_output_files_are_counted_without_walking_the_folder(tmp_path: Path) -> None:
+    limits = TaskLimits(max_output_files=3, max_write_bytes=100)
+    settings = TasksSettings(commands={"touch": ["touch", "by-command.txt"]}, limits=limits)
+    ctx = RecordingContext(tmp_path / "home", settings)
+    for name in ["a.md", "b.md"]:
+        await run_step(ctx, "write_file", path=name, content="x" * 40)
+    await run_step(ctx, "write_file", path="a.md", content="y" * 60)  # replaced: 60 + 40
+    with pytest.raises(PayloadTooLarge, match=r"tasks\.limits\.max_write_bytes"):
+        await run_step(ctx, "write_file", path="a.md", content="y" * 61)
+    await run_step(ctx, "command", name="touch")  # a third file, made by a command
+    with pytest.raises(PayloadTooLarge, match=r"tasks\.limits\.max_output_files"):
+        await call_tool(ctx, "write_file", path="c.md", content="")
+    await run_step(ctx, "write_file", path="b.md", content="")  # replacing is fine

@@ -16,6 +16,7 @@ A refusal is an :class:`~enclave.errors.EnclaveError` whose message names the se
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import time
@@ -39,6 +40,7 @@ COMMANDS = "tasks.commands"
 MAX_READ = "tasks.limits.max_read_bytes"
 MAX_WRITE = "tasks.limits.max_write_bytes"
 MAX_FILES = "tasks.limits.max_files"
+MAX_OUTPUT_FILES = "tasks.limits.max_output_files"
 PATTERN_CHARS = "tasks.limits.pattern_chars"
 GLOBSTARS = "tasks.limits.pattern_globstars"
 PATTERN_SECONDS = "tasks.limits.pattern_seconds"
@@ -324,22 +326,65 @@ def read_budget(ctx: RunContext) -> ReadBudget:
     return budget
 
 
-def written(folder: Path, *, but: Path | None = None) -> int:
-    """Bytes of the files under ``folder`` (``but`` not counted: it is being replaced)."""
-    if not folder.is_dir():
-        return 0
-    return sum(p.lstat().st_size for p in folder.rglob("*") if p != but and p.is_file())
+class Written:
+    """The files of a run's output folder and their sizes: the folder is walked once per
+    attempt (and again after a command, which may write there), then kept up to date by
+    :func:`record_write`, so many writes do not each walk a growing folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.sizes: dict[Path, int] = {}
+        for where, _dirs, names in os.walk(folder.resolve(), followlinks=False):
+            for name in names:
+                path = Path(where, name)
+                with contextlib.suppress(OSError):
+                    self.sizes[path] = path.lstat().st_size
+        self.total = sum(self.sizes.values())
+
+    def set(self, path: Path, size: int) -> None:
+        self.total += size - self.sizes.get(path, 0)
+        self.sizes[path] = size
+
+
+_WRITTEN: collections.OrderedDict[tuple[str, int], Written] = collections.OrderedDict()
+
+
+def _written(ctx: RunContext) -> Written:
+    key = (ctx.run_id, ctx.attempt)
+    state = _WRITTEN.get(key)
+    if state is None:
+        state = _WRITTEN[key] = Written(ctx.output_dir)
+        while len(_WRITTEN) > _KEEP:
+            _WRITTEN.popitem(last=False)
+    _WRITTEN.move_to_end(key)
+    return state
+
+
+def forget_writes(ctx: RunContext) -> None:
+    """The output folder changed behind our back (a command ran there): walk it again."""
+    _WRITTEN.pop((ctx.run_id, ctx.attempt), None)
 
 
 def check_write(ctx: RunContext, target: Path, size: int) -> None:
-    """Refuse a write of ``size`` bytes to ``target`` past ``tasks.limits.max_write_bytes``."""
-    limit = int(ctx.limits.max_write_bytes)
-    used = written(ctx.output_dir, but=target)
+    """Refuse a write of ``size`` bytes to ``target`` (resolved) past
+    ``tasks.limits.max_write_bytes`` or, for a new file, ``tasks.limits.max_output_files``."""
+    state = _written(ctx)
+    limit, files = int(ctx.limits.max_write_bytes), ctx.limits.max_output_files
+    if target not in state.sizes and len(state.sizes) >= files:
+        raise PayloadTooLarge(
+            f"the run's output folder holds {len(state.sizes)} files already: "
+            f"{MAX_OUTPUT_FILES} is {files}"
+        )
+    used = state.total - state.sizes.get(target, 0)
     if used + size > limit:
         raise PayloadTooLarge(
             f"writing {size} bytes would take the run's output past {MAX_WRITE} "
             f"({limit} bytes, {used} written already)"
         )
+
+
+def record_write(ctx: RunContext, target: Path, size: int) -> None:
+    """``target`` (resolved) now holds ``size`` bytes."""
+    _written(ctx).set(target, size)
 
 
 def check_count(count: int, limit: int, what: str) -> None:

@@ -93,6 +93,7 @@ async def run_command(ctx: RunContext, name: str, args: list[str]) -> Finished:
     finally:
         _kill(process)  # timed out, cancelled, or children left behind
         await process.wait()
+        safety.forget_writes(ctx)  # it may have written to the output folder
     return Finished(code, out, err)
 
 

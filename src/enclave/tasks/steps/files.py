@@ -146,6 +146,7 @@ def write_output(ctx: RunContext, relative: str, content: str) -> tuple[str, int
     if not safety.inside(base, target.parent):  # a folder made meanwhile is a symlink out
         raise Forbidden(f"path {relative!r} leads out of the output folder")
     target.write_bytes(data)
+    safety.record_write(ctx, target, len(data))
     ctx.add_output(target)
     return target.relative_to(base).as_posix(), len(data)
 
