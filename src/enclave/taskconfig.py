@@ -59,6 +59,18 @@ class TaskLimits(_Section):
         8000, ge=100, description="characters of a tool's result the model reads back (the "
         "rest is cut, saying so)"
     )  # fmt: skip
+    template_chars: int = Field(
+        1_000_000, ge=100, description="characters the rendered templates of one step's "
+        "options may have in all"
+    )  # fmt: skip
+    template_seconds: float = Field(
+        2.0, gt=0, le=60, description="seconds the templates of one step's options may take "
+        "to render (in a child process, killed past it)"
+    )  # fmt: skip
+    template_memory: ByteSize = Field(
+        ByteSize(512 * 2**20), ge=64 * 2**20, description="address space of the child "
+        "process that renders templates; a template needing more fails"
+    )  # fmt: skip
     max_event_bytes: int = Field(
         16_384, ge=1024, description="size of one event's JSON (longer text is cut)"
     )

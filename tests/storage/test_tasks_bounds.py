@@ -3,6 +3,7 @@ else (a NUL, ``..``, an absolute path, a symlink out) is 404, never a 500."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,24 @@ async def test_output_file_names_that_are_not_files_are_404(store: Store, tmp_pa
     for bad in ["a\x00b", "../secret", "/etc/passwd", "out/secret", "", ".", "x" * 5000]:
         with pytest.raises(NotFound):
             await svc.output_file(ANN, run.id, bad)
+
+
+async def test_a_template_too_big_fails_its_step_naming_the_limit(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path, tasks=TasksSettings())
+    svc = TaskService(
+        store, lambda: settings, chat=no_chat, knowledge=lambda: None,  # type: ignore[arg-type,return-value]
+        audit=None, home=tmp_path,
+    )  # fmt: skip
+    await svc.start()
+    try:
+        step = {"id": "a", "kind": "sleep", "seconds": 0, "progress": '{{ "x" * 10**7 }}'}
+        run = await svc.submit(ANN, definition={"name": "t", "steps": [step]})
+        async with asyncio.timeout(60):
+            events = [event async for event in svc.follow(ANN, run.id)]
+    finally:
+        await svc.aclose()
+    assert events[-1].data["status"] == "failed"
+    (error,) = [e for e in events if e.type == "error"]
+    assert "tasks.limits.template_chars" in error.data["message"]

@@ -15,7 +15,7 @@ import pytest
 
 from enclave.errors import EnclaveError, InvalidRequest, PayloadTooLarge
 from enclave.taskconfig import TaskLimits, TasksSettings
-from enclave.tasks import registry, safety
+from enclave.tasks import registry, safety, templating
 from tests.taskctx import RecordingContext, run_step
 
 pytestmark = pytest.mark.anyio
@@ -132,3 +132,29 @@ async def test_output_files_are_counted_without_walking_the_folder(tmp_path: Pat
     with pytest.raises(PayloadTooLarge, match=r"tasks\.limits\.max_output_files"):
         await call_tool(ctx, "write_file", path="c.md", content="")
     await run_step(ctx, "write_file", path="b.md", content="")  # replacing is fine
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def test_templates_are_bounded_in_output_time_and_memory() -> None:
+    limits = TaskLimits(template_seconds=0.5)
+    plain = {"prompt": "no template here", "n": [1, "2"]}
+    assert templating.render(plain, {}, "steps[0]", limits) is plain  # no child asked
+    cases = [
+        ('{{ "x" * 10**7 }}', PayloadTooLarge, "tasks.limits.template_chars"),
+        ("{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}",
+         InvalidRequest, "tasks.limits.template_seconds"),
+        ('{{ "x" * 10**10 }}', PayloadTooLarge, "tasks.limits.template_memory"),
+        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(0) }}", InvalidRequest, "recursion"),
+        ("{{ nope }}", InvalidRequest, "'nope' is undefined"),
+    ]  # fmt: skip
+    for template, error, says in cases:
+        with pytest.raises(error) as caught:
+            templating.render({"prompt": [template]}, {}, "steps[1]", limits)
+        assert caught.value.param in {"steps[1]", "steps[1].prompt[0]"}, template
+        assert says in caught.value.message, template
+    assert templating.render("{{ 6 * 7 }}", {}, "x", limits) == "42"  # a new child serves
+    with pytest.raises(InvalidRequest) as caught:  # deep nesting does not parse: a 400
+        templating.check({"prompt": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}"}, "steps[0]")
+    assert caught.value.param == "steps[0].prompt"

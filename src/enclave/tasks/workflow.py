@@ -84,6 +84,8 @@ async def _run_one(
     if kind is None:
         raise InvalidRequest(f"{where}.kind: step kind {kind_name!r} is not available",
                              param=f"{where}.kind")  # fmt: skip
-    rendered = templating.render(options, context(ctx, defn, outputs), where)
+    rendered = await templating.render_async(
+        options, context(ctx, defn, outputs), where, ctx.limits
+    )
     opts = check_options(kind.options, rendered, where, rendered=True)
     return await kind.run(ctx, opts)
