@@ -88,7 +88,7 @@ class Patterns:
     chars: int = 1000
     globstars: int = 4
     seconds: float = 2.0
-    spent: list[float] = field(default_factory=lambda: [0.0])
+    spent: list[float] = field(default_factory=lambda: [0.0], compare=False, repr=False)
 
     @classmethod
     def of(cls, limits: TaskLimits) -> Patterns:

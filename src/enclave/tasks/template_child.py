@@ -27,7 +27,10 @@ def _limit_memory(size: int) -> None:
         import resource
     except ImportError:  # not on this system: the time limit still holds
         return
-    resource.setrlimit(resource.RLIMIT_AS, (size, size))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:  # never above what this process may have
+        size = min(size, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (size, hard))
 
 
 def _answer(request: dict[str, Any], environment: Any) -> dict[str, Any]:
