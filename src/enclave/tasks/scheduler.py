@@ -24,7 +24,7 @@ log = logging.getLogger("enclave.tasks")
 MAX_FOLD_SKIP = 10_000  # cron times passed over in a repeated (autumn DST) hour
 MICROSECOND = timedelta(microseconds=1)
 MakeRun = Callable[[TaskSchedule, datetime], Awaitable[TaskRun]]
-Fired = Callable[[TaskSchedule, list[TaskRun]], Awaitable[None]]
+Fired = Callable[[TaskSchedule, list[TaskRun], list[str]], Awaitable[None]]
 
 
 def next_after(schedule: TaskSchedule, after: datetime) -> datetime | None:
@@ -125,24 +125,27 @@ class Scheduler:
         _, grace_s, catch_up = self._settings()
         now = self._clock.now()
         firings: list[tuple[TaskSchedule, datetime | None, list[TaskRun]]] = []
+        refusals: list[list[str]] = []
         for schedule in await self._repo.due(now):
             times, following = plan(schedule, now, grace_s, catch_up)
             runs: list[TaskRun] = []
+            refused: list[str] = []
             for when in times:
                 try:
                     runs.append(await self._make_run(schedule, when))
-                except Exception as exc:  # the task was removed, its params no longer fit
+                except Exception as exc:  # a quota, the task removed, its params no longer fit
+                    refused.append(str(exc))
                     log.warning(
                         "tasks: schedule %s cannot start %s: %s", schedule.id, schedule.task, exc
                     )
             firings.append((schedule, following, runs))
+            refusals.append(refused)
         if not firings:
             return 0
         made = 0
-        for (schedule, _, runs), fired in zip(
-            firings, await self._repo.fire_many(firings, now), strict=True
-        ):
-            if fired:
+        fired_now = await self._repo.fire_many(firings, now)
+        for (schedule, _, runs), refused, fired in zip(firings, refusals, fired_now, strict=True):
+            if fired:  # the schedule moves on even when every run was refused
                 made += len(runs)
-                await self._fired(schedule, runs)
+                await self._fired(schedule, runs, refused)
         return made

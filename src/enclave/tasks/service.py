@@ -357,7 +357,7 @@ class TaskService:
 
     async def add_schedule(self, caller: Caller, data: dict[str, Any]) -> ScheduleInfo:
         tasks = self.tasks_settings()
-        spec = parse.schedule_body(data, self.clock.now())
+        spec = parse.schedule_body(data, self.clock.now(), tasks.min_interval_s)
         raw = await self._definition(spec.task)
         validate_params(self._parse(raw), spec.params)
         if caller.user is not None:
@@ -419,16 +419,21 @@ class TaskService:
         return found[1], found[2]
 
     async def _scheduled_run(self, schedule: TaskSchedule, when: datetime) -> TaskRun:
+        """A run the schedule fires; the owner's quotas refuse it like a submit would (the
+        scheduler skips it, the fire's audit record names the quota)."""
+        await self._quotas(schedule.owner)
         raw, defn = await self._resolved(schedule.task)
         row = self._new_run(schedule.owner, raw, schedule.params, defn)
         row.schedule_id = schedule.id
         row.scheduled_for = when
         return row
 
-    async def _fired(self, schedule: TaskSchedule, runs: list[TaskRun]) -> None:
+    async def _fired(self, schedule: TaskSchedule, runs: list[TaskRun], refused: list[str]) -> None:
         if runs:
             await self.bus.notify("runs")
-        detail = {"schedule": schedule.id, "runs": [run.id for run in runs]}
+        detail: dict[str, Any] = {"schedule": schedule.id, "runs": [run.id for run in runs]}
+        if refused:
+            detail["refused"] = refused
         await self._audit(Actor(user=schedule.owner), "task.schedule.fire", detail)
 
 
