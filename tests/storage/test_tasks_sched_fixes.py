@@ -56,3 +56,16 @@ async def test_a_schedule_shorter_than_the_minimum_interval_is_refused(
         await svc.add_schedule(ANN, {"task": "x", **trigger})
     assert refused.value.param == next(iter(trigger))
     assert "tasks.min_interval_s" in str(refused.value)
+
+
+async def test_an_ad_hoc_definition_may_not_take_a_task_name(store: Store, tmp_path: Path) -> None:
+    svc = service(store, tmp_path)
+    await svc.define(ANN, steps({"kind": "noop"}) | {"name": "x"})
+    for name in ("kb-ingest", "x"):
+        with pytest.raises(InvalidRequest) as refused:
+            await svc.submit(ANN, definition=steps({"kind": "noop"}) | {"name": name})
+        assert refused.value.param == "definition.name"
+    run = await svc.submit(ANN, task="x")
+    await svc.repo.request_cancel(run.id, T0)
+    again = await svc.retry(ANN, run.id)  # a retry repeats the task's snapshot: allowed
+    assert again.task == "x"

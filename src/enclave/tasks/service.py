@@ -207,7 +207,6 @@ class TaskService:
     async def submit(
         self, caller: Caller, *, task: str | None = None, params: dict[str, Any] | None = None,
         definition: dict[str, Any] | None = None, files_hint: Any = None,
-        retry_of: str | None = None,
     ) -> RunInfo:  # fmt: skip
         """Queue a run of the task ``task`` or of the ad hoc ``definition``. ``files_hint``
         (JSON-able) is kept in the run's definition snapshot as ``files_hint``."""
@@ -215,9 +214,28 @@ class TaskService:
             raise InvalidRequest("give either task or definition", param="task")
         if definition is not None and not isinstance(definition, dict):
             raise InvalidRequest("definition: must be an object", param="definition")
-        raw = definition if definition is not None else await self._definition(str(task))
         if definition is not None:
-            raw = {"name": "adhoc", **raw}
+            raw = {"name": "adhoc", **definition}
+            await self._not_a_task_name(raw["name"])
+        else:
+            raw = await self._definition(str(task))
+        return await self._queue(caller, raw, params, files_hint, None)
+
+    async def _not_a_task_name(self, name: Any) -> None:
+        """An ad hoc definition may not pose as a built-in or stored task (its runs would
+        show up as that task's, e.g. as a knowledge-base upload)."""
+        if not isinstance(name, str):
+            return  # parse_definition names the field
+        if name in builtin_templates() or await self.repo.get_def(name) is not None:
+            raise InvalidRequest(
+                f"definition.name: {name!r} is the name of a task; run it by name, or give "
+                "the ad hoc definition another name", param="definition.name",
+            )  # fmt: skip
+
+    async def _queue(
+        self, caller: Caller, raw: dict[str, Any], params: dict[str, Any] | None,
+        files_hint: Any, retry_of: str | None,
+    ) -> RunInfo:  # fmt: skip
         if files_hint is not None:
             raw = {**raw, "files_hint": files_hint}
         await self._quotas(caller.user)
@@ -307,11 +325,8 @@ class TaskService:
         if row.status in ACTIVE:
             raise Conflict(f"run {run_id} is still {row.status}", param="run")
         raw = row.definition
-        hint = raw.get("files_hint")
-        return await self.submit(
-            caller, definition={k: v for k, v in raw.items() if k != "files_hint"},
-            params=row.params, files_hint=hint, retry_of=run_id,
-        )  # fmt: skip
+        snapshot = {k: v for k, v in raw.items() if k != "files_hint"}
+        return await self._queue(caller, snapshot, row.params, raw.get("files_hint"), run_id)
 
     async def events(
         self, caller: Caller, run_id: str, *, after: int = 0, limit: int = 500
