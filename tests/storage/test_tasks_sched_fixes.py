@@ -14,6 +14,7 @@ from enclave.audit.writer import AuditWriter
 from enclave.errors import InvalidRequest
 from enclave.store.models import AuditRecord
 from enclave.store.repos import Store
+from enclave.tasks import service as service_module
 from enclave.tasks.clock import ManualClock
 from tests.storage.test_tasks_core import ANN, service, steps
 
@@ -69,3 +70,18 @@ async def test_an_ad_hoc_definition_may_not_take_a_task_name(store: Store, tmp_p
     await svc.repo.request_cancel(run.id, T0)
     again = await svc.retry(ANN, run.id)  # a retry repeats the task's snapshot: allowed
     assert again.task == "x"
+
+
+async def test_purge_goes_on_until_no_old_run_is_left(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "PURGE_BATCH", 2)  # several batches from 5 runs
+    clock = ManualClock(T0)
+    svc = service(store, tmp_path, clock=clock, keep_days=1)
+    runs = [await svc.submit(ANN, definition=steps({"kind": "noop"})) for _ in range(5)]
+    for run in runs:
+        await svc.repo.request_cancel(run.id, T0)
+        (svc.outputs() / run.id).mkdir(parents=True)
+    clock.set(T0 + timedelta(days=1, seconds=1))
+    assert await svc.purge() == 5
+    assert not any((svc.outputs() / run.id).exists() for run in runs)

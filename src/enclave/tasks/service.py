@@ -46,6 +46,7 @@ Chat = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 DAY = timedelta(days=1)
 FOLLOW_POLL_S = 1.0
 PURGE_EVERY_S = 3600.0
+PURGE_BATCH = 1000  # runs deleted per transaction; purge goes on until none are left
 RESOLVED_S = 1.0  # how long a schedule's task definition is reused
 
 
@@ -133,10 +134,12 @@ class TaskService:
         """Forget runs finished more than ``tasks.keep_days`` ago, with their events and
         output files; how many."""
         before = self.clock.now() - timedelta(days=self.tasks_settings().keep_days)
-        gone = await self.repo.purge(before)
-        for run_id in gone:
-            shutil.rmtree(self.outputs() / run_id, ignore_errors=True)
-        return len(gone)
+        count = 0
+        while gone := await self.repo.purge(before, PURGE_BATCH):
+            folders = [self.outputs() / run_id for run_id in gone]
+            await asyncio.to_thread(_remove_folders, folders)
+            count += len(gone)
+        return count
 
     async def _purge_forever(self) -> None:
         while True:
@@ -450,6 +453,11 @@ class TaskService:
         if refused:
             detail["refused"] = refused
         await self._audit(Actor(user=schedule.owner), "task.schedule.fire", detail)
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _task_info(row: TaskDef) -> TaskInfo:
