@@ -122,6 +122,10 @@ class TasksSettings(_Section):
     ws_max_subscriptions: int = Field(
         100, ge=1, description="runs one /api/tasks/ws socket may follow at once"
     )
+    max_followers_per_user: int = Field(
+        20, ge=1, description="runs one user may follow live at once in one process "
+        "(WebSocket subscriptions and SSE streams together; each polls the database)"
+    )  # fmt: skip
 
     @field_validator("file_roots", "commands")
     @classmethod

@@ -197,6 +197,7 @@ def _follow_routes(router: APIRouter, tasks: Any) -> None:
         start = _resume_point(request.headers.get("last-event-id"), after)
         service = tasks()
         await service.get_run(caller, run_id)  # a 404 now, not inside a 200 stream
+        service.check_followers(caller)  # a 429 now too
         body = _sse(service.follow(caller, run_id, after=start))
         return StreamingResponse(body, media_type="text/event-stream", headers=STREAM_HEADERS)
 

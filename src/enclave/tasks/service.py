@@ -15,7 +15,7 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -98,6 +98,7 @@ class TaskService:
         )
         self._loops: list[asyncio.Task[None]] = []
         self._resolved_cache: dict[str, tuple[float, dict[str, Any], TaskDefinition]] = {}
+        self._following: dict[str, int] = {}  # live followers by user, in this process
 
     def tasks_settings(self) -> TasksSettings:
         return self._settings().tasks
@@ -342,7 +343,7 @@ class TaskService:
         """The run's events after ``after``: those recorded, then new ones as they come
         (a wake-up, or a poll each second), ending with the terminal ``status`` event."""
         await self._row(caller, run_id)
-        with self.bus.subscribe(f"run:{run_id}") as wake:
+        with self._follower(caller), self.bus.subscribe(f"run:{run_id}") as wake:
             while True:
                 rows = await self.repo.events(run_id, after, 500)
                 for row in rows:
@@ -357,6 +358,31 @@ class TaskService:
                 if run is None or (run.status not in ACTIVE and after >= run.last_event):
                     return
                 await wake.wait(FOLLOW_POLL_S)
+
+    def check_followers(self, caller: Caller) -> None:
+        """429 naming ``tasks.max_followers_per_user`` when the caller follows that many
+        runs live in this process already (WebSocket subscriptions and SSE streams)."""
+        if caller.user is None:
+            return
+        limit = self.tasks_settings().max_followers_per_user
+        now = self._following.get(caller.user, 0)
+        if now >= limit:
+            raise TooManyRequests(
+                f"{caller.user} follows {now} runs live already: "
+                f"tasks.max_followers_per_user is {limit}", param="tasks.max_followers_per_user",
+            )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _follower(self, caller: Caller) -> Iterator[None]:
+        self.check_followers(caller)
+        user = caller.user or ""
+        self._following[user] = self._following.get(user, 0) + 1
+        try:
+            yield
+        finally:
+            self._following[user] -= 1
+            if not self._following[user]:
+                del self._following[user]
 
     async def output_file(self, caller: Caller, run_id: str, path: str) -> Path:
         """The run's output file ``path`` (relative); :class:`NotFound` for anything else
