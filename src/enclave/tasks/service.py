@@ -30,6 +30,7 @@ from enclave.tasks.clock import SYSTEM_CLOCK, Clock
 from enclave.tasks.definition import TaskDefinition, parse_definition, validate_params
 from enclave.tasks.info import Event, RunInfo, ScheduleInfo, TaskInfo
 from enclave.tasks.repo import ACTIVE, TaskRepo
+from enclave.tasks.runctx import SUBMITTED
 from enclave.tasks.scheduler import Scheduler, next_after
 from enclave.tasks.worker import Runtime, Worker, reap_forever
 
@@ -57,6 +58,8 @@ class Caller:
     user: str | None  # None when authentication is off (sees everything)
     admin: bool
     actor: Actor
+    models: tuple[str, ...] = ()  # the key's model patterns; () = all
+    user_models: tuple[str, ...] = ()  # the user's; () = all (both must allow a model)
 
     def sees(self, owner: str | None) -> bool:
         return self.user is None or self.admin or owner == self.user
@@ -83,6 +86,7 @@ class TaskService:
         clock: Clock = SYSTEM_CLOCK, bus: LocalBus | None = None,
     ) -> None:  # fmt: skip
         self.repo = TaskRepo(store)
+        self._store = store
         self._settings = settings
         self._audit_writer = audit
         self.home = home
@@ -242,6 +246,9 @@ class TaskService:
     ) -> RunInfo:  # fmt: skip
         if files_hint is not None:
             raw = {**raw, "files_hint": files_hint}
+        if caller.models or caller.user_models:  # RunCtx.chat refuses other models
+            raw = {**raw, "models_allowed": {"key": list(caller.models),
+                                             "user": list(caller.user_models)}}  # fmt: skip
         await self._quotas(caller.user)
         row = self._new_run(caller.user, raw, params)
         row.retry_of = retry_of
@@ -252,7 +259,7 @@ class TaskService:
         return RunInfo.of(row)
 
     def _parse(self, raw: dict[str, Any]) -> TaskDefinition:
-        snapshot = {k: v for k, v in raw.items() if k != "files_hint"}
+        snapshot = {k: v for k, v in raw.items() if k not in SUBMITTED}
         return parse_definition(snapshot, base=self.tasks_settings().limits)
 
     def _new_run(
@@ -329,7 +336,7 @@ class TaskService:
         if row.status in ACTIVE:
             raise Conflict(f"run {run_id} is still {row.status}", param="run")
         raw = row.definition
-        snapshot = {k: v for k, v in raw.items() if k != "files_hint"}
+        snapshot = {k: v for k, v in raw.items() if k not in SUBMITTED}
         return await self._queue(caller, snapshot, row.params, raw.get("files_hint"), run_id)
 
     async def events(
@@ -467,10 +474,21 @@ class TaskService:
         scheduler skips it, the fire's audit record names the quota)."""
         await self._quotas(schedule.owner)
         raw, defn = await self._resolved(schedule.task)
+        raw = await self._owner_models(schedule.owner, raw)
         row = self._new_run(schedule.owner, raw, schedule.params, defn)
         row.schedule_id = schedule.id
         row.scheduled_for = when
         return row
+
+    async def _owner_models(self, owner: str | None, raw: dict[str, Any]) -> dict[str, Any]:
+        """A scheduled run may use the models its owner may use now (the user's patterns;
+        the key that made the schedule is not kept)."""
+        from enclave.store.repos import UserRepo
+
+        user = await UserRepo(self._store).get(owner) if owner else None
+        if user is None or not user.models:
+            return raw
+        return {**raw, "models_allowed": {"key": [], "user": list(user.models)}}
 
     async def _fired(self, schedule: TaskSchedule, runs: list[TaskRun], refused: list[str]) -> None:
         if runs:
