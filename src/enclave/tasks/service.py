@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
 import logging
 import secrets
 import shutil
@@ -68,15 +70,26 @@ class Caller:
 SYSTEM = Caller(user=None, admin=True, actor=Actor())
 
 
+@functools.cache
+def _builtins() -> dict[str, dict[str, Any]]:
+    from enclave.tasks import templates
+
+    return templates.builtin()  # YAML parsed once per process
+
+
+def builtin_names() -> frozenset[str]:
+    return frozenset(_builtins())
+
+
+def builtin_template(name: str) -> dict[str, Any] | None:
+    """The built-in template ``name``'s raw definition (a copy: callers may edit it)."""
+    found = _builtins().get(name)
+    return copy.deepcopy(found) if found is not None else None
+
+
 def builtin_templates() -> dict[str, dict[str, Any]]:
-    """The built-in task templates (``enclave.tasks.templates``), none where that part is
-    not installed."""
-    try:
-        from enclave.tasks import templates  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return {}
-    found: dict[str, dict[str, Any]] = templates.builtin()
-    return found
+    """The built-in task templates (``enclave.tasks.templates``), copies."""
+    return copy.deepcopy(_builtins())
 
 
 class TaskService:
@@ -171,7 +184,7 @@ class TaskService:
         return [found[name] for name in sorted(found)]
 
     async def get_task(self, caller: Caller, name: str) -> TaskInfo:
-        raw = builtin_templates().get(name)
+        raw = builtin_template(name)
         if raw is not None:
             return TaskInfo(name, True, None, str(raw.get("description", "")), raw)
         row = await self.repo.get_def(name)
@@ -181,7 +194,7 @@ class TaskService:
 
     async def define(self, caller: Caller, data: dict[str, Any]) -> TaskInfo:
         defn = parse_definition(data, base=self.tasks_settings().limits)
-        if defn.name in builtin_templates():
+        if defn.name in builtin_names():
             raise Conflict(f"{defn.name!r} is a built-in task", param="name")
         now = self.clock.now()
         row = TaskDef(name=defn.name, owner=caller.user, description=defn.description,
@@ -191,7 +204,7 @@ class TaskService:
         return _task_info(row)
 
     async def undefine(self, caller: Caller, name: str) -> None:
-        if name in builtin_templates():
+        if name in builtin_names():
             raise Forbidden(f"{name!r} is a built-in task and cannot be removed", param="name")
         row = await self.repo.get_def(name)
         if row is None:
@@ -202,7 +215,7 @@ class TaskService:
         await self._audit(caller.actor, "task.undefine", {"name": name})
 
     async def _definition(self, name: str) -> dict[str, Any]:
-        raw = builtin_templates().get(name)
+        raw = builtin_template(name)
         if raw is not None:
             return raw
         row = await self.repo.get_def(name)
@@ -234,7 +247,7 @@ class TaskService:
         show up as that task's, e.g. as a knowledge-base upload)."""
         if not isinstance(name, str):
             return  # parse_definition names the field
-        if name in builtin_templates() or await self.repo.get_def(name) is not None:
+        if name in builtin_names() or await self.repo.get_def(name) is not None:
             raise InvalidRequest(
                 f"definition.name: {name!r} is the name of a task; run it by name, or give "
                 "the ad hoc definition another name", param="definition.name",
