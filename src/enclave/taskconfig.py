@@ -106,6 +106,10 @@ class TasksSettings(_Section):
     )
     per_user_daily: int = Field(1000, ge=1, description="runs one user may start per day")
     per_user_schedules: int = Field(50, ge=1, description="schedules one user may keep")
+    min_interval_s: float = Field(
+        60.0, ge=1, description="the shortest interval a schedule may fire at (every_s, and "
+        "the gap between a cron expression's times)"
+    )  # fmt: skip
     limits: TaskLimits = Field(default_factory=TaskLimits)
     output_dir: Path | None = Field(
         None, description="where runs write their results (one folder per run); default: "
@@ -145,6 +149,10 @@ class TasksSettings(_Section):
     ws_max_subscriptions: int = Field(
         100, ge=1, description="runs one /api/tasks/ws socket may follow at once"
     )
+    max_followers_per_user: int = Field(
+        20, ge=1, description="runs one user may follow live at once in one process "
+        "(WebSocket subscriptions and SSE streams together; each polls the database)"
+    )  # fmt: skip
 
     @field_validator("file_roots", "commands")
     @classmethod

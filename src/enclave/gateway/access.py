@@ -233,7 +233,8 @@ def task_caller_of(principal: Principal | None, who: Actor) -> TaskCaller:
 
     if principal is None:
         return TaskCaller(user=None, admin=True, actor=who)
-    return TaskCaller(user=principal.user, admin=_is_admin(principal), actor=who)
+    return TaskCaller(user=principal.user, admin=_is_admin(principal), actor=who,
+                      models=principal.models, user_models=principal.user_models)  # fmt: skip
 
 
 # The hot /v1 calls apply ``model_scope`` by a plain call instead: FastAPI resolving one

@@ -13,7 +13,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from enclave.errors import NotFound, ServiceUnavailable
-from enclave.gateway.access import actor, principal_of
+from enclave.gateway.access import actor, principal_of, task_caller_of
 from enclave.gateway.schemas.knowledge import IngestJobPublic, IngestPublic
 from enclave.knowledge.spool import Grant
 
@@ -31,12 +31,7 @@ PAGE = 100
 
 
 def caller_of(request: Request) -> Caller:
-    from enclave.tasks.service import Caller
-
-    principal = principal_of(request)
-    return Caller(user=principal.user if principal else None,
-                  admin=principal is None or principal.role == "admin",
-                  actor=actor(request))  # fmt: skip
+    return task_caller_of(principal_of(request), actor(request))
 
 
 def tasks_of(services: Services) -> TaskService:
@@ -88,7 +83,9 @@ async def listed(services: Services, request: Request, kb: str) -> list[IngestJo
         found += [run for run in runs if run.params.get("kb") == kb]
         if before is None or len(found) >= most:
             break
-    return [job_of(run, await _errors(tasks, caller, run)) for run in reversed(found[:most])]
+    # No events read per failed run (N+1): the list shows its error, which names each
+    # file; one job (GET .../jobs/{id}) lists them one by one.
+    return [job_of(run, _result_errors(run)) for run in reversed(found[:most])]
 
 
 async def cancel(services: Services, request: Request, kb: str, run_id: str) -> IngestJobPublic:
@@ -100,13 +97,18 @@ async def cancel(services: Services, request: Request, kb: str, run_id: str) -> 
 
 async def _errors(tasks: TaskService, caller: Caller, run: RunInfo) -> dict[str, str]:
     """Why each file failed: the step's output, or (a failed run has none) its events."""
-    if run.status == "succeeded" and isinstance(run.result, dict):
-        return dict(run.result.get("errors") or {})
     if run.status != "failed":
+        return _result_errors(run)
         return {}
     events = await tasks.events(caller, run.id, limit=5000)
     return {str(e.data["file"]): str(e.data.get("error", "")) for e in events
             if e.type == "log" and "file" in e.data}  # fmt: skip
+
+
+def _result_errors(run: RunInfo) -> dict[str, str]:
+    if run.status == "succeeded" and isinstance(run.result, dict):
+        return dict(run.result.get("errors") or {})
+    return {}
 
 
 def job_of(run: RunInfo, errors: dict[str, str]) -> IngestJobPublic:

@@ -170,7 +170,7 @@ def _run_routes(router: APIRouter, tasks: Any) -> None:
                                                             "format": "binary"}}}}})  # fmt: skip
     async def output_file(caller: CallerDep, run_id: str, path: str) -> FileResponse:
         """One of the run's output files (``files[].path``), as a download."""
-        found = await _maybe_await(tasks().output_file(caller, run_id, path))
+        found = await tasks().output_file(caller, run_id, path)
         return FileResponse(found, filename=found.name)
 
 
@@ -197,6 +197,7 @@ def _follow_routes(router: APIRouter, tasks: Any) -> None:
         start = _resume_point(request.headers.get("last-event-id"), after)
         service = tasks()
         await service.get_run(caller, run_id)  # a 404 now, not inside a 200 stream
+        service.check_followers(caller)  # a 429 now too
         body = _sse(service.follow(caller, run_id, after=start))
         return StreamingResponse(body, media_type="text/event-stream", headers=STREAM_HEADERS)
 
@@ -256,9 +257,3 @@ async def _object(request: Request) -> dict[str, Any]:
     """The request's JSON object, within ``limits.max_body_bytes``."""
     limit = int(request.app.state.services.settings.limits.max_body_bytes)
     return await read_json(request, limit)
-
-
-async def _maybe_await(value: Any) -> Any:
-    import inspect
-
-    return await value if inspect.isawaitable(value) else value

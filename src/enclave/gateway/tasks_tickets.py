@@ -101,8 +101,19 @@ async def redeem(gate: Gatekeeper, ticket: str, ip: str) -> Principal:
 
         if key.allow and not Allowlist(key.allow).allows(ip):
             raise AuthenticationFailed(REFUSED)
-        return Principal(user=state.user.name, role=state.user.role, key_prefix=ref)
+        return Principal(
+            user=state.user.name,
+            role=state.user.role,
+            key_prefix=ref,
+            models=tuple(key.models),
+            user_models=tuple(state.user.models or ()),
+        )
     origin = await gate.sessions.state(ref)
     if origin is None or origin.revoked:
         raise AuthenticationFailed(REFUSED)
-    return Principal(user=state.user.name, role=state.user.role, session=ref)
+    return Principal(
+        user=state.user.name,
+        role=state.user.role,
+        session=ref,
+        user_models=tuple(state.user.models or ()),
+    )

@@ -63,6 +63,8 @@ NO_CREDENTIALS = (
     "bearer.<token> beside enclave.tasks.v1, or add ?ticket= from POST /api/tasks/ws/ticket"
 )
 MAX_MESSAGE_BYTES = 1 << 20
+RECHECK_S = 30.0  # how often an open socket's key or session is checked again
+REVOKED = "the credentials of this socket were revoked, expired or disabled"
 
 
 def router(services: Services) -> APIRouter:
@@ -87,7 +89,7 @@ async def serve(websocket: WebSocket, services: Services) -> None:
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     caller = task_caller_of(principal, _actor(websocket, principal))
-    await Session(websocket, service, caller, services).run()
+    await Session(websocket, service, caller, services, principal).run()
 
 
 async def authenticate(websocket: WebSocket, services: Services) -> Principal | None:
@@ -130,6 +132,25 @@ async def _principal(websocket: WebSocket, services: Services, ip: str) -> Princ
     raise AuthenticationFailed(NO_CREDENTIALS)
 
 
+async def still_valid(services: Services, principal: Principal | None) -> bool:
+    """Whether the socket's key or session still stands (read from the database, not the
+    gatekeeper's cache): not revoked, not expired, its user not disabled."""
+    from datetime import UTC, datetime
+
+    gate = services.gatekeeper
+    if principal is None or not gate.enabled:
+        return True
+    if principal.key_prefix:
+        key = await gate.keys.by_prefix(principal.key_prefix)
+        now = datetime.now(UTC)
+        return (key is not None and key.revoked_at is None and not key.user.disabled
+                and (key.expires_at is None or key.expires_at > now))  # fmt: skip
+    if principal.session:
+        state = await gate.sessions.state(principal.session)
+        return state is not None and not state.revoked and not state.user.disabled
+    return True
+
+
 async def _refuse(websocket: WebSocket, exc: EnclaveError) -> None:
     try:
         await websocket.send_denial_response(error_response(exc))
@@ -149,16 +170,39 @@ class Session:
     """One socket: its subscriptions (a follower task per run) and what it was sent."""
 
     def __init__(
-        self, websocket: WebSocket, service: TaskService, caller: Caller, services: Services
-    ) -> None:
+        self, websocket: WebSocket, service: TaskService, caller: Caller, services: Services,
+        principal: Principal | None = None,
+    ) -> None:  # fmt: skip
         self.websocket = websocket
         self.service = service
         self.caller = caller
         self.services = services
+        self.principal = principal
         self.followers: dict[str, asyncio.Task[None]] = {}
         self._sending = asyncio.Lock()
 
+    async def _valid(self) -> bool:
+        """Whether the credentials still stand; if not, the socket is closed (1008)."""
+        if await still_valid(self.services, self.principal):
+            return True
+        for task in list(self.followers.values()):
+            task.cancel()
+        async with self._sending:
+            if self.websocket.application_state == WebSocketState.CONNECTED:
+                await self.websocket.close(code=1008, reason=REVOKED)
+        return False
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECHECK_S)
+            try:
+                if not await self._valid():
+                    return
+            except Exception:  # the database unreachable: try again next time
+                log.warning("tasks: checking a socket's credentials failed", exc_info=True)
+
     async def run(self) -> None:
+        watchdog = asyncio.create_task(self._recheck_forever())
         try:
             while True:
                 message = await self.websocket.receive()
@@ -169,9 +213,9 @@ class Session:
                     raw = (message.get("bytes") or b"").decode("utf-8", "replace")
                 await self.handle(raw)
         finally:
-            for task in list(self.followers.values()):
+            for task in [watchdog, *self.followers.values()]:
                 task.cancel()
-            for task in list(self.followers.values()):
+            for task in [watchdog, *self.followers.values()]:
                 with contextlib.suppress(BaseException):
                     await task
 
@@ -184,9 +228,11 @@ class Session:
     async def handle(self, raw: str) -> None:
         run: str | None = None
         try:
-            message = _message(raw)
+            message = _message(raw, int(self.services.settings.limits.max_json_depth))
             run = message.get("run") if isinstance(message.get("run"), str) else None
             kind = message.get("type")
+            if kind in ("start", "cancel") and not await self._valid():
+                return
             if kind == "subscribe":
                 await self.subscribe(_run_id(message), _after(message))
             elif kind == "unsubscribe":
@@ -211,6 +257,7 @@ class Session:
             raise TooManyRequests(
                 f"one socket follows at most {limit} runs (tasks.ws_max_subscriptions)"
             )
+        self.service.check_followers(self.caller)  # tasks.max_followers_per_user
         self.followers[run] = asyncio.create_task(self._follow(run, after))
 
     async def unsubscribe(self, run: str) -> None:
@@ -244,16 +291,18 @@ class Session:
                 del self.followers[run]
 
 
-def _message(raw: str) -> dict[str, Any]:
+def _message(raw: str, depth: int) -> dict[str, Any]:
+    """The message as a JSON object, through the gateway's checked loader: nesting deeper
+    than ``limits.max_json_depth`` (or a lone surrogate) is refused, never a crash."""
+    from enclave.gateway.body import loads
+
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidRequest(f"a message is at most {MAX_MESSAGE_BYTES} bytes")
     try:
-        message = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest("a message must be a JSON object") from None
-    if not isinstance(message, dict):
-        raise InvalidRequest("a message must be a JSON object")
-    return message
+        data = raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest("a message must be UTF-8 text") from None
+    return loads(data, depth)
 
 
 def _run_id(message: dict[str, Any]) -> str:

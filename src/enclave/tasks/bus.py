@@ -18,6 +18,8 @@ from typing import Any
 log = logging.getLogger("enclave.tasks")
 
 CHANNEL = "enclave:tasks:"
+PUBLISH_PENDING = 1000  # topics waiting to be published; past it a wake-up is dropped
+PUBLISH_TIMEOUT_S = 1.0  # one publish; a slower Redis loses the wake-up (the poll finds it)
 
 
 class Waiter:
@@ -83,28 +85,46 @@ class RedisBus(LocalBus):
         super().__init__()
         self._url = url
         self._redis: Any = None
-        self._listener: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pending: dict[str, None] = {}  # topics to publish, in order, each once
+        self._ready = asyncio.Event()
 
     async def start(self) -> None:
         from redis.asyncio import Redis
 
         self._redis = Redis.from_url(self._url)
-        self._listener = asyncio.create_task(self._listen())
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._publish())]
 
     async def aclose(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+                await task
+        self._tasks = []
         if self._redis is not None:
             await self._redis.aclose()
 
     async def notify(self, topic: str) -> None:
+        """Wake this process's waiters now; the other replicas' in the background (an
+        event write never waits on Redis: the database stays the truth)."""
         self.wake(topic)
-        try:
-            await self._redis.publish(CHANNEL + topic, b"")
-        except Exception as exc:  # the poll still finds it
-            log.warning("tasks: publishing to Redis failed: %s", exc)
+        if topic in self._pending or len(self._pending) < PUBLISH_PENDING:
+            self._pending[topic] = None
+            self._ready.set()
+
+    async def _publish(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._pending:
+                topic = next(iter(self._pending))
+                del self._pending[topic]
+                try:
+                    async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                        await self._redis.publish(CHANNEL + topic, b"")
+                except Exception as exc:  # the poll still finds it
+                    log.warning("tasks: publishing to Redis failed: %r", exc)
 
     async def _listen(self) -> None:
         while True:

@@ -373,11 +373,12 @@ class TaskRepo:
         await self._append(session, row.id, [("error", error), ("status", final)], now, ended)
         return status
 
-    async def purge(self, before: datetime) -> builtins.list[str]:
-        """Delete runs that finished before ``before`` (their events with them); their ids."""
+    async def purge(self, before: datetime, limit: int = 1000) -> builtins.list[str]:
+        """Delete up to ``limit`` runs that finished before ``before`` (their events with
+        them); their ids (call again until none are left)."""
         query = select(TaskRun.id).where(TaskRun.status.in_(TERMINAL), TaskRun.finished_at < before)
         async with self._writing() as session:
-            ids = builtins.list((await session.scalars(query.limit(1000))).all())
+            ids = builtins.list((await session.scalars(query.limit(limit))).all())
             if ids:
                 await session.execute(delete(TaskEvent).where(TaskEvent.run_id.in_(ids)))
                 await session.execute(delete(TaskRun).where(TaskRun.id.in_(ids)))

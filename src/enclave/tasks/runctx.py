@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from enclave.errors import TooManyRequests
+from enclave.errors import Forbidden, TooManyRequests
 from enclave.tasks.bus import LocalBus
 from enclave.tasks.clock import Clock
 from enclave.tasks.repo import EventSpec, TaskRepo
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 Chat = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 KEEP_ALWAYS = ("status", "result", "error", "step")
+
+
+# What the submitter's request adds to a run's definition snapshot (not the definition):
+# the KB upload's files, and the models the submitting key and user may use.
+SUBMITTED = ("files_hint", "models_allowed")
 
 
 class LeaseLost(Exception):
@@ -46,6 +51,7 @@ class RunCtx:
     knowledge_of: Callable[[], KnowledgeBases]
     on_event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
     files_hint: Any = None  # what the submitter passed as files_hint (KB uploads)
+    models_allowed: dict[str, list[str]] | None = None  # {"key", "user"}: patterns, [] = all
     files: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -106,6 +112,7 @@ class RunCtx:
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in body.items() if k != "stream"}
         body.setdefault("model", "default")
+        self._may_use(str(body["model"]))
         answer = await self.chat_call(body)
         usage = answer.get("usage") or {}
         self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
@@ -117,6 +124,18 @@ class RunCtx:
                 f"({self.limits.max_tokens})", param="tasks.limits.max_tokens",
             )  # fmt: skip
         return answer
+
+    def _may_use(self, model: str) -> None:
+        """The submitter's key and user must both allow ``model`` (as on /v1): 403."""
+        from enclave.auth.apikeys import model_allowed
+
+        allowed = self.models_allowed or {}
+        for whose in ("key", "user"):
+            if not model_allowed(tuple(allowed.get(whose) or ()), model):
+                raise Forbidden(
+                    f"the {whose} that started this run may not use the model {model}",
+                    param="model",
+                )  # fmt: skip
 
     def knowledge(self) -> KnowledgeBases:
         return self.knowledge_of()

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ FIELDS = {"task", "params", "name", "missed", "timezone", "cron", "every_s", "at
 TRIGGERS = ("cron", "every_s", "at", "delay_s")
 MISSED = ("skip", "once", "all")
 MIN_EVERY_S = 1.0
+CRON_SAMPLES = 25  # fire times read to find a cron expression's shortest gap
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ def _bad(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(f"{param}: {message}", param=param)
 
 
-def schedule_body(data: Any, now: datetime) -> ScheduleSpec:
+def schedule_body(data: Any, now: datetime, min_every_s: float = MIN_EVERY_S) -> ScheduleSpec:
+    """The body checked; ``min_every_s`` is ``tasks.min_interval_s``."""
     if not isinstance(data, dict):
         raise _bad("a schedule is a JSON object", "schedule")
     for key in data:
@@ -60,18 +63,21 @@ def schedule_body(data: Any, now: datetime) -> ScheduleSpec:
     if len(given) != 1:
         raise _bad(f"give exactly one of {', '.join(TRIGGERS)}", given[1] if given else "cron")
     base = {"task": task, "params": params, "name": name, "missed": missed}
-    return _trigger(given[0], data, now, base)
+    return _trigger(given[0], data, now, base, min_every_s)
 
 
-def _trigger(key: str, data: dict[str, Any], now: datetime, base: dict[str, Any]) -> ScheduleSpec:
+def _trigger(
+    key: str, data: dict[str, Any], now: datetime, base: dict[str, Any], least: float
+) -> ScheduleSpec:
     value = data[key]
     zone = data.get("timezone")
     if zone is not None and key != "cron":
         raise _bad("only a cron schedule takes a time zone", "timezone")
     if key == "cron":
-        return ScheduleSpec(**base, kind="cron", cron=_cron(value), timezone=_zone(zone))
+        cron = _cron(value, now, least)
+        return ScheduleSpec(**base, kind="cron", cron=cron, timezone=_zone(zone))
     if key == "every_s":
-        every = _seconds(value, "every_s", MIN_EVERY_S)
+        every = _seconds(value, "every_s", least, "tasks.min_interval_s")
         return ScheduleSpec(**base, kind="interval", every_s=every,
                             at=now + timedelta(seconds=every))  # fmt: skip
     if key == "delay_s":
@@ -81,11 +87,19 @@ def _trigger(key: str, data: dict[str, Any], now: datetime, base: dict[str, Any]
     return ScheduleSpec(**base, kind="once", at=_at(value))
 
 
-def _cron(value: Any) -> str:
+def _cron(value: Any, now: datetime, least: float) -> str:
     from croniter import croniter
 
     if not isinstance(value, str) or not croniter.is_valid(value):
         raise _bad("must be a cron expression such as '0 7 * * *'", "cron")
+    times = croniter(value, now)
+    seen = [times.get_next(datetime) for _ in range(CRON_SAMPLES)]
+    gap = min(later - earlier for earlier, later in itertools.pairwise(seen))
+    if gap.total_seconds() < least:
+        raise _bad(
+            f"fires {gap.total_seconds():g} seconds apart: tasks.min_interval_s is {least:g}",
+            "cron",
+        )  # fmt: skip
     return value
 
 
@@ -101,9 +115,10 @@ def _zone(value: Any) -> str:
     return value
 
 
-def _seconds(value: Any, param: str, least: float) -> float:
+def _seconds(value: Any, param: str, least: float, setting: str | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least:
-        raise _bad(f"must be a number of seconds, at least {least:g}", param)
+        named = f" ({setting})" if setting else ""
+        raise _bad(f"must be a number of seconds, at least {least:g}{named}", param)
     return float(value)
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import functools
 import logging
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ from enclave.tasks.clock import SYSTEM_CLOCK, Clock
 from enclave.tasks.definition import TaskDefinition, parse_definition, validate_params
 from enclave.tasks.info import Event, RunInfo, ScheduleInfo, TaskInfo
 from enclave.tasks.repo import ACTIVE, TaskRepo
+from enclave.tasks.runctx import SUBMITTED
 from enclave.tasks.scheduler import Scheduler, next_after
 from enclave.tasks.worker import Runtime, Worker, reap_forever
 
@@ -46,6 +49,7 @@ Chat = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 DAY = timedelta(days=1)
 FOLLOW_POLL_S = 1.0
 PURGE_EVERY_S = 3600.0
+PURGE_BATCH = 1000  # runs deleted per transaction; purge goes on until none are left
 RESOLVED_S = 1.0  # how long a schedule's task definition is reused
 
 
@@ -56,6 +60,8 @@ class Caller:
     user: str | None  # None when authentication is off (sees everything)
     admin: bool
     actor: Actor
+    models: tuple[str, ...] = ()  # the key's model patterns; () = all
+    user_models: tuple[str, ...] = ()  # the user's; () = all (both must allow a model)
 
     def sees(self, owner: str | None) -> bool:
         return self.user is None or self.admin or owner == self.user
@@ -64,15 +70,26 @@ class Caller:
 SYSTEM = Caller(user=None, admin=True, actor=Actor())
 
 
+@functools.cache
+def _builtins() -> dict[str, dict[str, Any]]:
+    from enclave.tasks import templates
+
+    return templates.builtin()  # YAML parsed once per process
+
+
+def builtin_names() -> frozenset[str]:
+    return frozenset(_builtins())
+
+
+def builtin_template(name: str) -> dict[str, Any] | None:
+    """The built-in template ``name``'s raw definition (a copy: callers may edit it)."""
+    found = _builtins().get(name)
+    return copy.deepcopy(found) if found is not None else None
+
+
 def builtin_templates() -> dict[str, dict[str, Any]]:
-    """The built-in task templates (``enclave.tasks.templates``), none where that part is
-    not installed."""
-    try:
-        from enclave.tasks import templates  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return {}
-    found: dict[str, dict[str, Any]] = templates.builtin()
-    return found
+    """The built-in task templates (``enclave.tasks.templates``), copies."""
+    return copy.deepcopy(_builtins())
 
 
 class TaskService:
@@ -82,6 +99,7 @@ class TaskService:
         clock: Clock = SYSTEM_CLOCK, bus: LocalBus | None = None,
     ) -> None:  # fmt: skip
         self.repo = TaskRepo(store)
+        self._store = store
         self._settings = settings
         self._audit_writer = audit
         self.home = home
@@ -97,6 +115,7 @@ class TaskService:
         )
         self._loops: list[asyncio.Task[None]] = []
         self._resolved_cache: dict[str, tuple[float, dict[str, Any], TaskDefinition]] = {}
+        self._following: dict[str, int] = {}  # live followers by user, in this process
 
     def tasks_settings(self) -> TasksSettings:
         return self._settings().tasks
@@ -133,10 +152,12 @@ class TaskService:
         """Forget runs finished more than ``tasks.keep_days`` ago, with their events and
         output files; how many."""
         before = self.clock.now() - timedelta(days=self.tasks_settings().keep_days)
-        gone = await self.repo.purge(before)
-        for run_id in gone:
-            shutil.rmtree(self.outputs() / run_id, ignore_errors=True)
-        return len(gone)
+        count = 0
+        while gone := await self.repo.purge(before, PURGE_BATCH):
+            folders = [self.outputs() / run_id for run_id in gone]
+            await asyncio.to_thread(_remove_folders, folders)
+            count += len(gone)
+        return count
 
     async def _purge_forever(self) -> None:
         while True:
@@ -163,7 +184,7 @@ class TaskService:
         return [found[name] for name in sorted(found)]
 
     async def get_task(self, caller: Caller, name: str) -> TaskInfo:
-        raw = builtin_templates().get(name)
+        raw = builtin_template(name)
         if raw is not None:
             return TaskInfo(name, True, None, str(raw.get("description", "")), raw)
         row = await self.repo.get_def(name)
@@ -173,7 +194,7 @@ class TaskService:
 
     async def define(self, caller: Caller, data: dict[str, Any]) -> TaskInfo:
         defn = parse_definition(data, base=self.tasks_settings().limits)
-        if defn.name in builtin_templates():
+        if defn.name in builtin_names():
             raise Conflict(f"{defn.name!r} is a built-in task", param="name")
         now = self.clock.now()
         row = TaskDef(name=defn.name, owner=caller.user, description=defn.description,
@@ -183,7 +204,7 @@ class TaskService:
         return _task_info(row)
 
     async def undefine(self, caller: Caller, name: str) -> None:
-        if name in builtin_templates():
+        if name in builtin_names():
             raise Forbidden(f"{name!r} is a built-in task and cannot be removed", param="name")
         row = await self.repo.get_def(name)
         if row is None:
@@ -194,7 +215,7 @@ class TaskService:
         await self._audit(caller.actor, "task.undefine", {"name": name})
 
     async def _definition(self, name: str) -> dict[str, Any]:
-        raw = builtin_templates().get(name)
+        raw = builtin_template(name)
         if raw is not None:
             return raw
         row = await self.repo.get_def(name)
@@ -207,7 +228,6 @@ class TaskService:
     async def submit(
         self, caller: Caller, *, task: str | None = None, params: dict[str, Any] | None = None,
         definition: dict[str, Any] | None = None, files_hint: Any = None,
-        retry_of: str | None = None,
     ) -> RunInfo:  # fmt: skip
         """Queue a run of the task ``task`` or of the ad hoc ``definition``. ``files_hint``
         (JSON-able) is kept in the run's definition snapshot as ``files_hint``."""
@@ -215,11 +235,33 @@ class TaskService:
             raise InvalidRequest("give either task or definition", param="task")
         if definition is not None and not isinstance(definition, dict):
             raise InvalidRequest("definition: must be an object", param="definition")
-        raw = definition if definition is not None else await self._definition(str(task))
         if definition is not None:
-            raw = {"name": "adhoc", **raw}
+            raw = {"name": "adhoc", **definition}
+            await self._not_a_task_name(raw["name"])
+        else:
+            raw = await self._definition(str(task))
+        return await self._queue(caller, raw, params, files_hint, None)
+
+    async def _not_a_task_name(self, name: Any) -> None:
+        """An ad hoc definition may not pose as a built-in or stored task (its runs would
+        show up as that task's, e.g. as a knowledge-base upload)."""
+        if not isinstance(name, str):
+            return  # parse_definition names the field
+        if name in builtin_names() or await self.repo.get_def(name) is not None:
+            raise InvalidRequest(
+                f"definition.name: {name!r} is the name of a task; run it by name, or give "
+                "the ad hoc definition another name", param="definition.name",
+            )  # fmt: skip
+
+    async def _queue(
+        self, caller: Caller, raw: dict[str, Any], params: dict[str, Any] | None,
+        files_hint: Any, retry_of: str | None,
+    ) -> RunInfo:  # fmt: skip
         if files_hint is not None:
             raw = {**raw, "files_hint": files_hint}
+        if caller.models or caller.user_models:  # RunCtx.chat refuses other models
+            raw = {**raw, "models_allowed": {"key": list(caller.models),
+                                             "user": list(caller.user_models)}}  # fmt: skip
         await self._quotas(caller.user)
         row = self._new_run(caller.user, raw, params)
         row.retry_of = retry_of
@@ -230,7 +272,7 @@ class TaskService:
         return RunInfo.of(row)
 
     def _parse(self, raw: dict[str, Any]) -> TaskDefinition:
-        snapshot = {k: v for k, v in raw.items() if k != "files_hint"}
+        snapshot = {k: v for k, v in raw.items() if k not in SUBMITTED}
         return parse_definition(snapshot, base=self.tasks_settings().limits)
 
     def _new_run(
@@ -307,11 +349,8 @@ class TaskService:
         if row.status in ACTIVE:
             raise Conflict(f"run {run_id} is still {row.status}", param="run")
         raw = row.definition
-        hint = raw.get("files_hint")
-        return await self.submit(
-            caller, definition={k: v for k, v in raw.items() if k != "files_hint"},
-            params=row.params, files_hint=hint, retry_of=run_id,
-        )  # fmt: skip
+        snapshot = {k: v for k, v in raw.items() if k not in SUBMITTED}
+        return await self._queue(caller, snapshot, row.params, raw.get("files_hint"), run_id)
 
     async def events(
         self, caller: Caller, run_id: str, *, after: int = 0, limit: int = 500
@@ -324,7 +363,7 @@ class TaskService:
         """The run's events after ``after``: those recorded, then new ones as they come
         (a wake-up, or a poll each second), ending with the terminal ``status`` event."""
         await self._row(caller, run_id)
-        with self.bus.subscribe(f"run:{run_id}") as wake:
+        with self._follower(caller), self.bus.subscribe(f"run:{run_id}") as wake:
             while True:
                 rows = await self.repo.events(run_id, after, 500)
                 for row in rows:
@@ -339,6 +378,31 @@ class TaskService:
                 if run is None or (run.status not in ACTIVE and after >= run.last_event):
                     return
                 await wake.wait(FOLLOW_POLL_S)
+
+    def check_followers(self, caller: Caller) -> None:
+        """429 naming ``tasks.max_followers_per_user`` when the caller follows that many
+        runs live in this process already (WebSocket subscriptions and SSE streams)."""
+        if caller.user is None:
+            return
+        limit = self.tasks_settings().max_followers_per_user
+        now = self._following.get(caller.user, 0)
+        if now >= limit:
+            raise TooManyRequests(
+                f"{caller.user} follows {now} runs live already: "
+                f"tasks.max_followers_per_user is {limit}", param="tasks.max_followers_per_user",
+            )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _follower(self, caller: Caller) -> Iterator[None]:
+        self.check_followers(caller)
+        user = caller.user or ""
+        self._following[user] = self._following.get(user, 0) + 1
+        try:
+            yield
+        finally:
+            self._following[user] -= 1
+            if not self._following[user]:
+                del self._following[user]
 
     async def output_file(self, caller: Caller, run_id: str, path: str) -> Path:
         """The run's output file ``path`` (relative); :class:`NotFound` for anything else
@@ -358,7 +422,7 @@ class TaskService:
 
     async def add_schedule(self, caller: Caller, data: dict[str, Any]) -> ScheduleInfo:
         tasks = self.tasks_settings()
-        spec = parse.schedule_body(data, self.clock.now())
+        spec = parse.schedule_body(data, self.clock.now(), tasks.min_interval_s)
         raw = await self._definition(spec.task)
         validate_params(self._parse(raw), spec.params)
         if caller.user is not None:
@@ -420,17 +484,38 @@ class TaskService:
         return found[1], found[2]
 
     async def _scheduled_run(self, schedule: TaskSchedule, when: datetime) -> TaskRun:
+        """A run the schedule fires; the owner's quotas refuse it like a submit would (the
+        scheduler skips it, the fire's audit record names the quota)."""
+        await self._quotas(schedule.owner)
         raw, defn = await self._resolved(schedule.task)
+        raw = await self._owner_models(schedule.owner, raw)
         row = self._new_run(schedule.owner, raw, schedule.params, defn)
         row.schedule_id = schedule.id
         row.scheduled_for = when
         return row
 
-    async def _fired(self, schedule: TaskSchedule, runs: list[TaskRun]) -> None:
+    async def _owner_models(self, owner: str | None, raw: dict[str, Any]) -> dict[str, Any]:
+        """A scheduled run may use the models its owner may use now (the user's patterns;
+        the key that made the schedule is not kept)."""
+        from enclave.store.repos import UserRepo
+
+        user = await UserRepo(self._store).get(owner) if owner else None
+        if user is None or not user.models:
+            return raw
+        return {**raw, "models_allowed": {"key": [], "user": list(user.models)}}
+
+    async def _fired(self, schedule: TaskSchedule, runs: list[TaskRun], refused: list[str]) -> None:
         if runs:
             await self.bus.notify("runs")
-        detail = {"schedule": schedule.id, "runs": [run.id for run in runs]}
+        detail: dict[str, Any] = {"schedule": schedule.id, "runs": [run.id for run in runs]}
+        if refused:
+            detail["refused"] = refused
         await self._audit(Actor(user=schedule.owner), "task.schedule.fire", detail)
+
+
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _task_info(row: TaskDef) -> TaskInfo:

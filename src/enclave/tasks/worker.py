@@ -28,7 +28,7 @@ from enclave.tasks.bus import LocalBus
 from enclave.tasks.clock import Clock
 from enclave.tasks.definition import parse_definition
 from enclave.tasks.repo import EventSpec, TaskRepo
-from enclave.tasks.runctx import Chat, LeaseLost, RunCtx
+from enclave.tasks.runctx import SUBMITTED, Chat, LeaseLost, RunCtx
 
 if TYPE_CHECKING:
     from enclave.knowledge.service import KnowledgeBases
@@ -183,13 +183,14 @@ class Worker:
             bus=rt.bus, clock=rt.clock, worker=self.id, outputs_root=rt.outputs(),
             chat_call=rt.chat, knowledge_of=rt.knowledge,
             files_hint=row.definition.get("files_hint"),
+            models_allowed=row.definition.get("models_allowed"),
         )  # fmt: skip
         ctx.on_event = lambda kind, data: self._audit_step(ctx, kind, data)
         await rt.bus.notify(f"run:{row.id}")
         try:
             detail = {"run": row.id, "task": row.task, "attempt": row.attempt}
             await rt.audit("task.run.start", row.owner, detail)
-            snapshot = {k: v for k, v in row.definition.items() if k != "files_hint"}
+            snapshot = {k: v for k, v in row.definition.items() if k not in SUBMITTED}
             defn = parse_definition(snapshot, base=settings.limits)
             ctx.limits = defn.effective_limits(settings.limits)
             async with asyncio.timeout(ctx.limits.timeout_s):

@@ -34,6 +34,7 @@ from enclave.errors import EnclaveError, Forbidden, InvalidRequest
 from enclave.identity import Actor
 from enclave.knowledge.sandbox import Stopper
 from enclave.tasks.registry import StepKind
+from enclave.tasks.runctx import LeaseLost
 
 if TYPE_CHECKING:
     from enclave.knowledge.report import IngestProgress, IngestReport
@@ -89,10 +90,11 @@ async def run(ctx: RunContext, opts: Options) -> dict[str, Any]:
         await _failed(ctx, source, why)
     try:
         report = await _ingest(ctx, kbs, opts.kb, files)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, LeaseLost):
         raise  # the run was stopped, or its worker lost it: the upload may be tried again
-    except BaseException:
-        _forget(kbs, tokens)
+    except Exception:
+        if ctx.attempt >= ctx.limits.max_attempts:
+            _forget(kbs, tokens)  # no attempt follows (else the spool's sweep removes it)
         raise
     _forget(kbs, tokens)
     return await _outcome(ctx, opts.kb, report, refused)
