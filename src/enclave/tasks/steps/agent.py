@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SYSTEM = (
     "You are a careful agent working for the user. Use the tools to look things up and "
-    "to act; when a tool answers with an error, correct the call. When the goal is "
-    "reached, answer with the result in words and call no more tools."
+    "to act; when a tool answers with an error, correct the call. Never call a tool "
+    "again with the same arguments: use the result you have. Once you have what you "
+    "need, answer in plain text and call no more tools."
 )
 
 
@@ -59,7 +60,7 @@ async def _run(ctx: RunContext, opts: AgentOptions) -> dict[str, Any]:
         model=opts.model,
         system=opts.system if opts.system is not None else DEFAULT_SYSTEM,
         max_turns=opts.max_turns or limit,
-        step=str(getattr(ctx, "step", "") or ""),
+        step=ctx.step,
     )
     return {"text": outcome.text, "turns": outcome.turns, "tool_calls": outcome.tool_calls}
 
