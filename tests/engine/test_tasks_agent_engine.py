@@ -34,6 +34,7 @@ DEFINITION: dict[str, Any] = {
     "params": {},
     "steps": [
         {"id": "read", "kind": "agent", "tools": ["read_file"], "max_turns": 3,
+         "temperature": 0, "max_tokens": 120,
          "goal": "Call the read_file tool with root \"notes\" and path \"report.txt\", "
                  "then tell me what the report says."},
         {"id": "sum", "kind": "llm", "temperature": 0, "max_tokens": 80,

@@ -71,9 +71,11 @@ async def test_the_last_allowed_turn_offers_no_tools(
         {"tool_calls": [call("list_files", '{"root": "logs"}')]},
         {"content": "One log: web.log."},
     ])  # fmt: skip
-    out = await run_step(ctx, "agent", goal="List the logs.", tools=["list_files"], max_turns=2)
+    out = await run_step(ctx, "agent", goal="List the logs.", tools=["list_files"], max_turns=2,
+                         temperature=0, max_tokens=50)  # fmt: skip
     assert out == {"text": "One log: web.log.", "turns": 2, "tool_calls": 1}
     first, last = fake.requests()
+    assert (first["temperature"], first["max_tokens"]) == (last["temperature"], 50) == (0, 50)
     assert "tools" in first
     assert "tools" not in last
     assert last["messages"][-1] == {"role": "user", "content": ANSWER_NOW}

@@ -68,8 +68,10 @@ async def run_agent(
     system: str | None,
     max_turns: int,
     step: str = "",
+    sampling: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Ask ``model`` to reach ``goal`` with ``tools``; the answer once it stops calling."""
+    """Ask ``model`` to reach ``goal`` with ``tools``; the answer once it stops calling.
+    ``sampling`` (``temperature``, ``max_tokens``) goes in every model call."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": goal})
     offered = {tool.name: tool for tool in tools}
@@ -79,7 +81,7 @@ async def run_agent(
     answer_now = False
     for turn in range(1, max_turns + 1):
         final = bool(schemas) and (answer_now or turn == max_turns)
-        body: dict[str, Any] = {"model": model, "messages": messages}
+        body: dict[str, Any] = {"model": model, "messages": messages, **(sampling or {})}
         if final:
             body["messages"] = [*messages, {"role": "user", "content": ANSWER_NOW}]
         elif schemas:

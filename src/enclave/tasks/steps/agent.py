@@ -33,6 +33,8 @@ class AgentOptions(Options):
     max_turns: int | None = Field(
         None, ge=1, description="model calls at most (at most tasks.limits.agent_max_turns)"
     )
+    max_tokens: int | None = Field(None, ge=1, description="completion tokens per model call")
+    temperature: float | None = Field(None, ge=0, le=2, description="of every model call")
 
 
 def offered_tools(names: list[str]) -> list[registry.Tool]:
@@ -61,7 +63,9 @@ async def _run(ctx: RunContext, opts: AgentOptions) -> dict[str, Any]:
         system=opts.system if opts.system is not None else DEFAULT_SYSTEM,
         max_turns=opts.max_turns or limit,
         step=ctx.step,
-    )
+        sampling={k: v for k, v in (("max_tokens", opts.max_tokens),
+                                    ("temperature", opts.temperature)) if v is not None},
+    )  # fmt: skip
     return {"text": outcome.text, "turns": outcome.turns, "tool_calls": outcome.tool_calls}
 
 
