@@ -10,6 +10,11 @@ Two sources, exactly one per step:
   files under that folder (hidden ones left out), each stored under its absolute path as
   ``enclave kb add`` does; no absolute glob, no ``..``, no symlink out of the root;
   bounded by ``tasks.limits.max_files`` and ``tasks.limits.max_read_bytes``.
+- ``root`` and ``sort: {"<path under root>": "<knowledge base>"}`` (instead of ``kb``):
+  each file into its own knowledge base, as a classification step's JSON answer says
+  (``sort: "{{ steps.classify.json | tojson }}"``). A path that leaves the root is
+  refused; a file whose knowledge base does not exist, or that is not there, fails alone.
+  An empty ``sort`` ingests nothing (and needs no administrator).
 
 Every file is parsed in a child process bounded by ``knowledge.ingest`` (and killed when
 the run is cancelled). A file that fails is reported in ``errors`` (and a ``log`` event
@@ -53,13 +58,17 @@ class SpooledFile(BaseModel):
 class Options(BaseModel):
     model_config = {"extra": "forbid"}
 
-    kb: str = Field(min_length=1, max_length=64, description="the knowledge base")
+    kb: str = Field("", max_length=64, description="the knowledge base (unless sort)")
     files: list[SpooledFile] | str = Field(
         default_factory=list, description="spooled uploads, or their JSON (a template such "
         "as '{{ params.files | tojson }}')"
     )  # fmt: skip
     root: str = Field("", max_length=64, description="a tasks.file_roots name")
     glob: str = Field("**/*", min_length=1, max_length=500, description="files under root")
+    sort: dict[str, str] | str | None = Field(
+        None, description="files under root, each into a knowledge base: {path: kb}, or its "
+        "JSON (a template such as '{{ steps.classify.json | tojson }}'); instead of kb"
+    )  # fmt: skip
 
     @field_validator("files", mode="before")
     @classmethod
@@ -71,10 +80,26 @@ class Options(BaseModel):
                 raise ValueError("files must be a list of {name, spool} or its JSON") from None
         return value
 
+    @field_validator("sort", mode="before")
+    @classmethod
+    def _sort_json(cls, value: object) -> object:
+        if isinstance(value, str) and not any(mark in value for mark in TEMPLATE_MARKS):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError("sort must be an object {path: kb} or its JSON") from None
+        return value
+
 
 async def run(ctx: RunContext, opts: Options) -> dict[str, Any]:
     if isinstance(opts.files, str):
         raise InvalidRequest("files was not rendered to a list", param="files")
+    if opts.sort is not None:
+        from enclave.tasks.steps.kb_sort import run_sorted
+
+        return await run_sorted(ctx, opts)
+    if not opts.kb:
+        raise InvalidRequest("give kb (or sort)", param="kb")
     if bool(opts.files) == bool(opts.root):
         raise InvalidRequest("give either files (spooled uploads) or root", param="files")
     kbs = ctx.knowledge()
