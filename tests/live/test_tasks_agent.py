@@ -55,7 +55,8 @@ async def test_a_repeated_call_is_not_run_again_and_the_answer_is_asked_without_
         ("look", "read_file", "ERROR db down\n")
     ]
     first, second, third = fake.requests()
-    assert "tools" in first and "tools" in second
+    assert "tools" in first
+    assert "tools" in second
     assert "tools" not in third
     messages = third["messages"]
     assert messages[-1] == {"role": "user", "content": ANSWER_NOW}

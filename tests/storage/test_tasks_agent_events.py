@@ -73,7 +73,8 @@ async def test_error_events_keep_the_errors_type(store: Store, tmp_path: Path) -
         cancelled = await tasks.get_run(ANN, queued.id)
     finally:
         await tasks.aclose()
-    assert failed.error is not None and failed.error["type"] == "invalid_request_error"
+    assert failed.error is not None
+    assert failed.error["type"] == "invalid_request_error"
     (event,) = errors(failed_events)
     assert event["type"] == "error"
     assert event["error_type"] == "invalid_request_error"
@@ -90,4 +91,5 @@ def test_an_error_event_stored_before_error_type_reads_the_same() -> None:
     old = Event(3, "run_0", "error", datetime(2026, 1, 1, tzinfo=UTC),
                 {"message": "boom", "type": "upstream_error"})  # fmt: skip
     assert old.public() == {"message": "boom", "error_type": "upstream_error", "id": 3,
-                            "run": "run_0", "type": "error", "at": "2026-01-01T00:00:00.000Z"}  # fmt: skip
+                            "run": "run_0", "type": "error",
+                            "at": "2026-01-01T00:00:00.000Z"}  # fmt: skip

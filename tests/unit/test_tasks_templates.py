@@ -23,7 +23,9 @@ def test_builtin_templates_are_well_formed() -> None:
         assert definition["name"] == name
         assert definition["description"]
         for param, spec in definition["params"].items():
-            assert spec["type"] in {"string", "integer", "number", "boolean", "array", "object"}, param
+            assert spec["type"] in {"string", "integer", "number", "boolean", "array", "object"}, (
+                param
+            )
             assert spec["description"], param
         ids = [step["id"] for step in definition["steps"]]
         assert len(set(ids)) == len(ids)

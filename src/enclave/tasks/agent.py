@@ -36,9 +36,7 @@ if TYPE_CHECKING:
 MAX_TURNS = "tasks.limits.agent_max_turns"
 RESULT_CHARS = "tasks.limits.tool_result_chars"
 EVENT_CHARS = 2000  # a tool_call event shows this much of the arguments and the result
-ANSWER_NOW = (
-    "Answer now, in plain text, with what the tools returned above. Do not call a tool."
-)
+ANSWER_NOW = "Answer now, in plain text, with what the tools returned above. Do not call a tool."
 
 
 @dataclass
