@@ -34,7 +34,7 @@ DEFINITION: dict[str, Any] = {
     "params": {},
     "steps": [
         {"id": "read", "kind": "agent", "tools": ["read_file"], "max_turns": 3,
-         "temperature": 0, "max_tokens": 120,
+         "temperature": 0, "max_tokens": 96,
          "goal": "Call the read_file tool with root \"notes\" and path \"report.txt\", "
                  "then tell me what the report says."},
         {"id": "sum", "kind": "llm", "temperature": 0, "max_tokens": 80,
@@ -68,7 +68,7 @@ def test_the_default_model_reads_a_file_with_a_tool_and_summarises_it(tmp_path: 
         reply = httpx.post(f"{gateway.url}/api/runs", json={"definition": DEFINITION},
                            trust_env=False, timeout=30)  # fmt: skip
         assert reply.status_code == 202, reply.text
-        run = wait(gateway, reply.json()["id"], timeout=240)
+        run = wait(gateway, reply.json()["id"], timeout=540)  # a guard against a hang
         events = httpx.get(f"{gateway.url}/api/runs/{run['id']}/events", trust_env=False,
                            timeout=30).json()["data"]  # fmt: skip
 
