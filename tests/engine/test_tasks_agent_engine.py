@@ -19,7 +19,7 @@ import pytest
 
 from tests.engine.conftest import prepare
 from tests.engine.test_default_model import QWEN
-from tests.gateway import Gateway, run_gateway
+from tests.gateway import run_gateway
 
 pytestmark = pytest.mark.default_model
 
@@ -43,10 +43,10 @@ DEFINITION: dict[str, Any] = {
 }  # fmt: skip
 
 
-def wait(gateway: Gateway, run_id: str, timeout: float) -> dict[str, Any]:
+def wait(client: httpx.Client, run_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        reply = httpx.get(f"{gateway.url}/api/runs/{run_id}", trust_env=False, timeout=30)
+        reply = client.get(f"/api/runs/{run_id}")
         assert reply.status_code == 200, reply.text
         run: dict[str, Any] = reply.json()
         if run["status"] in ("succeeded", "failed", "cancelled"):
@@ -64,13 +64,14 @@ def test_the_default_model_reads_a_file_with_a_tool_and_summarises_it(tmp_path: 
         "engine": {"embeddings": False, "ocr": False},
         "tasks": {"file_roots": {"notes": str(notes)}, "poll_interval_s": 0.2},
     }
-    with run_gateway(tmp_path, config, timeout=300) as gateway:
-        reply = httpx.post(f"{gateway.url}/api/runs", json={"definition": DEFINITION},
-                           trust_env=False, timeout=30)  # fmt: skip
+    with (
+        run_gateway(tmp_path, config, timeout=120) as gateway,
+        httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as client,
+    ):
+        reply = client.post("/api/runs", json={"definition": DEFINITION})
         assert reply.status_code == 202, reply.text
-        run = wait(gateway, reply.json()["id"], timeout=540)  # a guard against a hang
-        events = httpx.get(f"{gateway.url}/api/runs/{run['id']}/events", trust_env=False,
-                           timeout=30).json()["data"]  # fmt: skip
+        run = wait(client, reply.json()["id"], timeout=240)  # a guard against a hang
+        events = client.get(f"/api/runs/{run['id']}/events").json()["data"]
 
     assert run["status"] == "succeeded", (run["error"], events)
     calls = [e for e in events if e["type"] == "tool_call"]
