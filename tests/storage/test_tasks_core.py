@@ -98,7 +98,7 @@ async def test_a_run_over_its_timeout_fails_naming_the_limit(tasks: TaskService)
     run = await tasks.submit(ANN, definition=steps(nap, nap, limits={"timeout_s": 1}))
     events = await finished(tasks, run, ANN)
     assert events[-1].data["status"] == "failed"
-    assert events[-2].data == {"message": events[-2].data["message"], "type": "timeout"}
+    assert events[-2].data == {"message": events[-2].data["message"], "error_type": "timeout"}
     assert "tasks.limits.timeout_s" in events[-2].data["message"]
 
 

@@ -48,6 +48,7 @@ class Run:
     attempt: int = 1
     params: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    step: str = ""
     limits: TaskLimits = field(init=False)
 
     def __post_init__(self) -> None:

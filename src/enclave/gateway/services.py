@@ -176,6 +176,7 @@ class Services:
         body (tools included) through the router, the whole response back. Cancelling
         the caller drops the upstream call in flight."""
         from enclave.gateway.calls import complete
+        from enclave.gateway.chat import toolcalls
         from enclave.router import CallRecord
 
         model = str(body.get("model") or "default")
@@ -185,6 +186,8 @@ class Services:
         result, lease = await router.send(pool, wire, complete("chat"), CallRecord(model=model))
         lease.done(True)
         result["model"] = model
+        if lease.member.options.tool_blocks and (names := toolcalls.offered(body)):
+            toolcalls.fix_response(result, names)  # the engine's calls written as JSON
         return result
 
     def swap(self, settings: Settings) -> None:

@@ -6,6 +6,11 @@ answer has ``tool_calls``, each is run and its result goes back as a ``tool`` me
 when it has none, its content is the agent's answer. A turn past ``max_turns``
 (``tasks.limits.agent_max_turns`` or lower) fails the step, naming the limit.
 
+Small models often call the same tool again once they have its result instead of
+answering. So the last allowed turn, and any turn after one whose calls all repeat calls
+already made (same tool, same arguments; they are not run again), offers no tools and
+asks for the answer in words (:data:`ANSWER_NOW`) with the conversation so far.
+
 A tool call the model gets wrong — an unknown tool, arguments that are not JSON or do
 not fit the tool's parameters, a refusal of :mod:`enclave.tasks.safety`, a missing
 file — goes back to the model as the tool's result (``error: ...``), so it can correct
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 MAX_TURNS = "tasks.limits.agent_max_turns"
 RESULT_CHARS = "tasks.limits.tool_result_chars"
 EVENT_CHARS = 2000  # a tool_call event shows this much of the arguments and the result
+ANSWER_NOW = "Answer now, in plain text, with what the tools returned above. Do not call a tool."
 
 
 @dataclass
@@ -60,22 +66,34 @@ async def run_agent(
     system: str | None,
     max_turns: int,
     step: str = "",
+    sampling: dict[str, Any] | None = None,
 ) -> Outcome:
-    """Ask ``model`` to reach ``goal`` with ``tools``; the answer once it stops calling."""
+    """Ask ``model`` to reach ``goal`` with ``tools``; the answer once it stops calling.
+    ``sampling`` (``temperature``, ``max_tokens``) goes in every model call."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": goal})
     offered = {tool.name: tool for tool in tools}
     schemas = [tool.schema() for tool in tools]
     calls = 0
+    made: set[tuple[str, str]] = set()  # (name, arguments) of the calls run so far
+    answer_now = False
     for turn in range(1, max_turns + 1):
-        body: dict[str, Any] = {"model": model, "messages": messages}
-        if schemas:
+        final = bool(schemas) and (answer_now or turn == max_turns)
+        body: dict[str, Any] = {"model": model, "messages": messages, **(sampling or {})}
+        if final:
+            body["messages"] = [*messages, {"role": "user", "content": ANSWER_NOW}]
+        elif schemas:
             body["tools"] = schemas
         message = _message(await ctx.chat(body))
         wanted = _calls(message)
         if not wanted:
             content = message.get("content")
             return Outcome(content if isinstance(content, str) else "", turn, calls)
+        keys = {_key(call) for call in wanted}
+        if final or keys <= made:  # nothing new: ask for the answer, without tools
+            answer_now = True
+            continue
+        made |= keys
         messages.append(_assistant(message, wanted))
         for call in wanted:
             result = await _call(ctx, offered, call, step)
@@ -86,6 +104,15 @@ async def run_agent(
         f"the agent did not finish within {max_turns} model calls "
         f"({MAX_TURNS}, or the step's max_turns)", param="max_turns",
     )  # fmt: skip
+
+
+def _key(call: Call) -> tuple[str, str]:
+    """What makes two calls the same: the tool and its arguments (JSON key order aside)."""
+    try:
+        arguments = json.dumps(json.loads(call.arguments or "{}"), sort_keys=True)
+    except ValueError:
+        arguments = call.arguments
+    return call.name, arguments
 
 
 def _message(response: dict[str, Any]) -> dict[str, Any]:

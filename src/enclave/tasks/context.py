@@ -26,6 +26,7 @@ class RunContext(Protocol):
     params: dict[str, Any]  # validated against the definition's params, defaults applied
     settings: TasksSettings  # read when the attempt started
     limits: TaskLimits  # the settings' limits, lowered by the definition's
+    step: str  # the id of the step running now ("" between steps)
 
     @property
     def output_dir(self) -> Path:

@@ -115,7 +115,16 @@ class Event:
         return self.type == "status" and self.data.get("status") in TERMINAL
 
     def public(self) -> dict[str, Any]:
-        return {**self.data, "id": self.id, "run": self.run, "type": self.type, "at": iso(self.at)}
+        data = self.data
+        if self.type == "error" and "type" in data:  # written before error_type was
+            data = {k: v for k, v in data.items() if k != "type"} | {"error_type": data["type"]}
+        return {**data, "id": self.id, "run": self.run, "type": self.type, "at": iso(self.at)}
+
+
+def error_event(error: dict[str, Any]) -> dict[str, Any]:
+    """An ``error`` event's data from a run's error ``{"message", "type"}``: the type goes
+    under ``error_type``, as the event's own ``type`` is ``error``."""
+    return {"message": error.get("message"), "error_type": error.get("type")}
 
 
 @dataclass(frozen=True)

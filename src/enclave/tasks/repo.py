@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from enclave.errors import Conflict
 from enclave.store.models_tasks import TaskDef, TaskEvent, TaskRun, TaskSchedule
 from enclave.store.repos import Store
+from enclave.tasks.info import error_event
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -323,13 +324,14 @@ class TaskRepo:
     async def request_cancel(self, run_id: str, now: datetime) -> bool:
         """A queued run is cancelled at once (``True``); a running one is flagged for its
         worker (``False``)."""
+        error = {"message": "cancelled before it started", "type": "cancelled"}
         events: builtins.list[EventSpec] = [
-            ("error", {"message": "cancelled before it started", "type": "cancelled"}),
+            ("error", error_event(error)),
             ("status", {"status": "cancelled", "reason": "cancelled"}),
         ]
         async with self._writing() as session:
             values = {"status": "cancelled", "finished_at": now, "cancel_requested": True,
-                      "error": events[0][1]}  # fmt: skip
+                      "error": error}  # fmt: skip
             if await self._append(session, run_id, events, now, values, queued=True):
                 return True
             await session.execute(
@@ -370,7 +372,8 @@ class TaskRepo:
         status = "cancelled" if row.cancel_requested else "failed"
         ended = {**cleared, "status": status, "error": error, "finished_at": now}
         final = {"status": status, "reason": error["type"]}
-        await self._append(session, row.id, [("error", error), ("status", final)], now, ended)
+        events: builtins.list[EventSpec] = [("error", error_event(error)), ("status", final)]
+        await self._append(session, row.id, events, now, ended)
         return status
 
     async def purge(self, before: datetime, limit: int = 1000) -> builtins.list[str]:

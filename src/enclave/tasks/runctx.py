@@ -52,6 +52,7 @@ class RunCtx:
     on_event: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
     files_hint: Any = None  # what the submitter passed as files_hint (KB uploads)
     models_allowed: dict[str, list[str]] | None = None  # {"key", "user"}: patterns, [] = all
+    step: str = ""  # the id of the step running now (workflow.run_steps sets it)
     files: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0

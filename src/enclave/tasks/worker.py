@@ -27,6 +27,7 @@ from enclave.tasks import workflow
 from enclave.tasks.bus import LocalBus
 from enclave.tasks.clock import Clock
 from enclave.tasks.definition import parse_definition
+from enclave.tasks.info import error_event
 from enclave.tasks.repo import EventSpec, TaskRepo
 from enclave.tasks.runctx import SUBMITTED, Chat, LeaseLost, RunCtx
 
@@ -223,7 +224,7 @@ class Worker:
         if why == "cancel":
             error = {"message": "cancelled", "type": "cancelled"}
             status = {"status": "cancelled", "attempt": row.attempt}
-            events: list[EventSpec] = [("error", error), ("status", status)]
+            events: list[EventSpec] = [("error", error_event(error)), ("status", status)]
             await self._end(ctx, row, "cancelled", events, {"error": error})
         elif why == "stop":  # this process stops: another worker takes the run over
             event = {"status": "queued", "attempt": row.attempt, "reason": "worker stopped"}
@@ -243,11 +244,11 @@ class Worker:
             event = {"status": "queued", "attempt": row.attempt + 1, "reason": "error"}
             values = {"status": "queued", "attempt": row.attempt + 1, "lease_owner": None,
                       "lease_until": None, "not_before": self.rt.clock.now()}  # fmt: skip
-            await self._write(ctx, [("error", error), ("status", event)], values)
+            await self._write(ctx, [("error", error_event(error)), ("status", event)], values)
             await self.rt.bus.notify("runs")
             return
         status = {"status": "failed", "attempt": row.attempt}
-        events: list[EventSpec] = [("error", error), ("status", status)]
+        events: list[EventSpec] = [("error", error_event(error)), ("status", status)]
         await self._end(ctx, row, "failed", events, {"error": error})
 
     async def _end(

@@ -56,6 +56,7 @@ async def run_steps(ctx: RunCtx, defn: TaskDefinition) -> Any:
         if step.title:
             head["title"] = step.title
         await ctx.emit("step", **head, status="started")
+        ctx.step = step.id  # tool_call events name it
         try:
             where = f"steps[{index}]"
             outputs[step.id] = await _run_one(
@@ -64,6 +65,8 @@ async def run_steps(ctx: RunCtx, defn: TaskDefinition) -> Any:
         except Exception as exc:
             await ctx.emit("step", **head, status="failed", error=describe(exc))
             raise StepFailed(step.id, exc) from exc
+        finally:
+            ctx.step = ""
         percent = 100.0 * (index + 1) / count
         done: list[EventSpec] = [
             ("step", {**head, "status": "done"}),

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SYSTEM = (
     "You are a careful agent working for the user. Use the tools to look things up and "
-    "to act; when a tool answers with an error, correct the call. When the goal is "
-    "reached, answer with the result in words and call no more tools."
+    "to act; when a tool answers with an error, correct the call. Never call a tool "
+    "again with the same arguments: use the result you have. Once you have what you "
+    "need, answer in plain text and call no more tools."
 )
 
 
@@ -32,6 +33,8 @@ class AgentOptions(Options):
     max_turns: int | None = Field(
         None, ge=1, description="model calls at most (at most tasks.limits.agent_max_turns)"
     )
+    max_tokens: int | None = Field(None, ge=1, description="completion tokens per model call")
+    temperature: float | None = Field(None, ge=0, le=2, description="of every model call")
 
 
 def offered_tools(names: list[str]) -> list[registry.Tool]:
@@ -59,8 +62,10 @@ async def _run(ctx: RunContext, opts: AgentOptions) -> dict[str, Any]:
         model=opts.model,
         system=opts.system if opts.system is not None else DEFAULT_SYSTEM,
         max_turns=opts.max_turns or limit,
-        step=str(getattr(ctx, "step", "") or ""),
-    )
+        step=ctx.step,
+        sampling={k: v for k, v in (("max_tokens", opts.max_tokens),
+                                    ("temperature", opts.temperature)) if v is not None},
+    )  # fmt: skip
     return {"text": outcome.text, "turns": outcome.turns, "tool_calls": outcome.tool_calls}
 
 

@@ -10,6 +10,11 @@ Two sources, exactly one per step:
   files under that folder (hidden ones left out), each stored under its absolute path as
   ``enclave kb add`` does; no absolute glob, no ``..``, no symlink out of the root;
   bounded by ``tasks.limits.max_files`` and ``tasks.limits.max_read_bytes``.
+- ``root`` and ``sort: {"<path under root>": "<knowledge base>"}`` (instead of ``kb``):
+  each file into its own knowledge base, as a classification step's JSON answer says
+  (``sort: "{{ steps.classify.json | tojson }}"``). A path that leaves the root is
+  refused; a file whose knowledge base does not exist, or that is not there, fails alone.
+  An empty ``sort`` ingests nothing (and needs no administrator).
 
 Every file is parsed in a child process bounded by ``knowledge.ingest`` (and killed when
 the run is cancelled). A file that fails is reported in ``errors`` (and a ``log`` event
@@ -25,14 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import defaultdict
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from enclave.errors import EnclaveError, Forbidden, InvalidRequest
+from enclave.errors import EnclaveError, Forbidden, InvalidRequest, NotFound
 from enclave.identity import Actor
 from enclave.knowledge.sandbox import Stopper
+from enclave.tasks import safety
 from enclave.tasks.registry import StepKind
 from enclave.tasks.runctx import LeaseLost
 
@@ -54,13 +61,17 @@ class SpooledFile(BaseModel):
 class Options(BaseModel):
     model_config = {"extra": "forbid"}
 
-    kb: str = Field(min_length=1, max_length=64, description="the knowledge base")
+    kb: str = Field("", max_length=64, description="the knowledge base (unless sort)")
     files: list[SpooledFile] | str = Field(
         default_factory=list, description="spooled uploads, or their JSON (a template such "
         "as '{{ params.files | tojson }}')"
     )  # fmt: skip
     root: str = Field("", max_length=64, description="a tasks.file_roots name")
     glob: str = Field("**/*", min_length=1, max_length=500, description="files under root")
+    sort: dict[str, str] | str | None = Field(
+        None, description="files under root, each into a knowledge base: {path: kb}, or its "
+        "JSON (a template such as '{{ steps.classify.json | tojson }}'); instead of kb"
+    )  # fmt: skip
 
     @field_validator("files", mode="before")
     @classmethod
@@ -72,10 +83,28 @@ class Options(BaseModel):
                 raise ValueError("files must be a list of {name, spool} or its JSON") from None
         return value
 
+    @model_validator(mode="after")
+    def _kb_or_sort(self) -> Options:
+        if not self.kb and self.sort is None:
+            raise ValueError("kb is required (or sort)")
+        return self
+
+    @field_validator("sort", mode="before")
+    @classmethod
+    def _sort_json(cls, value: object) -> object:
+        if isinstance(value, str) and not any(mark in value for mark in TEMPLATE_MARKS):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError("sort must be an object {path: kb} or its JSON") from None
+        return value
+
 
 async def run(ctx: RunContext, opts: Options) -> dict[str, Any]:
     if isinstance(opts.files, str):
         raise InvalidRequest("files was not rendered to a list", param="files")
+    if opts.sort is not None:
+        return await _run_sorted(ctx, opts)
     if bool(opts.files) == bool(opts.root):
         raise InvalidRequest("give either files (spooled uploads) or root", param="files")
     kbs = ctx.knowledge()
@@ -224,6 +253,83 @@ def _every_file_failed(errors: dict[str, str]) -> EnclaveError:
         return InvalidRequest(why if why.startswith(PurePath(source).name) else f"{source}: {why}")
     listed = "; ".join(f"{PurePath(s).name}: {w}" for s, w in errors.items())
     return InvalidRequest(f"none of the {len(errors)} files was ingested: {listed}"[:2000])
+
+
+# --- sort: each file into the knowledge base a map names ------------------------------
+
+Groups = dict[str, list[tuple[str, Path]]]  # kb → [(path as sort gave it, file)]
+
+
+async def _run_sorted(ctx: RunContext, opts: Options) -> dict[str, Any]:
+    if not isinstance(opts.sort, dict):
+        raise InvalidRequest("sort was not rendered to an object", param="sort")
+    if opts.files or opts.kb or not opts.root:
+        raise InvalidRequest("sort goes with root, not with kb or files", param="sort")
+    if not opts.sort:
+        return _sorted_outcome({}, {}, {})
+    kbs = ctx.knowledge()
+    await _may_write(ctx, kbs)
+    groups, refused = await asyncio.to_thread(_sort_files, ctx, opts.root, opts.sort)
+    for kb in list(groups):
+        try:
+            await kbs.get(kb)
+        except NotFound:
+            for relative, _ in groups.pop(kb):
+                refused[relative] = f"{relative}: there is no knowledge base {kb!r}"
+    for source, why in refused.items():
+        await _failed(ctx, source, why)
+    reports = {kb: await _ingest_sorted(ctx, kbs, kb, files) for kb, files in groups.items()}
+    return _sorted_outcome(reports, refused, {kb: [s for s, _ in f] for kb, f in groups.items()})
+
+
+def _sort_files(ctx: RunContext, root: str, sort: dict[str, str]) -> tuple[Groups, dict[str, str]]:
+    folder = ctx.settings.file_roots.get(root)
+    if folder is None:
+        raise InvalidRequest(f"root {root!r} is not one of tasks.file_roots", param="root")
+    groups: Groups = defaultdict(list)
+    refused: dict[str, str] = {}
+    for relative, kb in sort.items():
+        try:
+            path = safety.resolve_under(folder, relative, param="sort")
+        except EnclaveError as exc:
+            refused[relative] = exc.message
+            continue
+        if not path.is_file():
+            refused[relative] = f"{relative}: no such file under the root {root!r}"
+        else:
+            groups[kb].append((relative, path))
+    _bounded(ctx, [f for files in groups.values() for f in files])
+    return dict(groups), refused
+
+
+async def _ingest_sorted(
+    ctx: RunContext, kbs: KnowledgeBases, kb: str, files: list[tuple[str, Path]]
+) -> IngestReport:
+    sources = [(str(path), path) for _, path in files]  # named as `enclave kb add` names it
+    return await _ingest(ctx, kbs, kb, sources)
+
+
+def _sorted_outcome(
+    reports: dict[str, IngestReport], refused: dict[str, str], sorted_: dict[str, list[str]]
+) -> dict[str, Any]:
+    errors = dict(refused)
+    added: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
+    chunks, seconds = 0, 0.0
+    for report in reports.values():
+        errors |= report.failed
+        added += report.added
+        updated += report.updated
+        unchanged += report.unchanged
+        chunks += report.chunks
+        seconds += report.seconds
+    documents = len(added) + len(updated) + len(unchanged)
+    if errors and not documents:
+        raise _every_file_failed(errors)
+    return {"kb": ",".join(sorted_), "documents": documents, "chunks": chunks,
+            "errors": errors, "added": added, "updated": updated, "unchanged": unchanged,
+            "seconds": round(seconds, 3), "sorted": sorted_}  # fmt: skip
 
 
 KB_INGEST = StepKind(
