@@ -93,7 +93,7 @@ class RunCtx:
         values = {**(values or {}), "prompt_tokens": self.prompt_tokens,
                   "completion_tokens": self.completion_tokens}  # fmt: skip
         last = await self.repo.append(
-            self.run_id, kept, self.clock.now(), values, worker=self.worker
+            self.run_id, kept, self.clock.now(), values, worker=self.worker, prev=self.events
         )
         if last is None:
             raise LeaseLost(self.run_id)

@@ -182,7 +182,7 @@ class Worker:
             params=row.params, settings=settings, limits=settings.limits, repo=rt.repo,
             bus=rt.bus, clock=rt.clock, worker=self.id, outputs_root=rt.outputs(),
             chat_call=rt.chat, knowledge_of=rt.knowledge,
-            files_hint=row.definition.get("files_hint"),
+            files_hint=row.definition.get("files_hint"), events=row.last_event,
         )  # fmt: skip
         ctx.on_event = lambda kind, data: self._audit_step(ctx, kind, data)
         await rt.bus.notify(f"run:{row.id}")
