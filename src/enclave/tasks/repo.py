@@ -46,6 +46,19 @@ ACTIVE = ("queued", "running")
 Firing = tuple[TaskSchedule, datetime | None, Sequence[TaskRun]]  # schedule, next, runs
 
 
+@dataclass
+class ClaimStats:
+    """What this process's claims found (logged when a worker stops; the benchmark's
+    evidence that workers do not get in each other's way)."""
+
+    tries: int = 0  # claims that saw due runs and opened a write transaction
+    runs: int = 0  # runs claimed
+    empty: int = 0  # of the tries, those that claimed nothing (all taken or locked)
+
+    def __str__(self) -> str:
+        return f"claims: {self.tries} tries, {self.runs} runs, {self.empty} empty"
+
+
 @dataclass(frozen=True)
 class Reaped:
     run_id: str
@@ -61,6 +74,7 @@ class TaskRepo:
         self._one_writer = asyncio.Lock()
         self._pending: builtins.list[Append] = []
         self._counted = store.engine.dialect.supports_sane_multi_rowcount
+        self.claims = ClaimStats()
         self._flusher: asyncio.Future[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -209,9 +223,11 @@ class TaskRepo:
                     continue
                 counts[owner] = counts.get(owner, 0) + 1
                 chosen[run_id] = last
-            if not chosen:
-                return []
-            return await self._take(session, chosen, worker, now, lease_until)
+            self.claims.tries += 1
+            taken = await self._take(session, chosen, worker, now, lease_until) if chosen else []
+            self.claims.runs += len(taken)
+            self.claims.empty += not taken
+            return taken
 
     async def _take(
         self, session: AsyncSession, chosen: dict[str, int], worker: str, now: datetime,

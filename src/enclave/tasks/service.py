@@ -333,12 +333,13 @@ class TaskService:
                     yield event
                     if event.terminal:
                         return
-                if rows:
+                if len(rows) == 500:
                     continue
-                run = await self.repo.get_run(run_id)
-                if run is None or (run.status not in ACTIVE and after >= run.last_event):
-                    return
-                await wake.wait(FOLLOW_POLL_S)
+                if not rows:
+                    run = await self.repo.get_run(run_id)
+                    if run is None or (run.status not in ACTIVE and after >= run.last_event):
+                        return
+                await wake.wait(FOLLOW_POLL_S)  # a wake-up since the read is not lost
 
     async def output_file(self, caller: Caller, run_id: str, path: str) -> Path:
         """The run's output file ``path`` (relative); :class:`NotFound` for anything else
