@@ -89,9 +89,9 @@ async def write_counted(conn: AsyncConnection, batch: Sequence[Append]) -> list[
         RUNS.c.id == bindparam("b_id"), RUNS.c.last_event == bindparam("b_prev"),
         RUNS.c.lease_owner == bindparam("b_worker"), RUNS.c.status == "running",
     )  # fmt: skip
-    for params in groups.values():
-        done = await conn.execute(guarded, params)
-        if done.rowcount != len(params):
+    for group in groups.values():
+        done = await conn.execute(guarded, group)
+        if done.rowcount != len(group):
             raise Stale
     if rows:
         await conn.execute(insert(EVENTS), rows)

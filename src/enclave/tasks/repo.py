@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,11 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from enclave.errors import Conflict
 from enclave.store.models_tasks import TaskDef, TaskEvent, TaskRun, TaskSchedule
 from enclave.store.repos import Store
+from enclave.tasks import appends
 from enclave.tasks.appends import (
     EVENTS,
     RUNS,
     Append,
-    EventSpec,
     Stale,
     bump,
     countable,
@@ -41,6 +42,8 @@ from enclave.tasks.appends import (
     write_each,
 )
 
+log = logging.getLogger("enclave.tasks")
+EventSpec = appends.EventSpec  # what the worker and the steps write
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 Firing = tuple[TaskSchedule, datetime | None, Sequence[TaskRun]]  # schedule, next, runs
@@ -75,6 +78,9 @@ class TaskRepo:
         self._pending: builtins.list[Append] = []
         self._counted = store.engine.dialect.supports_sane_multi_rowcount
         self.claims = ClaimStats()
+        # told each run's events once they are committed (the service hands them to
+        # this process's followers): run id, the event rows, the run's last event number
+        self.written: Callable[[str, builtins.list[dict[str, Any]], int], None] | None = None
         self._flusher: asyncio.Future[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -316,6 +322,11 @@ class TaskRepo:
                 settle(item, error=exc)
             raise
         for item, last in zip(batch, found, strict=True):
+            if last is not None and item.events and self.written is not None:
+                try:
+                    self.written(item.run_id, event_rows(item, last), last)
+                except Exception:  # followers read the database instead
+                    log.exception("tasks: handing over the events of %s failed", item.run_id)
             settle(item, last)
 
     async def _write_group(self, batch: builtins.list[Append]) -> builtins.list[int | None]:

@@ -98,7 +98,7 @@ class RunCtx:
         if last is None:
             raise LeaseLost(self.run_id)
         self.events = last
-        await self.bus.notify(f"run:{self.run_id}")
+        await self.bus.notify(f"run:{self.run_id}", upto=last)
         if self.on_event is not None:
             for kind, data in kept:
                 await self.on_event(kind, data)
