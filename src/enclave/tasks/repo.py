@@ -276,6 +276,20 @@ class TaskRepo:
             )  # fmt: skip
             return bool(getattr(done, "rowcount", 0))
 
+    async def renew_many(self, run_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
+        """:meth:`renew` for all of a worker's runs in one statement; those renewed."""
+        if not run_ids:
+            return set()
+        async with self._writing() as session:
+            done = await session.execute(
+                update(RUNS)
+                .where(RUNS.c.id.in_(run_ids), RUNS.c.lease_owner == worker,
+                       RUNS.c.status == "running")
+                .values(lease_until=until)
+                .returning(RUNS.c.id)
+            )  # fmt: skip
+            return set(done.scalars().all())
+
     async def cancel_flags(self, run_ids: Sequence[str]) -> set[str]:
         if not run_ids:
             return set()
