@@ -23,7 +23,8 @@ def test_builtin_templates_are_well_formed() -> None:
         assert definition["name"] == name
         assert definition["description"]
         for param, spec in definition["params"].items():
-            assert spec["type"] in {"string", "integer", "number", "boolean", "array", "object"}, param
+            types = {"string", "integer", "number", "boolean", "array", "object"}
+            assert spec["type"] in types, param
             assert spec["description"], param
         ids = [step["id"] for step in definition["steps"]]
         assert len(set(ids)) == len(ids)
