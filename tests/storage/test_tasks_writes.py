@@ -64,7 +64,7 @@ async def test_a_group_with_a_wrong_hint_and_a_lost_lease_is_numbered_right(
         svc.repo.append(stale, one + one, T0, worker="w", prev=1),  # the counter is 2
         svc.repo.append(lost, one, T0, worker="other", prev=2),
     )
-    assert found == [3, 4, None]
+    assert list(found) == [3, 4, None]
     assert await numbers(svc.repo, good) == [1, 2, 3]
     assert await numbers(svc.repo, stale) == [1, 2, 3, 4]
     assert await numbers(svc.repo, lost) == [1, 2]
@@ -72,7 +72,7 @@ async def test_a_group_with_a_wrong_hint_and_a_lost_lease_is_numbered_right(
         svc.repo.append(good, one, T0, {"progress_percent": 50.0}, worker="w", prev=3),
         svc.repo.append(stale, one, T0, worker="w", prev=4),
     )
-    assert again == [4, 5]
+    assert list(again) == [4, 5]
     run = await svc.repo.get_run(good)
     assert run is not None
     assert run.progress_percent == 50.0
@@ -101,7 +101,9 @@ async def test_a_follower_gets_events_written_elsewhere_in_order_once(
         got.append(await asyncio.wait_for(seen.get(), 30))
         await elsewhere.append(run_id, [("log", {"message": "there"})], T0, worker="w")  # 4
         await svc.repo.append(run_id, log, T0, worker="w", prev=3)  # stale hint: 5, a gap
-        done = [("result", {"result": {}, "files": []}), ("status", {"status": "succeeded"})]
+        done: list[tuple[str, dict[str, Any]]] = [
+            ("result", {"result": {}, "files": []}), ("status", {"status": "succeeded"}),
+        ]  # fmt: skip
         await svc.repo.append(run_id, done, T0, {"status": "succeeded"}, worker="w", prev=5)
         await asyncio.wait_for(follower, 30)
         while not seen.empty():
