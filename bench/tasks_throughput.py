@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -85,9 +87,18 @@ async def queue_noops(service: Any, count: int) -> None:
     await service.repo.add_runs(rows, service.clock.now())
 
 
-async def wait_done(service: Any, count: int, seconds: float = 600) -> float:
-    """Seconds until ``count`` runs succeeded (polled every 100 ms)."""
-    from sqlalchemy import func, select
+LOCK_WAITS = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+# a relation's extension lock (two inserts growing task_events at once) is brief and no
+# sign of workers serialising on rows; tuple/transactionid waits would be
+ROW_LOCK_WAITS = LOCK_WAITS + " AND wait_event <> 'extend'"
+
+
+async def wait_done(
+    service: Any, count: int, seconds: float = 600, *, locks: list[int] | None = None
+) -> float:
+    """Seconds until ``count`` runs succeeded (polled every 100 ms). ``locks``: on
+    PostgreSQL, each poll appends how many server processes were waiting on a lock."""
+    from sqlalchemy import func, select, text
 
     from enclave.store.models_tasks import TaskRun
 
@@ -97,8 +108,34 @@ async def wait_done(service: Any, count: int, seconds: float = 600) -> float:
         async with service.repo._sessions() as session:
             if (await session.execute(query)).scalar_one() >= count:
                 return time.perf_counter() - started
+            if locks is not None:
+                locks.append(int((await session.execute(text(ROW_LOCK_WAITS))).scalar_one()))
         await asyncio.sleep(0.1)
     raise SystemExit(f"{count} runs did not finish within {seconds} s")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_s(server: Any) -> float:
+    """CPU seconds of the PostgreSQL server: its postmaster and every process it forked
+    (backends of the workers' connections, background writers) that is alive now."""
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+    total = cpu_s(postmaster)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 async def sqlite_rate(runs: int, concurrency: int) -> dict[str, Any]:
@@ -109,13 +146,15 @@ async def sqlite_rate(runs: int, concurrency: int) -> dict[str, Any]:
             scheduler=False, per_user_running=10_000,
         )  # fmt: skip
         await queue_noops(service, runs)
+        cpu = time.process_time()
         worker = asyncio.ensure_future(service.worker.run())
         elapsed = await wait_done(service, runs)
+        cpu = time.process_time() - cpu
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
         await store.aclose()
     return {"database": "sqlite", "workers": 1, "runs": runs, "seconds": elapsed,
-            "runs_per_s": runs / elapsed}  # fmt: skip
+            "runs_per_s": runs / elapsed, "cpu_ms_per_run": 1000 * cpu / runs}  # fmt: skip
 
 
 def start_workers(count: int, database: str, root: Path, concurrency: int) -> list[Any]:
@@ -150,19 +189,35 @@ async def postgres_rate(server: Any, workers: int, runs: int, concurrency: int) 
             root = Path(tmp)
             store, service = await open_service(root, database, worker=False, scheduler=False)
             procs = start_workers(workers, database, root, concurrency)
+            locks: list[int] = []
             try:
                 await queue_noops(service, runs)
-                elapsed = await wait_done(service, runs)
+                before = [cpu_s(proc.pid) for proc in procs], postgres_cpu_s(server)
+                elapsed = await wait_done(service, runs, locks=locks)
+                after = [cpu_s(proc.pid) for proc in procs], postgres_cpu_s(server)
             finally:
                 for proc in procs:
                     proc.terminate()
                 for proc in procs:
                     proc.wait(30)
                 await store.aclose()
+            claims = [claim_stats(root / f"w{n}" / "log") for n in range(workers)]
     finally:
         server.drop_database(database.rsplit("/", 1)[1])
+    worker_cpu = sum(after[0]) - sum(before[0])
     return {"database": "postgresql", "workers": workers, "runs": runs, "seconds": elapsed,
-            "runs_per_s": runs / elapsed}  # fmt: skip
+            "runs_per_s": runs / elapsed, "per_worker_runs_per_s": runs / elapsed / workers,
+            "worker_cpu_ms_per_run": 1000 * worker_cpu / runs,
+            "postgres_cpu_ms_per_run": 1000 * (after[1] - before[1]) / runs,
+            "lock_wait_samples": sum(1 for n in locks if n), "samples": len(locks),
+            "claims": claims}  # fmt: skip
+
+
+def claim_stats(log: Path) -> dict[str, int]:
+    """The ``claims: T tries, R runs, E empty`` a worker logs when it stops."""
+    found = re.findall(r"claims: (\d+) tries, (\d+) runs, (\d+) empty", log.read_text())
+    tries, runs, empty = (int(n) for n in found[-1]) if found else (0, 0, 0)
+    return {"tries": tries, "runs": runs, "empty": empty}
 
 
 async def jitter(schedules: int) -> dict[str, Any]:
@@ -206,7 +261,10 @@ def main() -> int:
     busy = warn_if_busy()
     results: dict[str, Any] = {"busy_before": busy}
     results["sqlite"] = asyncio.run(sqlite_rate(args.runs, args.concurrency))
-    print(f"sqlite      1 worker : {results['sqlite']['runs_per_s']:8.1f} runs/s", flush=True)
+    found = results["sqlite"]
+    cpu = found["cpu_ms_per_run"]
+    print(f"sqlite      1 worker : {found['runs_per_s']:8.1f} runs/s  "
+          f"(CPU {cpu:.2f} ms a run, worker and SQLite)", flush=True)  # fmt: skip
     ok = results["sqlite"]["runs_per_s"] >= TARGET_SQLITE_RUNS_S
     if not args.no_postgres:
         ok = postgres_levels(args, results) and ok
@@ -233,12 +291,24 @@ def postgres_levels(args: argparse.Namespace, results: dict[str, Any]) -> bool:
     for workers in (1, 2, 4):
         level = asyncio.run(postgres_rate(server, workers, args.runs, args.concurrency))
         levels.append(level)
-        ratio = level["runs_per_s"] / levels[0]["runs_per_s"]
-        print(f"postgresql  {workers} worker{'s' if workers > 1 else ' '}: "
-              f"{level['runs_per_s']:8.1f} runs/s  ({ratio:.2f}x of 1)", flush=True)  # fmt: skip
+        print_level(level, levels[0])
     results["postgresql"] = levels
     base = levels[0]["runs_per_s"]
     return all(lv["runs_per_s"] >= LINEAR * lv["workers"] * base for lv in levels[1:])
+
+
+def print_level(level: dict[str, Any], first: dict[str, Any]) -> None:
+    """One PostgreSQL level: the rate, and where its CPU went (see the module's doc)."""
+    workers, rate = level["workers"], level["runs_per_s"]
+    cpu = level["worker_cpu_ms_per_run"] + level["postgres_cpu_ms_per_run"]
+    empty = sum(c["empty"] for c in level["claims"])
+    tries = sum(c["tries"] for c in level["claims"])
+    print(f"postgresql  {workers} worker{'s' if workers > 1 else ' '}: {rate:8.1f} runs/s  "
+          f"({rate / first['runs_per_s']:.2f}x of 1; {level['per_worker_runs_per_s']:.1f}/s "
+          f"a worker)\n    CPU a run: workers {level['worker_cpu_ms_per_run']:.2f} ms + "
+          f"PostgreSQL {level['postgres_cpu_ms_per_run']:.2f} ms = {1000 / cpu:.0f} runs a "
+          f"CPU-second; row lock waits in {level['lock_wait_samples']} of {level['samples']} "
+          f"samples; empty claims {empty} of {tries}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,5 +34,6 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        claims = services.tasks.repo.claims if services.tasks else "?"
         await services.aclose()
-        log.info("task worker %s stopped", worker)
+        log.info("task worker %s stopped (%s)", worker, claims)

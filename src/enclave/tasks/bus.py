@@ -24,13 +24,34 @@ PUBLISH_TIMEOUT_S = 1.0  # one publish; a slower Redis loses the wake-up (the po
 
 class Waiter:
     """A subscription to one topic; ``wait`` returns early when it was notified since the
-    last ``wait`` (so a notification between reading and waiting is never missed)."""
+    last ``wait`` (so a notification between reading and waiting is never missed).
+
+    In process, a writer may also hand over what it wrote (:meth:`deliver`: a run's
+    events, just committed), so that a follower need not read them back; ``stale`` tells
+    it that something else changed, which only the database knows."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._items: list[Any] = []
+        self._seen = 0  # the highest number handed over
+        self.stale = False
 
-    def wake(self) -> None:
+    def wake(self, upto: int | None = None) -> None:
+        """``upto``: what changed is numbered up to this (a wake-up for what was handed
+        over already is dropped)."""
+        if upto is None or upto > self._seen:
+            self.stale = True
+            self._event.set()
+
+    def deliver(self, items: list[Any], last: int) -> None:
+        self._items += items
+        self._seen = max(self._seen, last)
         self._event.set()
+
+    def take(self) -> list[Any]:
+        """What was handed over since the last ``take``."""
+        items, self._items = self._items, []
+        return items
 
     async def wait(self, seconds: float) -> bool:
         """Whether a notification came (``False``: ``seconds`` passed)."""
@@ -67,12 +88,20 @@ class LocalBus:
                 if not found:
                     del self._waiters[topic]
 
-    def wake(self, topic: str) -> None:
+    def wake(self, topic: str, upto: int | None = None) -> None:
         for waiter in self._waiters.get(topic, ()):
-            waiter.wake()
+            waiter.wake(upto)
 
-    async def notify(self, topic: str) -> None:
-        self.wake(topic)
+    def deliver(self, topic: str, items: list[Any], last: int) -> None:
+        """Hand ``items`` (numbered up to ``last``) to this process's waiters on ``topic``."""
+        for waiter in self._waiters.get(topic, ()):
+            waiter.deliver(items, last)
+
+    def listening(self, topic: str) -> bool:
+        return topic in self._waiters
+
+    async def notify(self, topic: str, upto: int | None = None) -> None:
+        self.wake(topic, upto)
 
 
 Bus = LocalBus
@@ -105,10 +134,10 @@ class RedisBus(LocalBus):
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def notify(self, topic: str) -> None:
+    async def notify(self, topic: str, upto: int | None = None) -> None:
         """Wake this process's waiters now; the other replicas' in the background (an
         event write never waits on Redis: the database stays the truth)."""
-        self.wake(topic)
+        self.wake(topic, upto)
         if topic in self._pending or len(self._pending) < PUBLISH_PENDING:
             self._pending[topic] = None
             self._ready.set()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -28,13 +29,38 @@ from enclave.errors import Conflict
 from enclave.store.models_tasks import TaskDef, TaskEvent, TaskRun, TaskSchedule
 from enclave.store.repos import Store
 from enclave.tasks.info import error_event
+from enclave.tasks import appends
+from enclave.tasks.appends import (
+    EVENTS,
+    RUNS,
+    Append,
+    Stale,
+    bump,
+    countable,
+    event_rows,
+    settle,
+    write_counted,
+    write_each,
+)
 
+log = logging.getLogger("enclave.tasks")
+EventSpec = appends.EventSpec  # what the worker and the steps write
 TERMINAL = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
-EventSpec = tuple[str, dict[str, Any]]
 Firing = tuple[TaskSchedule, datetime | None, Sequence[TaskRun]]  # schedule, next, runs
-RUNS = cast(Table, TaskRun.__table__)
-EVENTS = cast(Table, TaskEvent.__table__)
+
+
+@dataclass
+class ClaimStats:
+    """What this process's claims found (logged when a worker stops; the benchmark's
+    evidence that workers do not get in each other's way)."""
+
+    tries: int = 0  # claims that saw due runs and opened a write transaction
+    runs: int = 0  # runs claimed
+    empty: int = 0  # of the tries, those that claimed nothing (all taken or locked)
+
+    def __str__(self) -> str:
+        return f"claims: {self.tries} tries, {self.runs} runs, {self.empty} empty"
 
 
 @dataclass(frozen=True)
@@ -44,34 +70,18 @@ class Reaped:
     owner: str | None
 
 
-@dataclass
-class _Append:
-    run_id: str
-    events: Sequence[EventSpec]
-    now: datetime
-    values: dict[str, Any]
-    worker: str | None
-    done: asyncio.Future[int | None] | None = None
-
-
-def _settle(item: _Append, last: int | None = None, *, error: BaseException | None = None) -> None:
-    if item.done is None or item.done.done():
-        return
-    if isinstance(error, asyncio.CancelledError):
-        item.done.cancel()
-    elif error is not None:
-        item.done.set_exception(error)
-    else:
-        item.done.set_result(last)
-
-
 class TaskRepo:
     def __init__(self, store: Store) -> None:
         self._sessions = store.sessions
         self._engine = store.engine
         self.dialect = store.engine.dialect.name
         self._one_writer = asyncio.Lock()
-        self._pending: builtins.list[_Append] = []
+        self._pending: builtins.list[Append] = []
+        self._counted = store.engine.dialect.supports_sane_multi_rowcount
+        self.claims = ClaimStats()
+        # told each run's events once they are committed (the service hands them to
+        # this process's followers): run id, the event rows, the run's last event number
+        self.written: Callable[[str, builtins.list[dict[str, Any]], int], None] | None = None
         self._flusher: asyncio.Future[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -205,34 +215,57 @@ class TaskRepo:
                 .group_by(TaskRun.owner)
             )).all())  # fmt: skip
             query = (
-                select(TaskRun.id, TaskRun.owner)
+                select(TaskRun.id, TaskRun.owner, TaskRun.last_event)
                 .where(TaskRun.status == "queued", TaskRun.not_before <= now)
                 .order_by(TaskRun.not_before, TaskRun.created_at)
                 .limit(limit * 4)
             )
             if self.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True)
-            chosen: builtins.list[str] = []
-            for run_id, owner in (await session.execute(query)).all():
+            chosen: dict[str, int] = {}
+            for run_id, owner, last in (await session.execute(query)).all():
                 if len(chosen) == limit:
                     break
                 if owner is not None and counts.get(owner, 0) >= per_user:
                     continue
                 counts[owner] = counts.get(owner, 0) + 1
-                chosen.append(run_id)
-            claimed = []
-            for run_id in chosen:
-                values = {"status": "running", "lease_owner": worker, "lease_until": lease_until,
-                          "started_at": now, "cancel_requested": False}  # fmt: skip
-                if await self._append(session, run_id, [], now, values, queued=True) is not None:
-                    claimed.append(run_id)
-            rows = await session.scalars(select(TaskRun).where(TaskRun.id.in_(claimed)))
-            found = {row.id: row for row in rows}
-            for run_id in claimed:
-                row = found[run_id]
-                data = {"status": "running", "attempt": row.attempt, "worker": worker}
-                await self._append(session, run_id, [("status", data)], now, {})
-            return [found[run_id] for run_id in claimed]
+                chosen[run_id] = last
+            self.claims.tries += 1
+            taken = await self._take(session, chosen, worker, now, lease_until) if chosen else []
+            self.claims.runs += len(taken)
+            self.claims.empty += not taken
+            return taken
+
+    async def _take(
+        self, session: AsyncSession, chosen: dict[str, int], worker: str, now: datetime,
+        lease_until: datetime,
+    ) -> builtins.list[TaskRun]:  # fmt: skip
+        """The claim's writes, a statement each for all ``chosen`` runs (id → the
+        ``last_event`` read with them, under the write lock or ``FOR UPDATE``): running
+        under ``worker``'s lease, with their ``status`` event."""
+        conn = await session.connection()
+        taking = update(RUNS).where(
+            RUNS.c.id == bindparam("b_id"), RUNS.c.status == "queued",
+            RUNS.c.last_event == bindparam("b_prev"),
+        )  # fmt: skip
+        values = {"status": "running", "lease_owner": worker, "lease_until": lease_until,
+                  "started_at": now, "cancel_requested": False}  # fmt: skip
+        params = [{**values, "b_id": run_id, "b_prev": last, "last_event": last + 1}
+                  for run_id, last in chosen.items()]  # fmt: skip
+        await conn.execute(taking, params)
+        rows = await session.scalars(
+            select(TaskRun).where(TaskRun.id.in_(builtins.list(chosen)),
+                                  TaskRun.lease_owner == worker, TaskRun.status == "running")
+            .execution_options(populate_existing=True)
+        )  # fmt: skip
+        found = {row.id: row for row in rows}
+        taken = [found[run_id] for run_id in chosen if run_id in found]
+        events = [{"run_id": row.id, "seq": row.last_event, "at": now, "type": "status",
+                   "data": {"status": "running", "attempt": row.attempt, "worker": worker}}
+                  for row in taken]  # fmt: skip
+        if events:
+            await conn.execute(insert(EVENTS), events)
+        return taken
 
     async def renew(self, run_id: str, worker: str, until: datetime) -> bool:
         async with self._writing() as session:
@@ -244,6 +277,20 @@ class TaskRepo:
             )  # fmt: skip
             return bool(getattr(done, "rowcount", 0))
 
+    async def renew_many(self, run_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
+        """:meth:`renew` for all of a worker's runs in one statement; those renewed."""
+        if not run_ids:
+            return set()
+        async with self._writing() as session:
+            done = await session.execute(
+                update(RUNS)
+                .where(RUNS.c.id.in_(run_ids), RUNS.c.lease_owner == worker,
+                       RUNS.c.status == "running")
+                .values(lease_until=until)
+                .returning(RUNS.c.id)
+            )  # fmt: skip
+            return set(done.scalars().all())
+
     async def cancel_flags(self, run_ids: Sequence[str]) -> set[str]:
         if not run_ids:
             return set()
@@ -254,72 +301,71 @@ class TaskRepo:
     async def append(
         self, run_id: str, events: Sequence[EventSpec], now: datetime,
         values: dict[str, Any] | None = None, *, worker: str | None = None,
+        prev: int | None = None,
     ) -> int | None:  # fmt: skip
         """Record ``events`` (and set ``values`` on the run) in one transaction; the last
         event's number, or ``None`` when ``worker`` no longer holds the run's lease.
+        ``prev``: the run's ``last_event`` as the caller knows it (a hint: a wrong one
+        costs a retry, never a wrong number).
 
-        SQLite (one writer at a time): the appends of all runs in flight are grouped into
-        one transaction (group commit), each still guarded by its own lease."""
-        item = _Append(run_id, events, now, values or {}, worker)
-        if self.dialect != "sqlite":
-            async with self._connected() as conn:
-                return await self._apply(conn, item)
+        The appends of all runs in flight are grouped into one transaction (group commit),
+        each still guarded by its own lease (:mod:`enclave.tasks.appends`)."""
+        item = Append(run_id, events, now, values or {}, worker, prev)
         item.done = asyncio.get_running_loop().create_future()
         self._pending.append(item)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         return await asyncio.shield(item.done)
 
-    async def _apply(self, conn: AsyncConnection, item: _Append) -> int | None:
-        return await self._append(
-            conn, item.run_id, item.events, item.now, item.values, worker=item.worker
-        )
-
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             await self._write_batch(batch)
 
-    async def _write_batch(self, batch: builtins.list[_Append]) -> None:
+    async def _write_batch(self, batch: builtins.list[Append]) -> None:
         try:
-            async with self._connected() as conn:
-                found = [await self._apply(conn, item) for item in batch]
+            found = await self._write_group(batch)
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0], error=exc)
+                settle(batch[0], error=exc)
                 return
             for item in batch:  # one by one: one bad append fails only itself
                 await self._write_batch([item])
             return
         except BaseException as exc:  # cancelled: nobody may wait forever
             for item in batch:
-                _settle(item, error=exc)
+                settle(item, error=exc)
             raise
         for item, last in zip(batch, found, strict=True):
-            _settle(item, last)
+            if last is not None and item.events and self.written is not None:
+                try:
+                    self.written(item.run_id, event_rows(item, last), last)
+                except Exception:  # followers read the database instead
+                    log.exception("tasks: handing over the events of %s failed", item.run_id)
+            settle(item, last)
+
+    async def _write_group(self, batch: builtins.list[Append]) -> builtins.list[int | None]:
+        if self._counted and countable(batch):
+            try:
+                async with self._connected() as conn:
+                    return await write_counted(conn, batch)
+            except Stale:
+                pass  # rolled back: some run's lease or counter is not what its writer knew
+        async with self._connected() as conn:
+            return await write_each(conn, batch)
 
     async def _append(
         self, session: AsyncSession | AsyncConnection, run_id: str, events: Sequence[EventSpec],
         now: datetime, values: dict[str, Any], *, worker: str | None = None,
         queued: bool = False,
     ) -> int | None:  # fmt: skip
-        """Core statements (no unit of work): this is the hot path of every run."""
+        """One guarded append inside the caller's transaction."""
         conn = await session.connection() if isinstance(session, AsyncSession) else session
-        query = update(RUNS).where(RUNS.c.id == run_id)
-        if worker is not None:
-            query = query.where(RUNS.c.lease_owner == worker, RUNS.c.status == "running")
-        if queued:
-            query = query.where(RUNS.c.status == "queued")
-        query = query.values(last_event=RUNS.c.last_event + len(events), **values)
-        last = (await conn.execute(query.returning(RUNS.c.last_event))).scalar_one_or_none()
-        if last is None:
-            return None
-        first = last - len(events) + 1
-        if events:
-            rows = [{"run_id": run_id, "seq": first + i, "at": now, "type": kind, "data": data}
-                    for i, (kind, data) in enumerate(events)]  # fmt: skip
-            await conn.execute(insert(EVENTS), rows)
-        return int(last)
+        item = Append(run_id, events, now, values, worker)
+        last = await bump(conn, item, queued=queued)
+        if last is not None and events:
+            await conn.execute(insert(EVENTS), event_rows(item, last))
+        return last
 
     async def request_cancel(self, run_id: str, now: datetime) -> bool:
         """A queued run is cancelled at once (``True``); a running one is flagged for its

@@ -100,12 +100,12 @@ class RunCtx:
         values = {**(values or {}), "prompt_tokens": self.prompt_tokens,
                   "completion_tokens": self.completion_tokens}  # fmt: skip
         last = await self.repo.append(
-            self.run_id, kept, self.clock.now(), values, worker=self.worker
+            self.run_id, kept, self.clock.now(), values, worker=self.worker, prev=self.events
         )
         if last is None:
             raise LeaseLost(self.run_id)
         self.events = last
-        await self.bus.notify(f"run:{self.run_id}")
+        await self.bus.notify(f"run:{self.run_id}", upto=last)
         if self.on_event is not None:
             for kind, data in kept:
                 await self.on_event(kind, data)

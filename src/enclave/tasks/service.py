@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import copy
 import functools
+import json
 import logging
 import secrets
 import shutil
@@ -100,6 +101,7 @@ class TaskService:
     ) -> None:  # fmt: skip
         self.repo = TaskRepo(store)
         self._store = store
+        self.repo.written = self._written
         self._settings = settings
         self._audit_writer = audit
         self.home = home
@@ -364,20 +366,40 @@ class TaskService:
         (a wake-up, or a poll each second), ending with the terminal ``status`` event."""
         await self._row(caller, run_id)
         with self._follower(caller), self.bus.subscribe(f"run:{run_id}") as wake:
+            read = True
             while True:
-                rows = await self.repo.events(run_id, after, 500)
-                for row in rows:
-                    event = Event.of(row)
+                if read:  # what comes in from now on is kept for after the read
+                    wake.take()
+                    wake.stale = False
+                    events = [Event.of(row) for row in await self.repo.events(run_id, after, 500)]
+                else:  # this process wrote them: handed over, not read back
+                    events = [event for event in wake.take() if event.id > after]
+                    if any(event.id != after + 1 + n for n, event in enumerate(events)):
+                        read = True  # a gap (written elsewhere): the database has them
+                        continue
+                for event in events:
                     after = event.id
                     yield event
                     if event.terminal:
                         return
-                if rows:
+                if read and len(events) == 500:
                     continue
-                run = await self.repo.get_run(run_id)
-                if run is None or (run.status not in ACTIVE and after >= run.last_event):
-                    return
-                await wake.wait(FOLLOW_POLL_S)
+                if read and not events:
+                    run = await self.repo.get_run(run_id)
+                    if run is None or (run.status not in ACTIVE and after >= run.last_event):
+                        return
+                # a wake-up since the read is not lost; a poll when none comes
+                read = not await wake.wait(FOLLOW_POLL_S) or wake.stale
+
+    def _written(self, run_id: str, rows: list[dict[str, Any]], last: int) -> None:
+        """Hand a run's just committed events to this process's followers (as the
+        database gives them back: JSON data)."""
+        topic = f"run:{run_id}"
+        if not self.bus.listening(topic):
+            return
+        events = [Event(id=row["seq"], run=run_id, type=row["type"], at=row["at"],
+                        data=json.loads(json.dumps(row["data"]))) for row in rows]  # fmt: skip
+        self.bus.deliver(topic, events, last)
 
     def check_followers(self, caller: Caller) -> None:
         """429 naming ``tasks.max_followers_per_user`` when the caller follows that many

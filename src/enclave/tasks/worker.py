@@ -154,13 +154,19 @@ class Worker:
                     log.exception("tasks: supervising runs failed")
 
     async def _renew(self, lease_s: float) -> None:
-        for run_id, active in list(self.active.items()):
-            if active.why is not None or active.ending:
+        """Every lease in hand, in one write (with many runs, one each would hold up
+        their event writes)."""
+        ids = [run_id for run_id, active in self.active.items()
+               if active.why is None and not active.ending]  # fmt: skip
+        until = self.rt.clock.now() + timedelta(seconds=lease_s)
+        started = asyncio.get_running_loop().time()
+        renewed = await self.rt.repo.renew_many(ids, self.id, until)
+        elapsed = asyncio.get_running_loop().time() - started
+        for run_id in ids:
+            active = self.active.get(run_id)
+            if active is None:
                 continue
-            until = self.rt.clock.now() + timedelta(seconds=lease_s)
-            started = asyncio.get_running_loop().time()
-            if await self.rt.repo.renew(run_id, self.id, until):
-                elapsed = asyncio.get_running_loop().time() - started
+            if run_id in renewed:
                 self._watch(active, max(lease_s - elapsed, 0.0))
             elif not active.ending:
                 log.warning("tasks: lost the lease of %s; stopping it", run_id)
@@ -184,7 +190,7 @@ class Worker:
             bus=rt.bus, clock=rt.clock, worker=self.id, outputs_root=rt.outputs(),
             chat_call=rt.chat, knowledge_of=rt.knowledge,
             files_hint=row.definition.get("files_hint"),
-            models_allowed=row.definition.get("models_allowed"),
+            models_allowed=row.definition.get("models_allowed"), events=row.last_event,
         )  # fmt: skip
         ctx.on_event = lambda kind, data: self._audit_step(ctx, kind, data)
         await rt.bus.notify(f"run:{row.id}")
