@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from enclave.errors import Conflict
 from enclave.store.models_tasks import TaskDef, TaskEvent, TaskRun, TaskSchedule
 from enclave.store.repos import Store
-from enclave.tasks.info import error_event
 from enclave.tasks import appends
 from enclave.tasks.appends import (
     EVENTS,
@@ -42,6 +41,7 @@ from enclave.tasks.appends import (
     write_counted,
     write_each,
 )
+from enclave.tasks.info import error_event
 
 log = logging.getLogger("enclave.tasks")
 EventSpec = appends.EventSpec  # what the worker and the steps write
