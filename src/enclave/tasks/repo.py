@@ -214,9 +214,13 @@ class TaskRepo:
                 select(TaskRun.owner, func.count()).where(TaskRun.status == "running")
                 .group_by(TaskRun.owner)
             )).all())  # fmt: skip
+            # Users already at their limit are left out here, not after the LIMIT: one
+            # user's long queue must not hide everyone else's runs behind it.
+            full = [owner for owner, n in counts.items() if owner is not None and n >= per_user]
             query = (
                 select(TaskRun.id, TaskRun.owner, TaskRun.last_event)
                 .where(TaskRun.status == "queued", TaskRun.not_before <= now)
+                .where(or_(TaskRun.owner.is_(None), TaskRun.owner.not_in(full)))
                 .order_by(TaskRun.not_before, TaskRun.created_at)
                 .limit(limit * 4)
             )
