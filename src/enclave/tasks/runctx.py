@@ -114,17 +114,26 @@ class RunCtx:
         body = {k: v for k, v in body.items() if k != "stream"}
         body.setdefault("model", "default")
         self._may_use(str(body["model"]))
+        left = self.limits.max_tokens - self.prompt_tokens - self.completion_tokens
+        if left <= 0:
+            raise self._over_budget()
+        # one answer cannot run past the run's budget (the prompt is counted after)
+        given = body.get("max_tokens")
+        body["max_tokens"] = min(given, left) if isinstance(given, int) and given > 0 else left
         answer = await self.chat_call(body)
         usage = answer.get("usage") or {}
         self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         self.completion_tokens += int(usage.get("completion_tokens") or 0)
-        used = self.prompt_tokens + self.completion_tokens
-        if used > self.limits.max_tokens:
-            raise TooManyRequests(
-                f"the run used {used} tokens, over tasks.limits.max_tokens "
-                f"({self.limits.max_tokens})", param="tasks.limits.max_tokens",
-            )  # fmt: skip
+        if self.prompt_tokens + self.completion_tokens > self.limits.max_tokens:
+            raise self._over_budget()
         return answer
+
+    def _over_budget(self) -> TooManyRequests:
+        used = self.prompt_tokens + self.completion_tokens
+        return TooManyRequests(
+            f"the run used {used} tokens, its budget is tasks.limits.max_tokens "
+            f"({self.limits.max_tokens})", param="tasks.limits.max_tokens",
+        )  # fmt: skip
 
     def _may_use(self, model: str) -> None:
         """The submitter's key and user must both allow ``model`` (as on /v1): 403."""
