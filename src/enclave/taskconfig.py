@@ -33,6 +33,10 @@ class TaskLimits(_Section):
     agent_max_turns: int = Field(
         12, ge=1, le=200, description="model calls one agent step may make (each may call tools)"
     )
+    agent_max_tool_calls: int = Field(
+        50, ge=1, le=10_000, description="tool calls one agent step may run; past it the "
+        "model is told so and asked for its answer"
+    )  # fmt: skip
     max_read_bytes: ByteSize = Field(
         ByteSize(8 * 2**20), description="bytes one run may read from the file roots"
     )

@@ -80,3 +80,30 @@ async def test_the_last_allowed_turn_offers_no_tools(
     assert "tools" in first
     assert "tools" not in last
     assert last["messages"][-1] == {"role": "user", "content": ANSWER_NOW}
+
+
+async def test_tool_calls_past_the_limit_are_not_run_and_the_answer_is_asked(
+    tmp_path: Path, fake: FakeUpstream, upstream: str
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in ("a.log", "b.log", "c.log"):
+        (logs / name).write_text(f"{name} ok\n")
+    limits = TaskLimits(agent_max_turns=4, agent_max_tool_calls=2)
+    ctx = RecordingContext(
+        tmp_path / "home", TasksSettings(file_roots={"logs": logs}, limits=limits), upstream
+    )
+    fake.configure(replies=[
+        {"tool_calls": [call("read_file", f'{{"root": "logs", "path": "{n}.log"}}')
+                        for n in "abc"]},
+        {"content": "All three are fine."},
+    ])  # fmt: skip
+    out = await run_step(ctx, "agent", goal="Check the logs", tools=["read_file"])
+    assert out["tool_calls"] == 2
+    assert [e["result"] for e in ctx.of("tool_call")] == ["a.log ok\n", "b.log ok\n"]
+    first, second = fake.requests()
+    assert "tools" in first
+    told = [m["content"] for m in second["messages"] if m["role"] == "tool"]
+    assert told[:2] == ["a.log ok\n", "b.log ok\n"]
+    assert "tasks.limits.agent_max_tool_calls" in told[2]
+    assert "tools" not in second  # asked for the answer

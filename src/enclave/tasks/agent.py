@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from enclave.tasks.registry import Tool
 
 MAX_TURNS = "tasks.limits.agent_max_turns"
+MAX_CALLS = "tasks.limits.agent_max_tool_calls"
 RESULT_CHARS = "tasks.limits.tool_result_chars"
 EVENT_CHARS = 2000  # a tool_call event shows this much of the arguments and the result
 ANSWER_NOW = "Answer now, in plain text, with what the tools returned above. Do not call a tool."
@@ -96,9 +97,13 @@ async def run_agent(
         made |= keys
         messages.append(_assistant(message, wanted))
         for call in wanted:
-            result = await _call(ctx, offered, call, step)
+            if calls < ctx.limits.agent_max_tool_calls:
+                result = await _call(ctx, offered, call, step)
+                calls += 1
+            else:  # every call gets its answer; past the limit, that it was not run
+                result = f"error: not run: {calls} tool calls made, the limit ({MAX_CALLS})"
+                answer_now = True
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
-            calls += 1
         await ctx.progress(message=f"agent turn {turn}: {calls} tool calls so far")
     raise TooManyRequests(
         f"the agent did not finish within {max_turns} model calls "
