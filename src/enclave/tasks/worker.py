@@ -64,7 +64,9 @@ class Active:
     watchdog: asyncio.TimerHandle | None = None
 
     def stop(self, why: str) -> None:
-        if self.why is None:
+        # A run writing its last events has finished its work: cancelling that write
+        # would only skip its final records and leave the run to the reaper.
+        if self.why is None and not self.ending:
             self.why = why
             self.task.cancel()
 
