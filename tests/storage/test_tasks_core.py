@@ -157,6 +157,50 @@ async def test_a_run_is_claimed_once(database_url: str, store: Store) -> None:
         await other.aclose()
 
 
+async def test_one_users_queue_does_not_hide_another_users_runs(
+    store: Store, tmp_path: Path
+) -> None:
+    repo = TaskRepo(store)
+    svc = service(store, tmp_path, clock=ManualClock(T0))
+    for _ in range(20):
+        await repo.add_run(svc._new_run("ann", steps({"kind": "noop"}), {}), T0)
+    bobs = svc._new_run("bob", steps({"kind": "noop"}), {})
+    bobs.not_before = bobs.created_at = T0 + timedelta(seconds=1)  # behind all of ann's
+    await repo.add_run(bobs, T0)
+    now, until = T0 + timedelta(seconds=2), T0 + timedelta(minutes=5)
+    first = await repo.claim("w", now, until, 1, 1)  # ann's oldest: ann is at her limit
+    second = await repo.claim("w", now, until, 1, 1)
+    assert [row.owner for row in first] == ["ann"]
+    assert [row.id for row in second] == [bobs.id]
+
+
+async def test_a_model_call_cannot_answer_past_the_runs_token_budget(
+    store: Store, tmp_path: Path
+) -> None:
+    asked: list[Any] = []
+
+    async def chat(body: dict[str, Any]) -> dict[str, Any]:
+        asked.append(body.get("max_tokens"))
+        return {"choices": [{"message": {"role": "assistant", "content": "ok"}}],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 20}}  # fmt: skip
+
+    settings = Settings(home=tmp_path, tasks=TasksSettings(limits={"max_tokens": 120}))
+    svc = TaskService(
+        store, lambda: settings, chat=chat, knowledge=lambda: None,  # type: ignore[arg-type,return-value]
+        audit=None, home=tmp_path,
+    )  # fmt: skip
+    await svc.start()
+    try:
+        calls = [{"kind": "llm", "prompt": "hi", "max_tokens": 1000} for _ in range(3)]
+        run = await svc.submit(SYSTEM, definition=steps(*calls))
+        events = await finished(svc, run)
+    finally:
+        await svc.aclose()
+    assert asked == [120, 70, 20]  # what was left of the budget, never the 1000 asked
+    assert events[-1].data["status"] == "failed"  # the third call went over
+    assert "tasks.limits.max_tokens" in next(e for e in events if e.type == "error").data["message"]
+
+
 async def test_an_expired_lease_requeues_then_fails(store: Store, tmp_path: Path) -> None:
     repo = TaskRepo(store)
     row: TaskRun = service(store, tmp_path, clock=ManualClock(T0))._new_run(
