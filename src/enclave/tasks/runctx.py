@@ -117,9 +117,11 @@ class RunCtx:
         left = self.limits.max_tokens - self.prompt_tokens - self.completion_tokens
         if left <= 0:
             raise self._over_budget()
-        # one answer cannot run past the run's budget (the prompt is counted after)
+        # an answer asked for more than the run has left gets what is left (one given
+        # no max_tokens is bounded by the model's context, and counted after)
         given = body.get("max_tokens")
-        body["max_tokens"] = min(given, left) if isinstance(given, int) and given > 0 else left
+        if isinstance(given, int) and given > left:
+            body["max_tokens"] = left
         answer = await self.chat_call(body)
         usage = answer.get("usage") or {}
         self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
