@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from enclave.tasks.registry import step_kind
 from enclave.tasks.steps.kb_ingest import Options
 from enclave.vectors.embedding import LocalEmbedder
 from tests.kbjobs import docx_bomb
+from tests.taskctx import RecordingContext
 
 pytestmark = pytest.mark.anyio
 
@@ -36,48 +37,21 @@ INGEST = IngestSettings(max_text_chars=100_000, timeout_s=60, max_compression_ra
 
 
 @dataclass
-class Run:
-    """A run as a step sees it (:class:`enclave.tasks.context.RunContext`): events kept
-    in order, the knowledge bases real."""
+class Run(RecordingContext):
+    """A run as a step sees it, events kept in order, the knowledge bases real; the
+    ingest step must neither write output files nor call a model."""
 
-    kbs: KnowledgeBases
-    settings: TasksSettings
-    owner: str | None = "alice"
-    run_id: str = "run_0123456789abcdef"
     task: str = "kb-ingest"
-    attempt: int = 1
-    params: dict[str, Any] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    step: str = ""
-    limits: TaskLimits = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.limits = self.settings.limits
 
     @property
     def output_dir(self) -> Path:
         raise AssertionError("kb_ingest writes no output files")
 
-    async def progress(self, percent: float | None = None, message: str | None = None) -> None:
-        self.events.append({"type": "progress", "percent": percent, "message": message})
-
-    async def log(self, message: str, level: str = "info") -> None:
-        self.events.append({"type": "log", "level": level, "message": message})
-
-    async def emit(self, type: str, **data: Any) -> None:
-        self.events.append({"type": type, **data})
-
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError("kb_ingest calls no model")
 
-    def knowledge(self) -> KnowledgeBases:
-        return self.kbs
-
     def add_output(self, path: Path) -> None:
         raise AssertionError("kb_ingest writes no output files")
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["type"] == kind]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +85,7 @@ async def kbs(store: Store, embedder: LocalEmbedder, spool: Spool) -> KnowledgeB
 
 @pytest.fixture
 def run(kbs: KnowledgeBases, tmp_path: Path) -> Run:
-    return Run(kbs, TasksSettings(file_roots={"docs": tmp_path / "docs"}))
+    return Run(tmp_path, TasksSettings(file_roots={"docs": tmp_path / "docs"}), kbs=kbs)
 
 
 async def ingest(run: Run, **options: Any) -> dict[str, Any]:

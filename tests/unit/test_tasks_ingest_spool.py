@@ -35,7 +35,8 @@ class Failing(Run):
 async def test_the_upload_stays_for_the_attempt_that_follows(
     run: Run, spool: Spool, error: type[BaseException], attempt: int, kept: bool
 ) -> None:
-    failing = Failing(run.kbs, run.settings, attempt=attempt, error=error)  # max_attempts 2
+    # the run's max_attempts is 2
+    failing = Failing(run.home, run.settings, kbs=run.kbs, attempt=attempt, error=error)
     files = [spooled(spool, "quokka.md", GOOD)]
     with pytest.raises(error):
         await ingest(failing, files=files)
