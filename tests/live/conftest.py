@@ -35,3 +35,12 @@ def url(fake: FakeUpstream) -> str:
     """The module's fake, its counters zeroed: its root URL."""
     fake.reset()
     return fake.root
+
+
+@pytest.fixture
+def upstream(fake: FakeUpstream) -> Iterator[str]:
+    """The module's fake, its counters zeroed: its /v1 URL; the options a test changed
+    at run time (scripted replies...) are put back after it."""
+    fake.reset()
+    yield fake.base_url
+    fake.restore()

@@ -5,7 +5,6 @@ does the last allowed turn."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,6 @@ from tests.fakes.procs import FakeUpstream
 from tests.taskctx import RecordingContext, run_step
 
 pytestmark = [pytest.mark.anyio, pytest.mark.fake_upstream(models=("default",))]
-
-
-@pytest.fixture
-def upstream(fake: FakeUpstream) -> Iterator[str]:
-    fake.reset()
-    yield fake.base_url
-    fake.restore()
 
 
 @pytest.fixture

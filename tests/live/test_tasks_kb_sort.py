@@ -6,7 +6,7 @@ a missing file and a category with no knowledge base each fail alone."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +21,6 @@ from tests.fakes.procs import FakeUpstream
 from tests.taskctx import RecordingContext, run_step, run_steps
 
 pytestmark = [pytest.mark.anyio, pytest.mark.fake_upstream(models=("default",))]
-
-
-@pytest.fixture
-def upstream(fake: FakeUpstream) -> Iterator[str]:
-    fake.reset()
-    yield fake.base_url
-    fake.restore()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,6 @@ from tests.taskctx import RecordingContext, run_step, run_steps
 pytestmark = [pytest.mark.anyio, pytest.mark.fake_upstream(models=("default",))]
 
 WEB_LOG = "boot\nINFO ready\nERROR db down\nretry\nERROR disk full\n"
-
-
-@pytest.fixture
-def upstream(fake: FakeUpstream) -> Iterator[str]:
-    """The fake's /v1 URL; its scripted replies and counters cleared after the test."""
-    fake.reset()
-    yield fake.base_url
-    fake.restore()
 
 
 @pytest.fixture
