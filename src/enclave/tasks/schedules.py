@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from enclave.errors import InvalidRequest
 from enclave.store.models_tasks import TaskSchedule
 from enclave.taskconfig import NAME_PATTERN
+from enclave.tasks.definition import bad, known_fields
 
 FIELDS = {"task", "params", "name", "missed", "timezone", "cron", "every_s", "at", "delay_s"}
 TRIGGERS = ("cron", "every_s", "at", "delay_s")
@@ -36,32 +36,26 @@ class ScheduleSpec:
     at: datetime | None = None
 
 
-def _bad(message: str, param: str) -> InvalidRequest:
-    return InvalidRequest(f"{param}: {message}", param=param)
-
-
 def schedule_body(data: Any, now: datetime, min_every_s: float = MIN_EVERY_S) -> ScheduleSpec:
     """The body checked; ``min_every_s`` is ``tasks.min_interval_s``."""
     if not isinstance(data, dict):
-        raise _bad("a schedule is a JSON object", "schedule")
-    for key in data:
-        if key not in FIELDS:
-            raise _bad(f"unknown field (allowed: {', '.join(sorted(FIELDS))})", key)
+        raise bad("a schedule is a JSON object", "schedule")
+    known_fields(data, FIELDS)
     task = data.get("task")
     if not isinstance(task, str) or not re.match(NAME_PATTERN, task):
-        raise _bad("the name of a task is required", "task")
+        raise bad("the name of a task is required", "task")
     params = data.get("params", {})
     if not isinstance(params, dict):
-        raise _bad("must be an object", "params")
+        raise bad("must be an object", "params")
     name = data.get("name", task)
     if not isinstance(name, str) or not 0 < len(name) <= 128:
-        raise _bad("must be a string of 1 to 128 characters", "name")
+        raise bad("must be a string of 1 to 128 characters", "name")
     missed = data.get("missed", "skip")
     if missed not in MISSED:
-        raise _bad(f"must be one of {', '.join(MISSED)}", "missed")
+        raise bad(f"must be one of {', '.join(MISSED)}", "missed")
     given = [key for key in TRIGGERS if data.get(key) is not None]
     if len(given) != 1:
-        raise _bad(f"give exactly one of {', '.join(TRIGGERS)}", given[1] if given else "cron")
+        raise bad(f"give exactly one of {', '.join(TRIGGERS)}", given[1] if given else "cron")
     base = {"task": task, "params": params, "name": name, "missed": missed}
     return _trigger(given[0], data, now, base, min_every_s)
 
@@ -72,7 +66,7 @@ def _trigger(
     value = data[key]
     zone = data.get("timezone")
     if zone is not None and key != "cron":
-        raise _bad("only a cron schedule takes a time zone", "timezone")
+        raise bad("only a cron schedule takes a time zone", "timezone")
     if key == "cron":
         cron = _cron(value, now, least)
         return ScheduleSpec(**base, kind="cron", cron=cron, timezone=_zone(zone))
@@ -91,12 +85,12 @@ def _cron(value: Any, now: datetime, least: float) -> str:
     from croniter import croniter
 
     if not isinstance(value, str) or not croniter.is_valid(value):
-        raise _bad("must be a cron expression such as '0 7 * * *'", "cron")
+        raise bad("must be a cron expression such as '0 7 * * *'", "cron")
     times = croniter(value, now)
     seen = [times.get_next(datetime) for _ in range(CRON_SAMPLES)]
     gap = min(later - earlier for earlier, later in itertools.pairwise(seen))
     if gap.total_seconds() < least:
-        raise _bad(
+        raise bad(
             f"fires {gap.total_seconds():g} seconds apart: tasks.min_interval_s is {least:g}",
             "cron",
         )  # fmt: skip
@@ -107,18 +101,18 @@ def _zone(value: Any) -> str:
     if value is None:
         return "UTC"
     if not isinstance(value, str):
-        raise _bad("must be an IANA time zone name such as 'Europe/Berlin'", "timezone")
+        raise bad("must be an IANA time zone name such as 'Europe/Berlin'", "timezone")
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise _bad(f"unknown time zone {value!r}", "timezone") from exc
+        raise bad(f"unknown time zone {value!r}", "timezone") from exc
     return value
 
 
 def _seconds(value: Any, param: str, least: float, setting: str | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least:
         named = f" ({setting})" if setting else ""
-        raise _bad(f"must be a number of seconds, at least {least:g}{named}", param)
+        raise bad(f"must be a number of seconds, at least {least:g}{named}", param)
     return float(value)
 
 
@@ -126,9 +120,9 @@ def _at(value: Any) -> datetime:
     try:
         when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError as exc:
-        raise _bad("must be an ISO time such as 2026-12-06T07:00:00+08:00", "at") from exc
+        raise bad("must be an ISO time such as 2026-12-06T07:00:00+08:00", "at") from exc
     if when.tzinfo is None:
-        raise _bad("give the time with its zone (e.g. ...Z or +08:00)", "at")
+        raise bad("give the time with its zone (e.g. ...Z or +08:00)", "at")
     return when.astimezone(UTC)
 
 
