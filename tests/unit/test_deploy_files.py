@@ -445,3 +445,31 @@ def test_systemd_units_are_hardened() -> None:
         text = (SYSTEMD / name).read_text()
         for directive in ("NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet="):
             assert f"\n{directive}\n" in text, (name, directive)
+
+
+# --- docs/deploy.md ----------------------------------------------------------------------
+
+DOC = DEPLOY.parent / "docs" / "deploy.md"
+
+
+def setting_exists(dotted: str) -> bool:
+    model: Any = Settings
+    for part in dotted.split("."):
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+        if getattr(model, "__args__", None):  # X | None: the section's class
+            model = next(a for a in model.__args__ if a is not type(None))
+    return True
+
+
+def test_the_guide_names_real_settings_and_files() -> None:
+    names = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", DOC.read_text()))
+    sections = {name for name in Settings.model_fields if "." not in name}
+    settings = {n for n in names if n.split(".")[0] in sections}
+    assert settings, "the guide names no setting"
+    assert [n for n in settings if not setting_exists(n)] == []
+    files = {n for n in names if n.endswith((".yaml", ".service", ".conf"))}
+    shipped = {p.name for p in DEPLOY.rglob("*") if p.is_file()}
+    assert files - shipped == set()
