@@ -208,6 +208,8 @@ def k8s_vllm() -> tuple[list[str], dict[str, str]]:
     deployment = next(d for d in read_yaml_all(K8S / "vllm.yaml") if d["kind"] == "Deployment")
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["vllm", "serve"]
+    gpus = container["resources"]["limits"]["nvidia.com/gpu"]
+    assert gpus == presets.get_preset(VLLM_PRESET).tensor_parallel_size
     env = {e["name"]: e.get("value", "") for e in container["env"]}
     return container["args"], env
 
@@ -438,6 +440,26 @@ def test_a_broken_unit_fails_systemd_analyze_verify(tmp_path: Path) -> None:
     complaints = systemd_verify({"enclave.service": broken}, tmp_path)
     assert "protect system value, ignoring: strictly" in complaints
     assert "NoNewPrivilege" in complaints
+
+
+def unit_environment(name: str, instance: str) -> dict[str, str]:
+    text = (SYSTEMD / name).read_text().replace("%i", instance)
+    pairs = [
+        line.removeprefix("Environment=").split("=", 1)
+        for line in text.splitlines()
+        if line.startswith("Environment=")
+    ]
+    return dict(pairs)
+
+
+def test_systemd_replicas_load_their_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = unit_environment("enclave@.service", "8001")
+    assert env.pop("ENCLAVE_CONFIG") == "/etc/enclave/enclave.yaml"
+    settings = gateway_settings(env, COMPOSE / "enclave.yaml", monkeypatch)
+    assert (settings.host, settings.port) == ("127.0.0.1", 8001)
+    assert settings.home == Path("/var/lib/enclave")
+    assert settings.audit.witness_file == Path("/var/lib/enclave/witness/8001.witness")
+    assert unit_environment("enclave.service", "")["ENCLAVE_HOME"] == str(settings.home)
 
 
 def test_systemd_units_are_hardened() -> None:
