@@ -1,6 +1,6 @@
 """enclave with the official openai SDK (pip install openai).
 
-    ENCLAVE_BASE_URL=http://gateway:8000/v1 ENCLAVE_API_KEY=sk-enc-... python openai_sdk.py
+ENCLAVE_BASE_URL=http://gateway:8000/v1 ENCLAVE_API_KEY=sk-enc-... python openai_sdk.py
 """
 
 import os

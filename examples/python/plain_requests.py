@@ -1,6 +1,6 @@
 """enclave over plain HTTP with requests (pip install requests): no SDK.
 
-    ENCLAVE_BASE_URL=http://gateway:8000/v1 ENCLAVE_API_KEY=sk-enc-... python plain_requests.py
+ENCLAVE_BASE_URL=http://gateway:8000/v1 ENCLAVE_API_KEY=sk-enc-... python plain_requests.py
 """
 
 import json
@@ -52,7 +52,10 @@ def chat_stream(body):
     return text, citations
 
 
-hello = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello in one short sentence."}]}
+hello = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+}
 print("model:", chat(hello)["choices"][0]["message"]["content"])
 print("model (stream):", chat_stream(hello)[0])
 
