@@ -1,0 +1,3 @@
+module enclave.example/chat
+
+go 1.19
