@@ -200,7 +200,7 @@ class Router:
         caller waits (:class:`CallerBackoff`). The lease is the caller's to give back
         (``lease.done``)."""
         self.budget.deposit()
-        chain = self.fallbacks(pool, vision=bool(record.images))
+        chain = self.fallbacks(pool, vision=bool(record.images) and pool.vision)  # else OCR'd
         at, held = 0, self._held(pool, caller)
         tried: list[str] = []
         last: EnclaveError | None = None
