@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from enclave.cli.upstreams import render
 from enclave.config import RouterSettings, Settings, load_settings
 from enclave.errors import ConfigError, NoHealthyUpstream, QueueFull, UpstreamError
 from enclave.router import CallRecord, Member, Router, build_router
@@ -228,3 +229,11 @@ async def test_a_reload_keeps_members_and_takes_the_new_standby_setting(tmp_path
         for each in router.members.values():
             assert isinstance(each.upstream, HTTPUpstream)
             await each.upstream.aclose()
+
+
+def test_enclave_upstreams_marks_standby_members() -> None:
+    router = pool_router(member(Scripted("p")), member(Scripted("dr"), standby=True))
+    table = render({"status": "ok", **router.health()}, "http://127.0.0.1:8000")
+    rows = {line.split()[0]: line for line in table.splitlines() if line.startswith(("p ", "dr "))}
+    assert "(standby)" in rows["dr"]
+    assert "(standby)" not in rows["p"]
