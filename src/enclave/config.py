@@ -8,6 +8,7 @@ e.g. ``ENCLAVE_ENGINE__THREADS=4``), the YAML file given with ``--config`` (or
 
 from __future__ import annotations
 
+import graphlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ class UpstreamSettings(_Section):
     stream_usage: bool = Field(
         True, description="ask for usage in streams (stream_options.include_usage)"
     )
+    standby: bool = Field(False, description="takes calls only while no primary member can")
 
     @model_validator(mode="after")
     def _read_key(self) -> UpstreamSettings:
@@ -169,6 +171,8 @@ class RouterSettings(_Section):
     caller_backoff_max: int = Field(
         10000, ge=1, description="(caller, member) failure records kept for caller backoff"
     )
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict, description="model -> models "
+        "tried in order when none of its members can serve (docs/routing.md)")  # fmt: skip
 
 
 class LdapSettings(_Section):
@@ -437,6 +441,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"upstream names must be unique and not {' or '.join(RESERVED_NAMES)}: {bad}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _fallbacks(self) -> Settings:
+        known = {m for u in self.upstreams for m in (*u.public_models(), *u.embedding_models)}
+        known |= {*self.engine.public_names(), self.engine.embedding_model_name}
+        if bad := sorted({n for k, v in self.router.fallbacks.items() for n in (k, *v)} - known):
+            raise ValueError(f"router.fallbacks names {bad}, not declared models: {sorted(known)}")
+        try:
+            graphlib.TopologicalSorter(self.router.fallbacks).prepare()
+        except graphlib.CycleError as exc:
+            raise ValueError(f"router.fallbacks has a cycle: {' -> '.join(exc.args[1])}") from None
         return self
 
     @model_validator(mode="after")

@@ -109,7 +109,7 @@ def _row(upstream: dict[str, Any]) -> tuple[str, ...]:
         str(upstream[key]).strip() for key in ("last_error", "detail") if upstream.get(key)
     )
     return (
-        _text(upstream.get("name")),
+        _text(upstream.get("name")) + (" (standby)" if upstream.get("standby") else ""),
         _text(upstream.get("state")),
         _text(upstream.get("breaker")),
         f"{_text(upstream.get('outstanding'))}/{limit}",

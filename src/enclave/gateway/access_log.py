@@ -89,6 +89,7 @@ def _line(
         "bytes": seen["bytes"],
         "model": record.model,
         "upstream": record.member,
+        "pool": record.pool,
         "attempts": record.attempts if record.attempts > 1 else None,
         "queue_ms": round(record.queue_s * 1000, 2) if record.queue_s else None,
         "ttft_ms": round(record.ttft_s * 1000, 2) if record.ttft_s and record.stream else None,

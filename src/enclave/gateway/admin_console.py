@@ -175,5 +175,5 @@ def _member(member: Member, router: Router) -> MemberPublic:
         max_concurrency=member.options.max_concurrency, queued=waiting,
         restarts=restarts if isinstance(restarts, int) else None, served=member.served,
         failures=member.failures, last_error=_masked_error(member), weight=member.weight,
-        models=list(member.public),
+        models=list(member.public), standby=member.options.standby,
     )  # fmt: skip

@@ -37,6 +37,7 @@ from enclave.gateway.apidoc import ERRORS, document, json_body
 from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import caller_of, complete, unless_disconnected
 from enclave.gateway.chat import chat_completions
+from enclave.gateway.chat.finish import routing_headers
 from enclave.gateway.deadline import BodyDeadline
 from enclave.gateway.edge import Edge
 from enclave.gateway.embed_limits import check_embeddings, take_turns_as
@@ -227,7 +228,7 @@ def _v1_routes(services: Services) -> APIRouter:
             raise
         lease.done(True)
         record.usage(result.get("usage"))
-        result["model"] = pool.public
-        return JSONResponse(result)
+        result["model"] = pool.public  # the model asked for; X-Enclave-Pool: who answered
+        return JSONResponse(result, headers=routing_headers(record))
 
     return router

@@ -187,11 +187,13 @@ class Edge:
 
 
 def _detail(record: CallRecord) -> dict[str, Any]:
-    """What else the record keeps of a call: the time to the first streamed token
-    (``ttft_ms``, as the access log and metrics count it), for the admin dashboard."""
-    if record.ttft_s is None or not record.stream:
-        return {}
-    return {"ttft_ms": round(record.ttft_s * 1000)}
+    """What else the record keeps of a call: the pool that answered (``pool``, a public
+    model name: a fallback's when the asked one could not serve) and the time to the
+    first streamed token (``ttft_ms``, as the access log and metrics count it)."""
+    detail: dict[str, Any] = {"pool": record.pool} if record.pool else {}
+    if record.ttft_s is not None and record.stream:
+        detail["ttft_ms"] = round(record.ttft_s * 1000)
+    return detail
 
 
 def _only_header(scope: Scope, name: bytes) -> str | None:

@@ -1,8 +1,9 @@
 """``GET /metrics``: Prometheus text format (prometheus-client), one registry per app.
 
 Per call: requests by route, model, member and status; time to first token, latency and
-queue wait; tokens in and out; retries. At scrape time, from the current router: each
-member's health, breaker state and calls in flight, and each pool's queue.
+queue wait; tokens in and out; retries; calls a fallback pool answered. At scrape time,
+from the current router: each member's health, breaker state and calls in flight, and
+each pool's queue.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ class Metrics:
             "enclave_retries", "Calls sent again to another member before the first byte",
             ["model"], registry=self.registry,
         )  # fmt: skip
+        self.fallbacks = Counter(
+            "enclave_fallback", "Calls answered by a fallback pool of the model asked for",
+            ["model", "pool"], registry=self.registry,
+        )  # fmt: skip
         self.in_flight = Gauge(
             "enclave_requests_in_flight", "Requests being answered", ["route"],
             registry=self.registry,
@@ -77,6 +82,8 @@ class Metrics:
             self.queue.labels(model).observe(record.queue_s)
         if record.retries:
             self.retries.labels(model).inc(record.retries)
+        if record.fell_back and record.pool:
+            self.fallbacks.labels(model, record.pool).inc()
         if record.ttft_s is not None and record.stream:
             self.ttft.labels(model, member).observe(record.ttft_s)
         if record.prompt_tokens:

@@ -95,6 +95,7 @@ def _remote_spec(settings: Settings, config: UpstreamSettings, previous: Spec | 
         stream_usage=config.stream_usage,
         context_length=config.context_length,
         base_url=config.base_url,
+        standby=config.standby,
     )
     connection = _connection(config)
     if previous is not None and previous.connection == connection:

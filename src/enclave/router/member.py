@@ -23,6 +23,7 @@ class MemberOptions:
     base_url: str = ""
     probe: bool = True  # active health checks over HTTP (not for in-process members)
     tool_blocks: bool = False  # read tool calls a small model wrote as JSON (the engine)
+    standby: bool = False  # takes calls only while no primary member of its pool can
 
 
 class Listener(Protocol):
@@ -115,6 +116,7 @@ class Member:
             "outstanding": self.outstanding,
             "max_concurrency": self.options.max_concurrency,
             "weight": self.weight,
+            "standby": self.options.standby,
             "models": self.public,
             "served": self.served,
             "failures": self.failures,

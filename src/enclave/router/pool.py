@@ -1,6 +1,8 @@
 """A pool: the members that serve one public model, and the queue in front of them.
 
-A request takes a lease on a member with room (see :mod:`enclave.router.policy`). When
+A request takes a lease on a member with room (see :mod:`enclave.router.policy`): a
+primary member, or a ``standby`` one only while no primary member (outside those the
+request already tried) is usable, like nginx's ``backup``. When
 every usable member is at its cap the request waits, first come first served, in a
 bounded queue; a full queue or a wait past ``queue_timeout_s`` is a 429 with
 ``Retry-After``. A member giving a lease back hands it straight to the next waiter.
@@ -134,8 +136,14 @@ class Pool:
             elif not waiter.exclude:
                 return  # nobody behind an unrestricted waiter can be served either
 
+    def candidates(self, exclude: Collection[str] = ()) -> list[Member]:
+        """The usable members outside ``exclude`` that may take calls now: the primaries,
+        or the standbys while no primary is usable (busy primaries are waited for)."""
+        usable = [m for m in self.members if m.name not in exclude and m.usable()]
+        return [m for m in usable if not m.options.standby] or usable
+
     def _take(self, exclude: Collection[str], key: str | None) -> Lease | None:
-        ready = [m for m in self.members if m.name not in exclude and m.usable() and m.has_room()]
+        ready = [m for m in self.candidates(exclude) if m.has_room()]
         if not ready:
             return None
         member = choose(ready, self.rng, key)
@@ -167,6 +175,7 @@ class Pool:
             "model": self.public,
             "kind": self.kind,
             "members": [m.name for m in self.members],
+            "standby": [m.name for m in self.members if m.options.standby],
             "available": self.available(),
             "queued": len(self.waiters),
         }

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 class CallRecord:
     model: str | None = None
     member: str | None = None
+    pool: str | None = None  # the public model whose pool answered
+    fell_back: bool = False  # that pool is a fallback (router.fallbacks) of the one asked
     attempts: int = 0
     retries: int = 0
     queue_s: float = 0.0

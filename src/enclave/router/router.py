@@ -21,6 +21,7 @@ from enclave.errors import (
     EnclaveError,
     ModelNotFound,
     RetryLater,
+    ServiceUnavailable,
     UpstreamStatusError,
 )
 from enclave.protocol import ModelCard
@@ -199,17 +200,27 @@ class Router:
         caller waits (:class:`CallerBackoff`). The lease is the caller's to give back
         (``lease.done``)."""
         self.budget.deposit()
-        held = self._held(pool, caller)
+        chain = self.fallbacks(pool, vision=bool(record.images) and pool.vision)  # else OCR'd
+        at, held = 0, self._held(pool, caller)
         tried: list[str] = []
         last: EnclaveError | None = None
+        refused: ServiceUnavailable | None = None  # the asked pool's own "cannot serve"
         while True:
+            current = chain[at]
             try:
-                lease = await pool.acquire([*held, *tried], key)
+                lease = await current.acquire([*held, *tried], key)
+            except ServiceUnavailable as exc:  # none of its members can: the next pool may
+                refused, at = refused or exc, at + 1
+                if at < len(chain):
+                    held = self._held(chain[at], caller, soft=True)
+                    continue
+                raise (last or refused) from None  # a member's error stands over "none left"
             except RetryLater:
                 if last is not None:  # none left to try: the last member's error stands
                     raise last from None
                 raise
             record.member, record.attempts = lease.member.name, record.attempts + 1
+            record.pool, record.fell_back = current.public, at > 0
             record.queue_s += lease.queued_s
             try:
                 result = await call(lease, {**body, "model": lease.upstream_model})
@@ -217,7 +228,7 @@ class Router:
                 retry, ok = verdict(exc)
                 self._failed(lease, ok, exc, caller)
                 tried.append(lease.member.name)
-                if not (retry and self._may_retry(pool, tried, held)):
+                if not (retry and self._may_retry(chain[at:], tried, held)):
                     raise
                 last = exc
                 record.retries += 1
@@ -230,21 +241,36 @@ class Router:
                     self.strikes.succeeded(caller, lease.member.name)
                 return result, lease
 
-    def _may_retry(self, pool: Pool, tried: list[str], held: list[str]) -> bool:
+    def fallbacks(self, pool: Pool, *, vision: bool = False) -> list[Pool]:
+        """``pool`` and, in ``router.fallbacks`` order (depth first, each pool once), the
+        pools of its kind to try when none of its members can serve; a call with images
+        skips those without vision. No loop: a pool already listed is not listed again."""
+        chain = [pool]
+        todo = list(reversed(self.settings.fallbacks.get(pool.public, [])))
+        while todo:
+            found = self.pools.get((pool.kind, name := todo.pop()))
+            if found is None or found in chain or (vision and not found.vision):
+                continue
+            chain.append(found)
+            todo += reversed(self.settings.fallbacks.get(name, []))
+        return chain
+
+    def _may_retry(self, chain: list[Pool], tried: list[str], held: list[str]) -> bool:
         return (
             len(tried) <= self.settings.retries
-            and pool.others([*held, *tried])
+            and any(pool.others([*held, *tried]) for pool in chain)
             and self.budget.withdraw()
         )
 
-    def _held(self, pool: Pool, caller: str | None) -> list[str]:
+    def _held(self, pool: Pool, caller: str | None, *, soft: bool = False) -> list[str]:
         """The members ``caller`` must keep away from for now; :class:`CallerBackoff`
-        when that leaves none that could serve it."""
+        when that leaves none that could serve it (``soft``, a fallback pool: the
+        members are just left out)."""
         if caller is None:
             return []
         waits = {m.name: self.strikes.wait(caller, m.name) for m in pool.members}
         held = [name for name, wait in waits.items() if wait > 0]
-        if held and not pool.others(held):
+        if held and not soft and not pool.others(held):
             settings = self.settings
             raise CallerBackoff(
                 f"your recent requests to {pool.public} kept making its upstream fail "

@@ -1,6 +1,6 @@
 """Stage 5: the response. The model finishes the answer (an assistant adds citations and
 the conversation id, and stores the exchange: history, recent turns, memory); the
-routing headers say which member answered and how long the call queued. The access log
+routing headers say which member and pool answered and how long the call queued. The access log
 writes the call record (metrics, audit) once the response has gone."""
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from enclave.router import CallRecord
 
 QUEUE_HEADER = "X-Enclave-Queue-Ms"
 MEMBER_HEADER = "X-Enclave-Upstream"
+POOL_HEADER = "X-Enclave-Pool"  # the public model whose pool answered (a fallback's, maybe)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def stream(model: Model, prompt: Prompt, streamed: Streamed) -> StreamingResponse:
-    headers = prompt.headers | STREAM_HEADERS | _routing_headers(prompt.record)
+    headers = prompt.headers | STREAM_HEADERS | routing_headers(prompt.record)
     events = model.finish_stream(streamed.events)
     # If the client is gone before the relay starts, its cleanup never runs: this does.
     cleanup = BackgroundTask(close_stream, streamed.opened, streamed.lease)
@@ -32,9 +33,13 @@ def stream(model: Model, prompt: Prompt, streamed: Streamed) -> StreamingRespons
 
 async def complete(model: Model, prompt: Prompt, result: dict[str, Any]) -> JSONResponse:
     result = await model.finish_response(result)
-    return JSONResponse(result, headers=prompt.headers | _routing_headers(prompt.record))
+    return JSONResponse(result, headers=prompt.headers | routing_headers(prompt.record))
 
 
-def _routing_headers(record: CallRecord) -> dict[str, str]:
-    """Which member answered and how long the call queued for one."""
-    return {MEMBER_HEADER: record.member or "", QUEUE_HEADER: f"{record.queue_s * 1000:.1f}"}
+def routing_headers(record: CallRecord) -> dict[str, str]:
+    """Which member and pool answered and how long the call queued for one."""
+    return {
+        MEMBER_HEADER: record.member or "",
+        POOL_HEADER: record.pool or "",
+        QUEUE_HEADER: f"{record.queue_s * 1000:.1f}",
+    }

@@ -64,6 +64,7 @@ class MemberPublic(BaseModel):
     last_error: str
     weight: float
     models: list[str]
+    standby: bool = Field(False, description="takes calls only while no primary member can")
 
 
 class PoolPublic(BaseModel):

@@ -30,6 +30,7 @@ add({
     "admin.up.healthy": "healthy",
     "admin.up.unhealthy": "unhealthy",
     "admin.up.none": "No upstreams are configured.",
+    "admin.up.standby": "standby",
   },
   zh: {
     "admin.up.status": "网关状态：{status}",
@@ -53,6 +54,7 @@ add({
     "admin.up.healthy": "健康",
     "admin.up.unhealthy": "异常",
     "admin.up.none": "尚未配置上游服务。",
+    "admin.up.standby": "备用",
   },
 });
 
@@ -102,6 +104,7 @@ function Member({ member }) {
   return html`<tr data-testid="upstream-member" data-name=${member.name}>
     <td>
       <strong>${member.name}</strong>
+      ${member.standby && html` <span class="badge" data-testid="upstream-standby">${t("admin.up.standby")}</span>`}
       <div class="muted small mono wrap">${member.url}</div>
     </td>
     <td>
