@@ -12,11 +12,13 @@ It asserts nothing: the test reads RESULT and the trace.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -98,6 +100,22 @@ def chromium_threads() -> set[int]:
         except (ValueError, OSError):
             continue  # not a process, or one that is gone
     return found
+
+
+@functools.cache
+def namespace_refused() -> str | None:
+    """Why a traced command cannot run in a namespace here (a container without
+    CAP_SYS_ADMIN refuses ``unshare -n``, one whose seccomp profile refuses ptrace stops
+    strace), or ``None`` when it can; ``tests.netns.unavailable`` only sees the tools."""
+    from tests.netns import netns_argv, unavailable
+
+    why = unavailable()
+    if why is not None:
+        return why
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run(netns_argv(["true"], trace=Path(folder) / "trace"),
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    return None if done.returncode == 0 else f"unshare -n under strace fails: {done.stderr}"
 
 
 def prepare(home: Path) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import egress, netns_argv, unavailable
+from tests.airgap.session import namespace_refused
+from tests.netns import egress, netns_argv
 
 pytestmark = pytest.mark.airgap
 
@@ -37,7 +38,7 @@ ATTEMPTS = {
 
 
 def traced(tmp_path: Path, code: str) -> list[str]:
-    why = unavailable()
+    why = namespace_refused()
     if why is not None:
         pytest.skip(why)
     trace = tmp_path / "trace"

@@ -27,12 +27,13 @@ from typing import Any
 
 import pytest
 
+from tests.airgap.session import namespace_refused
 from tests.fakes.procs import REPO_ROOT
-from tests.netns import egress, netns_argv, unavailable
+from tests.netns import egress, netns_argv
 
 pytestmark = pytest.mark.airgap
 
-WHY = unavailable()
+WHY = namespace_refused()
 if WHY is not None:
     pytest.skip(WHY, allow_module_level=True)
 MISSING = [
@@ -135,14 +136,3 @@ def test_nothing_tried_to_leave_the_host(
     chromium = set(steps["console"]["threads"])
     found = [line for line in session[1] if not chromium_probe(line, chromium)]
     assert found == []
-
-
-def test_ocr_alone_never_calls_home(tmp_path: Path) -> None:
-    """onnxruntime's telemetry (fixed in enclave.engine.ocr), without the rest around it."""
-    script = (
-        "from enclave.engine.ocr import OCR\n"
-        "from tests.airgap.session import png_with_text\n"
-        "ocr = OCR()\n"
-        "assert ocr.read(png_with_text('ERROR 42')) == 'ERROR 42'\n"
-    )
-    assert run_traced(tmp_path, [sys.executable, "-c", script]) == []
