@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,7 @@ class OCR:
         if self._engine is None:
             with self._init_lock:
                 if self._engine is None:
+                    _no_telemetry()
                     from rapidocr_onnxruntime import RapidOCR
 
                     engine = RapidOCR()
@@ -95,6 +97,15 @@ class OCR:
                         logging.getLogger(name).setLevel(logging.ERROR)
                     self._engine = engine
         return self._engine
+
+
+def _no_telemetry() -> None:
+    """Keep onnxruntime from calling home. Its Linux wheels (1.32 here) send usage events
+    to Microsoft's 1DS collector (mobile.events.data.microsoft.com) from background
+    threads unless ``ORT_DISABLE_TELEMETRY`` is set when onnxruntime is first imported
+    (``onnxruntime.disable_telemetry_events()`` does not stop them); the zero-egress
+    proof (tests/airgap) caught their DNS lookups."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 
 def _to_rgb(data: bytes, max_side: int = MAX_SIDE) -> PilImage:
