@@ -149,6 +149,7 @@ STANDARD_FIELDS = frozenset(
 )  # fmt: skip
 EMBEDDING_DIM = 8
 CHAT_PATH = "/v1/chat/completions"
+GENERATING_PATHS = frozenset({CHAT_PATH, "/v1/completions"})  # counted in flight
 CLIENT_GONE_STATUS = 499  # never seen by anyone: the client has already left
 
 
@@ -796,7 +797,8 @@ async def wait_disconnect(receive: Receive) -> None:
 
 
 class Bookkeeping:
-    """ASGI middleware: names every response and counts chat requests in flight.
+    """ASGI middleware: names every response and counts chat (and legacy completions)
+    requests in flight.
 
     A chat request is in flight from its arrival until its response (a whole stream)
     is sent or given up, held requests included.
@@ -818,7 +820,7 @@ class Bookkeeping:
                 message = {**message, "headers": headers}
             await send(message)
 
-        if scope["path"] != CHAT_PATH:
+        if scope["path"] not in GENERATING_PATHS:
             await self.app(scope, receive, named)
             return
         self.fake.stats.enter()

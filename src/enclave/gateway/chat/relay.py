@@ -103,7 +103,11 @@ async def relay(
     tools: ToolStream | None = None,
 ) -> AsyncGenerator[bytes, None]:
     member = lease.member
-    rename = lease.upstream_model != public
+    # Renamed when the member knows the model by another id, or names it otherwise in its
+    # events (llama.cpp's /v1/completions stream says its own alias whatever was asked).
+    rename = (
+        lease.upstream_model != public or f'"model":{json.dumps(public)}' not in opened.first.data
+    )
     deadline = started + member.options.total_timeout_s
     ok: bool | None = None
     try:
