@@ -66,6 +66,9 @@ class LimitsSettings(_Section):
     max_embedding_request_tokens: int = Field(
         300_000, ge=1, description="tokens in all the inputs of one embeddings request"
     )
+    max_completion_prompts: int = Field(
+        128, ge=1, description="prompts (a batch) in one /v1/completions request"
+    )
 
 
 class EngineSettings(_Section):

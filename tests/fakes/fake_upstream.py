@@ -86,6 +86,10 @@ too, ``--ttft-ms`` for ``ttft_ms`` and so on):
     no input checks: empty ``messages``, images without ``--vision`` and prompts over
     the context length are answered 200 (a server that fails ``enclave verify``).
 
+``POST /v1/completions`` (the legacy text completion, vLLM's shape) answers each prompt
+with the same echo, streamed or not; it counts as a chat request and follows the same
+options (``tests/fakes/fake_completions.py``).
+
 Control routes (never behind the API key; they do not count as requests):
 
 ``GET /_fake/config``
@@ -145,6 +149,7 @@ STANDARD_FIELDS = frozenset(
 )  # fmt: skip
 EMBEDDING_DIM = 8
 CHAT_PATH = "/v1/chat/completions"
+GENERATING_PATHS = frozenset({CHAT_PATH, "/v1/completions"})  # counted in flight
 CLIENT_GONE_STATUS = 499  # never seen by anyone: the client has already left
 
 
@@ -606,7 +611,9 @@ class FakeUpstream:
             "max_model_len": self.options.context_length,
         }
 
-    async def chat(self, request: Request) -> Response:
+    async def admit(self, request: Request) -> tuple[dict[str, Any], Step]:
+        """What a chat (or legacy completions) call goes through before its answer: the
+        key, the counters, ``hang``, the scripted failures and ``script`` step, the model."""
         check_auth(request, self.options)
         body = await read_json(request)
         self.stats.requests += 1
@@ -625,6 +632,10 @@ class FakeUpstream:
         if step.kind == "status":
             raise FakeError(step.value, "scripted failure", "upstream_error")
         check_model(body, self.options)
+        return body, step
+
+    async def chat(self, request: Request) -> Response:
+        body, step = await self.admit(request)
         if not self.options.lenient:
             check_chat(body, self.options)
         elif not isinstance(body.get("messages"), list):
@@ -786,7 +797,8 @@ async def wait_disconnect(receive: Receive) -> None:
 
 
 class Bookkeeping:
-    """ASGI middleware: names every response and counts chat requests in flight.
+    """ASGI middleware: names every response and counts chat (and legacy completions)
+    requests in flight.
 
     A chat request is in flight from its arrival until its response (a whole stream)
     is sent or given up, held requests included.
@@ -808,7 +820,7 @@ class Bookkeeping:
                 message = {**message, "headers": headers}
             await send(message)
 
-        if scope["path"] != CHAT_PATH:
+        if scope["path"] not in GENERATING_PATHS:
             await self.app(scope, receive, named)
             return
         self.fake.stats.enter()
@@ -851,11 +863,14 @@ async def on_client_gone(request: Request, exc: Exception) -> Response:
 
 
 def create_app(options: Options) -> Starlette:
+    from tests.fakes import fake_completions  # it builds on this module
+
     fake = FakeUpstream(options)
     routes = [
         *([] if options.no_health else [Route("/health", fake.health)]),
         Route("/v1/models", fake.models),
         Route(CHAT_PATH, fake.chat, methods=["POST"]),
+        Route(fake_completions.PATH, fake_completions.handler(fake), methods=["POST"]),
         Route("/v1/embeddings", fake.embeddings, methods=["POST"]),
         Route("/_fake/config", fake.config, methods=["GET", "POST"]),
         Route("/_fake/restore", fake.restore, methods=["POST"]),

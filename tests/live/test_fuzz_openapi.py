@@ -52,7 +52,8 @@ ON_VICTIM_USER = {"/api/admin/users/{name}", "/api/admin/users/{name}/disable",
                   "/api/admin/users/{name}/enable", "/api/admin/users/{name}/password"}  # fmt: skip
 ON_VICTIM_KEY = {"/api/admin/keys/{prefix}", "/api/admin/keys/{prefix}/revoke",
                  "/api/admin/keys/{prefix}/rotate"}  # fmt: skip
-MODELS = {"/v1/chat/completions": "fake-model", "/v1/embeddings": "multilingual-e5-small"}
+MODELS = {"/v1/chat/completions": "fake-model", "/v1/completions": "fake-model",
+          "/v1/embeddings": "multilingual-e5-small"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

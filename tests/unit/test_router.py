@@ -162,6 +162,12 @@ class Scripted:
     async def open_chat_stream(self, body: dict[str, Any]) -> ChatStream:
         raise NotImplementedError
 
+    async def completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def open_completions_stream(self, body: dict[str, Any]) -> ChatStream:
+        raise NotImplementedError
+
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -34,5 +34,11 @@ class LocalEmbeddingsUpstream:
     async def open_chat_stream(self, body: dict[str, Any]) -> ChatStream:
         raise InvalidRequest("this is an embedding model; it cannot chat", param="model")
 
+    async def completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise InvalidRequest("this is an embedding model; it cannot complete", param="model")
+
+    async def open_completions_stream(self, body: dict[str, Any]) -> ChatStream:
+        raise InvalidRequest("this is an embedding model; it cannot complete", param="model")
+
     async def models(self) -> list[dict[str, Any]]:
         return []

@@ -38,22 +38,36 @@ from enclave.gateway.body import parse, read_json
 from enclave.gateway.calls import caller_of, complete, unless_disconnected
 from enclave.gateway.chat import chat_completions
 from enclave.gateway.chat.finish import routing_headers
+from enclave.gateway.completions import completions
 from enclave.gateway.deadline import BodyDeadline
 from enclave.gateway.edge import Edge
 from enclave.gateway.embed_limits import check_embeddings, take_turns_as
 from enclave.gateway.metrics import CONTENT_TYPE, Metrics
 from enclave.gateway.record import call_record
 from enclave.gateway.reload import Reloader
-from enclave.gateway.schemas.v1 import ChatCompletion, EmbeddingList
+from enclave.gateway.schemas.v1 import ChatCompletion, Completion, EmbeddingList
 from enclave.gateway.services import Services, build_services
 from enclave.identity import CLI
-from enclave.protocol import ChatCompletionRequest, EmbeddingRequest, ModelList
+from enclave.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    ModelList,
+)
 
 HEALTHY = ("ok", "degraded")
 CHAT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "model": ChatCompletion,
         "description": "the completion; with stream: true, server-sent events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": Completion,
+        "description": "the text completion; with stream: true, server-sent events",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
@@ -203,6 +217,16 @@ def _v1_routes(services: Services) -> APIRouter:
     @access.scoped
     async def chat(request: Request, scope: ModelScope) -> Response:
         return await chat_completions(request, services, scope)
+
+    @router.post(
+        "/completions", response_model=None,
+        openapi_extra=json_body(CompletionRequest), responses=COMPLETION_RESPONSES,
+    )  # fmt: skip
+    @access.scoped
+    async def legacy_completions(request: Request, scope: ModelScope) -> Response:
+        """The legacy text completion (vLLM's and llama.cpp's): a prompt in, text out,
+        through a chat model's pool; assistants answer only chat."""
+        return await completions(request, services, scope)
 
     @router.post(
         "/embeddings", openapi_extra=json_body(EmbeddingRequest),

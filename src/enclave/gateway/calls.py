@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from starlette.requests import Request
 
@@ -20,6 +20,8 @@ from enclave.sse import Event
 from enclave.upstream import ChatStream
 
 T = TypeVar("T")
+Endpoint = Literal["chat", "completions"]  # what a chat pool's members answer
+Kind = Literal["chat", "completions", "embeddings"]
 
 
 @dataclass(slots=True)
@@ -37,21 +39,30 @@ async def bounded(awaitable: Awaitable[T], seconds: float, what: str) -> T:
         raise UpstreamTimeout(f"{what} took longer than {seconds:g} s") from None
 
 
-def complete(kind: str) -> Callable[[Lease, dict[str, Any]], Awaitable[dict[str, Any]]]:
-    """A non-streamed call (``chat`` or ``embeddings``) within ``total_timeout_s``."""
+def complete(kind: Kind) -> Callable[[Lease, dict[str, Any]], Awaitable[dict[str, Any]]]:
+    """A non-streamed call (``chat``, ``completions`` or ``embeddings``) within
+    ``total_timeout_s``."""
 
     async def call(lease: Lease, wire: dict[str, Any]) -> dict[str, Any]:
         member = lease.member
-        method = member.upstream.chat if kind == "chat" else member.upstream.embeddings
+        upstream = member.upstream
+        method = {
+            "chat": upstream.chat,
+            "completions": upstream.completions,
+            "embeddings": upstream.embeddings,
+        }[kind]
         limit = member.options.total_timeout_s
         return await bounded(method(wire), limit, f"upstream {member.name} (total_timeout_s)")
 
     return call
 
 
-def open_stream(add_usage: bool) -> Callable[[Lease, dict[str, Any]], Awaitable[OpenedStream]]:
-    """Open a stream and wait for its first event within ``first_byte_timeout_s``: until
-    then nothing reached the client, so any failure can still go to another member."""
+def open_stream(
+    add_usage: bool, endpoint: Endpoint = "chat"
+) -> Callable[[Lease, dict[str, Any]], Awaitable[OpenedStream]]:
+    """Open a stream (of ``/chat/completions`` or ``/completions``) and wait for its first
+    event within ``first_byte_timeout_s``: until then nothing reached the client, so any
+    failure can still go to another member."""
 
     async def call(lease: Lease, wire: dict[str, Any]) -> OpenedStream:
         member = lease.member
@@ -59,7 +70,11 @@ def open_stream(add_usage: bool) -> Callable[[Lease, dict[str, Any]], Awaitable[
             wire["stream_options"] = {**(wire.get("stream_options") or {}), "include_usage": True}
         limit = member.options.first_byte_timeout_s
         what = f"upstream {member.name} (first_byte_timeout_s)"
-        stream = await bounded(member.upstream.open_chat_stream(wire), limit, what)
+        upstream = member.upstream
+        opens = upstream.open_chat_stream
+        if endpoint == "completions":
+            opens = upstream.open_completions_stream
+        stream = await bounded(opens(wire), limit, what)
         events = stream.events()
         try:
             first = await bounded(anext(events), limit, what)

@@ -17,7 +17,10 @@ from prometheus_client.registry import Collector
 from enclave.router import CallRecord, Router
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-ROUTES = frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics"})
+ROUTES = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/health",
+     "/metrics"}
+)  # fmt: skip
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600,
 )  # fmt: skip

@@ -12,6 +12,7 @@ from enclave.protocol.chat import (
     StreamOptions,
     TextPart,
 )
+from enclave.protocol.completions import CompletionRequest
 from enclave.protocol.embeddings import EmbeddingRequest
 from enclave.protocol.errors import ErrorBody, ErrorEnvelope
 from enclave.protocol.models import ModelCard, ModelList
@@ -19,6 +20,7 @@ from enclave.protocol.models import ModelCard, ModelList
 __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
+    "CompletionRequest",
     "EmbeddingRequest",
     "ErrorBody",
     "ErrorEnvelope",

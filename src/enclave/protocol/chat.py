@@ -13,6 +13,13 @@ MAX_N = 128
 MAX_STOP = 4
 
 
+def few_stops(value: str | list[str] | None) -> str | list[str] | None:
+    """``stop`` as OpenAI bounds it (chat and legacy completions alike)."""
+    if isinstance(value, list) and len(value) > MAX_STOP:
+        raise ValueError(f"at most {MAX_STOP} stop sequences, as OpenAI allows")
+    return value
+
+
 class TextPart(Open):
     type: Literal["text"]
     text: str
@@ -119,9 +126,7 @@ class ChatCompletionRequest(Open):
     @field_validator("stop")
     @classmethod
     def _few_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > MAX_STOP:
-            raise ValueError(f"at most {MAX_STOP} stop sequences, as OpenAI allows")
-        return value
+        return few_stops(value)
 
     @model_validator(mode="after")
     def _usage_needs_stream(self) -> ChatCompletionRequest:

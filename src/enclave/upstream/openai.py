@@ -78,6 +78,9 @@ class HTTPUpstream:
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._json("POST", "chat/completions", body)
 
+    async def completions(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "completions", body)
+
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._json("POST", "embeddings", body)
 
@@ -101,7 +104,13 @@ class HTTPUpstream:
             raise UpstreamError(f"health check of {self.name} failed: {exc.message}") from exc
 
     async def open_chat_stream(self, body: dict[str, Any]) -> _HTTPChatStream:
-        response = await self._send("POST", "chat/completions", body)
+        return await self._open_stream("chat/completions", body)
+
+    async def open_completions_stream(self, body: dict[str, Any]) -> _HTTPChatStream:
+        return await self._open_stream("completions", body)
+
+    async def _open_stream(self, path: str, body: dict[str, Any]) -> _HTTPChatStream:
+        response = await self._send("POST", path, body)
         if response.status_code >= 400:
             raise _status_error(self.name, response.status_code, await self._read(response))
         return _HTTPChatStream(self.name, response)

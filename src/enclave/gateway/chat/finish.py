@@ -5,6 +5,7 @@ writes the call record (metrics, audit) once the response has gone."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -22,8 +23,14 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def stream(model: Model, prompt: Prompt, streamed: Streamed) -> StreamingResponse:
+    return sse_response(prompt, streamed, model.finish_stream(streamed.events))
+
+
+def sse_response(
+    prompt: Prompt, streamed: Streamed, events: AsyncIterator[bytes]
+) -> StreamingResponse:
+    """The events as the response, with the routing headers (also ``/v1/completions``'s)."""
     headers = prompt.headers | STREAM_HEADERS | routing_headers(prompt.record)
-    events = model.finish_stream(streamed.events)
     # If the client is gone before the relay starts, its cleanup never runs: this does.
     cleanup = BackgroundTask(close_stream, streamed.opened, streamed.lease)
     return StreamingResponse(
@@ -32,7 +39,10 @@ def stream(model: Model, prompt: Prompt, streamed: Streamed) -> StreamingRespons
 
 
 async def complete(model: Model, prompt: Prompt, result: dict[str, Any]) -> JSONResponse:
-    result = await model.finish_response(result)
+    return json_response(prompt, await model.finish_response(result))
+
+
+def json_response(prompt: Prompt, result: dict[str, Any]) -> JSONResponse:
     return JSONResponse(result, headers=prompt.headers | routing_headers(prompt.record))
 
 

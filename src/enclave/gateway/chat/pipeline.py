@@ -21,7 +21,7 @@ async def chat_completions(request: Request, services: Services, scope: ModelSco
     asked = await intake.read(request, limits)
     model = await resolve.model(request, services, router, asked, scope)
     prompt = await prepare.prompt(services, router, limits, asked, model)
-    if prompt.chat.stream:
+    if prompt.parsed.stream:
         streamed = await relay.stream(request, router, prompt)
         return finish.stream(model, prompt, streamed)
     result = await relay.complete(request, router, prompt)

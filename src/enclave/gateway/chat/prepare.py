@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from enclave.errors import ContextLengthExceeded, InvalidRequest
+from enclave.gateway.calls import Endpoint
 from enclave.gateway.chat.intake import Asked
 from enclave.gateway.chat.model import Model
 from enclave.images import DecodedImage, decode_images, image_params, replace_images_with_text
-from enclave.protocol import ChatCompletionRequest
+from enclave.protocol import ChatCompletionRequest, CompletionRequest
 from enclave.router import CallRecord, Pool, Router
 
 if TYPE_CHECKING:
@@ -30,11 +31,12 @@ class Prompt:
     """What goes to the pool, and what the response carries back."""
 
     body: dict[str, Any]  # the wire request for the pool
-    chat: ChatCompletionRequest
+    parsed: ChatCompletionRequest | CompletionRequest
     pool: Pool
     public: str  # the model's name as the client knows it
     record: CallRecord
     headers: dict[str, str]  # for the response
+    endpoint: Endpoint = "chat"  # /v1/completions relays the same way
 
 
 async def prompt(
@@ -45,7 +47,7 @@ async def prompt(
     record.model, record.stream = model.public, bool(chat.stream)
     check_context(chat, pool)
     images = await checked_images(chat, limits)
-    keep_for_audit(record, services.settings.audit.content, asked.body, images)
+    keep_for_audit(record, services.settings.audit.content, asked.body.get("messages"), images)
     if images and not pool.vision:
         if services.ocr is None:
             raise InvalidRequest(f"model {pool.public} cannot read images and OCR is off")
@@ -69,13 +71,14 @@ async def checked_images(chat: ChatCompletionRequest, limits: LimitsSettings) ->
     )
 
 
-def check_context(chat: ChatCompletionRequest, pool: Pool) -> None:
+def check_context(request: ChatCompletionRequest | CompletionRequest, pool: Pool) -> None:
     """Refuse a completion length the model cannot hold, naming the limit."""
     limit = pool.context_length()
-    wanted = chat.output_limit()
+    wanted = request.output_limit()
     if limit is None or wanted is None or wanted < limit:
         return
-    field = "max_completion_tokens" if chat.max_completion_tokens else "max_tokens"
+    chosen = isinstance(request, ChatCompletionRequest) and request.max_completion_tokens
+    field = "max_completion_tokens" if chosen else "max_tokens"
     raise ContextLengthExceeded(
         f"{field} is {wanted}, but the context length of {pool.public} is {limit} tokens, "
         f"prompt included; ask for fewer than {limit}",
@@ -84,11 +87,12 @@ def check_context(chat: ChatCompletionRequest, pool: Pool) -> None:
 
 
 def keep_for_audit(
-    record: CallRecord, policy: str, body: dict[str, Any], images: list[DecodedImage]
+    record: CallRecord, policy: str, content: object, images: list[DecodedImage]
 ) -> None:
-    """The images' SHA-256, and the messages as ``audit.content`` says (none/hash/full)."""
+    """The images' SHA-256, and the content (a chat's messages, a completion's prompt) as
+    ``audit.content`` says (none/hash/full)."""
     record.images = [hashlib.sha256(image.data).hexdigest() for image in images]
     if policy == "none":
         return
-    text = json.dumps(body.get("messages"), ensure_ascii=False, sort_keys=True)
+    text = json.dumps(content, ensure_ascii=False, sort_keys=True)
     record.content = text if policy == "full" else hashlib.sha256(text.encode()).hexdigest()

@@ -43,10 +43,10 @@ class Streamed:
 async def stream(request: Request, router: Router, prompt: Prompt) -> Streamed:
     """Open the stream on a member (another one while no event has reached the client)."""
     key = affinity_key(router.settings.affinity, prompt.body, request.headers)
-    strip_usage = not prompt.chat.wants_usage()
+    strip_usage = not prompt.parsed.wants_usage()
     opened, lease = await router.send(
-        prompt.pool, prompt.body, calls.open_stream(strip_usage), prompt.record, key=key,
-        caller=calls.caller_of(request),
+        prompt.pool, prompt.body, calls.open_stream(strip_usage, prompt.endpoint), prompt.record,
+        key=key, caller=calls.caller_of(request),
     )  # fmt: skip
     started = request.state.started
     events = relay(
@@ -62,7 +62,7 @@ async def complete(request: Request, router: Router, prompt: Prompt) -> dict[str
     record = prompt.record
     caller = calls.caller_of(request)
     send = router.send(
-        prompt.pool, prompt.body, calls.complete("chat"), record, key=key, caller=caller
+        prompt.pool, prompt.body, calls.complete(prompt.endpoint), record, key=key, caller=caller
     )
     try:
         result, lease = await calls.unless_disconnected(request, send)
@@ -81,7 +81,8 @@ async def complete(request: Request, router: Router, prompt: Prompt) -> dict[str
 def _tool_names(prompt: Prompt, lease: Lease) -> frozenset[str] | None:
     """The tools whose calls written as JSON blocks are read back (:mod:`.toolcalls`):
     only in the embedded engine's answers; another upstream's pass through untouched."""
-    if not lease.member.options.tool_blocks or "tools" not in prompt.body:
+    chat = prompt.endpoint == "chat"
+    if not (chat and lease.member.options.tool_blocks and "tools" in prompt.body):
         return None
     return toolcalls.offered(prompt.body)
 
@@ -102,7 +103,11 @@ async def relay(
     tools: ToolStream | None = None,
 ) -> AsyncGenerator[bytes, None]:
     member = lease.member
-    rename = lease.upstream_model != public
+    # Renamed when the member knows the model by another id, or names it otherwise in its
+    # events (llama.cpp's /v1/completions stream says its own alias whatever was asked).
+    rename = (
+        lease.upstream_model != public or f'"model":{json.dumps(public)}' not in opened.first.data
+    )
     deadline = started + member.options.total_timeout_s
     ok: bool | None = None
     try:

@@ -32,6 +32,24 @@ class ChatCompletion(Open):
     usage: Usage | None = None
 
 
+class TextChoice(Open):
+    index: int
+    text: str
+    logprobs: dict[str, Any] | None = None
+    finish_reason: str | None = None
+
+
+class Completion(Open):
+    """``/v1/completions``: the legacy text completion."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage | None = None
+
+
 class Embedding(Open):
     object: Literal["embedding"] = "embedding"
     index: int
