@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from enclave.auth.ldap import Directory
-from enclave.config import LdapSettings
 from enclave.errors import DirectoryUnavailable
+from enclave.ldapconfig import LdapSettings
 from tests.fakes.procs import FakeUpstream, free_port
 from tests.gateway import Gateway, add_user, audit_records, cli, run_gateway
 from tests.ldapserver import (

@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from enclave.auth.ldap import Directory, normal_dn, role_of
-from enclave.config import LdapSettings, Settings, masked
+from enclave.config import Settings, masked
+from enclave.ldapconfig import LdapSettings
 
 BASE = {
     "urls": ["ldap://ldap.example.com"],

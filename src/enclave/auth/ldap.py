@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from enclave.errors import DirectoryUnavailable
 
 if TYPE_CHECKING:
-    from enclave.config import LdapSettings
+    from enclave.ldapconfig import LdapSettings
 
 Role = Literal["admin", "user"]
 T = TypeVar("T")
