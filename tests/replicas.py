@@ -114,6 +114,7 @@ def run_cluster(
     replicas: int = 2,
     *,
     env: Mapping[str, str] | None = None,
+    nginx_workers: int | str = 1,
 ) -> Iterator[Cluster]:
     """``replicas`` gateways on ``settings`` (one config file) behind nginx."""
     base.mkdir(parents=True, exist_ok=True)
@@ -134,5 +135,5 @@ def run_cluster(
             member.start()
         for member in members:
             member.wait()
-        nginx = stack.enter_context(run_nginx([m.addr for m in members]))
+        nginx = stack.enter_context(run_nginx([m.addr for m in members], workers=nginx_workers))
         yield Cluster(base, config, members, nginx, dict(settings))

@@ -35,7 +35,7 @@ INSTALL_HINT = "nginx is not installed: run ./task test as root, or apt-get inst
 REPLICA_HEADER = "x-replica"
 
 CONFIG = """\
-worker_processes 1;
+worker_processes {workers};
 pid {base}/nginx.pid;
 error_log {base}/error.log warn;
 {user}
@@ -89,12 +89,14 @@ def nginx_path() -> str | None:
     return shutil.which("nginx") or next((p for p in candidates if os.access(p, os.X_OK)), None)
 
 
-def config_text(base: Path, port: int, replicas: Sequence[str]) -> str:
+def config_text(base: Path, port: int, replicas: Sequence[str], workers: int | str = 1) -> str:
     """The nginx.conf for ``replicas`` (``host:port`` each) behind ``HOST:port``."""
     servers = "\n".join(f"        server {addr} max_fails=1 fail_timeout=5s;" for addr in replicas)
     # As root, nginx's workers would switch to "nobody" and not reach the temp files.
     user = "user root;" if os.geteuid() == 0 else ""
-    return CONFIG.format(base=base, servers=servers, host=HOST, port=port, user=user)
+    return CONFIG.format(
+        base=base, servers=servers, host=HOST, port=port, user=user, workers=workers
+    )
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Nginx:
     port: int
     replicas: list[str]
     process: subprocess.Popen[bytes]
+    workers: int | str = 1
 
     @property
     def url(self) -> str:
@@ -125,7 +128,7 @@ class Nginx:
     def reload(self, replicas: Sequence[str]) -> None:
         """Point at ``replicas`` instead: rewrite the config, check it, SIGHUP."""
         self.replicas = list(replicas)
-        self.conf.write_text(config_text(self.base, self.port, self.replicas))
+        self.conf.write_text(config_text(self.base, self.port, self.replicas, self.workers))
         _check(self.conf)
         self.process.send_signal(signal.SIGHUP)
 
@@ -142,8 +145,11 @@ def _check(conf: Path) -> None:
 
 
 @contextmanager
-def run_nginx(replicas: Sequence[str], timeout: float = 15.0) -> Iterator[Nginx]:
-    """nginx on a free loopback port in front of ``replicas``; stopped on exit."""
+def run_nginx(
+    replicas: Sequence[str], timeout: float = 15.0, *, workers: int | str = 1
+) -> Iterator[Nginx]:
+    """nginx on a free loopback port in front of ``replicas`` (``workers``: its
+    ``worker_processes``, a number or ``auto``); stopped on exit."""
     binary = nginx_path()
     if binary is None:
         raise ProcessFailed(INSTALL_HINT)
@@ -152,12 +158,12 @@ def run_nginx(replicas: Sequence[str], timeout: float = 15.0) -> Iterator[Nginx]
         (base / "tmp").mkdir()
         port = free_port()
         conf = base / "nginx.conf"
-        conf.write_text(config_text(base, port, replicas))
+        conf.write_text(config_text(base, port, replicas, workers))
         _check(conf)
         cmd = [binary, "-c", str(conf), "-p", str(base), "-e", "stderr", "-g", "daemon off;"]
         with (base / "stderr.log").open("wb") as log:
             process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        running = Nginx(base, port, list(replicas), process)
+        running = Nginx(base, port, list(replicas), process, workers)
         try:
             _await_port(running, timeout)
             yield running
