@@ -9,6 +9,7 @@ One cluster for the module; the drill kills a replica, so it runs last."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
@@ -17,12 +18,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from enclave.memory.repository import MemoryRepo, NewMemory
+from enclave.store.repos import open_store
 from tests.fakes import postgres as pg
 from tests.fakes.nginx import INSTALL_HINT as NGINX_HINT
 from tests.fakes.nginx import REPLICA_HEADER, nginx_path
@@ -33,6 +37,7 @@ from tests.replicas import Cluster, Replica, run_cluster
 
 MODEL = "fake-model"
 PASSWORD = "admin-password-long-enough"
+EMBEDDER = "multilingual-e5-small"  # the bundled one: no memory is embedded again
 TASKS = {"lease_s": 2, "poll_interval_s": 0.2, "tick_s": 0.1, "concurrency": 2}
 
 
@@ -47,12 +52,20 @@ def settings(database: str, redis: str, fake: FakeUpstream, **extra: Any) -> dic
     }
 
 
+def archive_policy(folder: Path) -> dict[str, Any]:
+    """Memories older than a day go to one archive folder (shared, as S3 would be),
+    applied by every replica every few tenths of a second."""
+    return {"archive_after_days": 1, "archive_interval_s": 0.3,
+            "archive_dir": str(folder / "memory-archive")}  # fmt: skip
+
+
 @dataclass
 class Site:
     cluster: Cluster
     fake: FakeUpstream
     key: str  # an admin's API key
     base: dict[str, Any]  # the settings the cluster started with
+    database: str
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -80,9 +93,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             run_redis() as redis,
             run_fake_upstream(models=[MODEL], tokens=30, itl_ms=20) as fake,
         ):
-            base = settings(database, redis.url, fake)
-            with run_cluster(tmp_path_factory.mktemp("replicas"), base) as cluster:
-                yield Site(cluster, fake, admin_key(cluster), base)
+            folder = tmp_path_factory.mktemp("replicas")
+            base = settings(database, redis.url, fake, memory=archive_policy(folder))
+            with run_cluster(folder, base) as cluster:
+                yield Site(cluster, fake, admin_key(cluster), base, database)
     finally:
         server.drop_database(database.rsplit("/", 1)[1])
 
@@ -215,6 +229,38 @@ def test_scheduled_runs_are_run_once_by_the_replicas(site: Site) -> None:
     assert sorted(r["schedule"] for r in found) == sorted(ids)  # each fired once
     assert {r["status"] for r in found} == {"succeeded"}
     assert all(r["attempt"] == 1 for r in found)
+
+
+async def old_memories(database: str, owners: int, each: int) -> None:
+    """Memories written ten days ago, as the real repository writes them."""
+    store = await open_store(database)
+    try:
+        repo, when = MemoryRepo(store), datetime.now(UTC) - timedelta(days=10)
+        for n in range(owners):
+            batch = [
+                NewMemory(f"owner-{n}", "fact", f"fact {i}", "api", bytes(4 * 384), EMBEDDER)
+                for i in range(each)
+            ]
+            await repo.insert(batch, when)
+    finally:
+        await store.aclose()
+
+
+def test_the_memory_archive_is_applied_once_by_the_replicas(site: Site) -> None:
+    folder = Path(site.base["memory"]["archive_dir"])
+    asyncio.run(old_memories(site.database, owners=3, each=100))
+
+    def archived() -> int:
+        moved = [r["detail"]["moved"] for r in audit_records(site.cluster)
+                 if r["action"] == "memory.archive"]  # fmt: skip
+        return sum(moved) if sum(moved) >= 300 else 0
+
+    assert until(archived, "the archive of 300 memories", 90) == 300  # each counted once
+    assert len(list(folder.rglob("*.json"))) == 300
+    assert (
+        pg.shared_server().psql("SELECT count(*) FROM memories", site.database.rsplit("/", 1)[1])
+        == "0"
+    )
 
 
 # --- the drill: kill -9 of one replica under load -------------------------------------
