@@ -1,9 +1,10 @@
 """Two ``enclave serve`` replicas on ONE PostgreSQL and Redis behind a real nginx, as a
 deployment runs them (tests/replicas.py): one audit chain, shared rate limits, sessions
 valid on every replica, a config reload reaching every replica, scheduled runs and the
-memory archive done once; then the drill: under load from the openai SDK, ``kill -9`` of one replica. No
-non-streamed call fails, every stream completes or ends with an error (never silently
-short), and ``enclave audit verify`` passes with a record for every call answered.
+memory archive done once; then the drill: under load from the openai SDK, ``kill -9`` of
+one replica. No non-streamed call fails (the SDK retries the 502 nginx gives for a call
+in flight on it), every stream completes or ends with an error (never silently short),
+and ``enclave audit verify`` passes with a record for every call answered.
 
 One cluster for the module; the drill kills a replica, so it runs last."""
 
