@@ -59,6 +59,12 @@ _LENGTHS: dict[str, int] = {
     for name in _STRING_FIELDS
 }
 
+FOREIGN_HEAD = (
+    "the audit chain's head is not signed by this gateway's secret.key, so every audited "
+    "call will fail: gateway replicas on one database must share ONE secret.key "
+    "(docs/replicas.md); after replacing the key, run `enclave audit resign --old-key FILE`"
+)
+
 _Item = tuple[AuditEntry, "asyncio.Future[None] | None"]
 
 
@@ -123,9 +129,8 @@ class AuditWriter:
 
     async def witness_head(self) -> None:
         """Witness the stored head as it is now (a gateway starting: the chain written
-        before, or while the witness was off, is anchored at once)."""
-        if self.witness is None:
-            return
+        before, or while the witness was off, is anchored at once). A head this key did
+        not sign is logged as an error at once: every audited call would fail."""
         query = select(AuditHead.seq, AuditHead.hash, AuditHead.signature)
         try:
             async with self.sessions() as session:
@@ -133,8 +138,13 @@ class AuditWriter:
         except Exception as exc:
             log.warning("audit witness: cannot read the head: %s", exc)
             return
-        if row is not None and head_is_genuine(self.key, Head(row[0], row[1], row[2])):
-            self.witness.note(Head(row[0], row[1], row[2]))
+        if row is None:
+            return
+        head = Head(row[0], row[1], row[2])
+        if not head_is_genuine(self.key, head):
+            log.error(FOREIGN_HEAD)
+        elif self.witness is not None:
+            self.witness.note(head)
 
     async def _run(self) -> None:
         while True:

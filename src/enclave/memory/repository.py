@@ -20,7 +20,7 @@ exact search, and erasing a user drops one index.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -171,21 +171,36 @@ class MemoryRepo:
                 .values(last_used_at=when, uses=Memory.uses + 1)
             )  # fmt: skip
 
-    async def due(
-        self, created_before: datetime | None, unused_since: datetime | None, limit: int
-    ) -> builtins.list[Memory]:
-        """Memories the archive policy wants gone: too old, or unused for too long."""
-        tests = []
-        if created_before is not None:
-            tests.append(Memory.created_at < created_before)
-        if unused_since is not None:
-            last = func.coalesce(Memory.last_used_at, Memory.created_at)
-            tests.append(last < unused_since)
-        if not tests:
-            return []
-        query = select(Memory).where(or_(*tests)).order_by(Memory.id).limit(limit)
-        async with self.sessions() as session:
-            return builtins.list((await session.scalars(query)).all())
+    async def archive_due(
+        self,
+        created_before: datetime | None,
+        unused_since: datetime | None,
+        limit: int,
+        keep: Callable[[builtins.list[Memory]], Awaitable[None]],
+    ) -> dict[str, tuple[builtins.list[int], int]]:
+        """One batch of :meth:`due` memories, ``keep`` (archived), then deleted, in ONE
+        transaction: per owner, the ids deleted and the new generation; ``{}`` when none
+        is due. The rows are claimed (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so gateway
+        replicas applying the policy at the same time archive each memory once."""
+        query = _due(created_before, unused_since, limit)
+        if query is None:
+            return {}
+        async with self.sessions.begin() as session:
+            rows = builtins.list(
+                (await session.scalars(query.with_for_update(skip_locked=True))).all()
+            )
+            if not rows:
+                return {}
+            await keep(rows)  # archive first: a failure here deletes nothing
+            owners: dict[str, builtins.list[int]] = {}
+            for row in rows:
+                owners.setdefault(row.owner, []).append(row.id)
+            done = {}
+            for owner in sorted(owners):  # one order for every replica's generation rows
+                gone = delete(Memory).where(Memory.owner == owner, Memory.id.in_(owners[owner]))
+                ids = builtins.list((await session.scalars(gone.returning(Memory.id))).all())
+                done[owner] = (ids, await _bump(session, owner))
+            return done
 
     async def erase(self, owner: str) -> tuple[int, int, int]:
         """Delete all the owner's memories and turns: (memories, turns, generation)."""
@@ -251,6 +266,19 @@ async def _owned(session: AsyncSession, owner: str, memory_id: int) -> Memory:
     if row is None or row.owner != owner:  # another user's memory does not exist for this one
         raise NotFound(f"no memory {memory_id} for {owner}")
     return row
+
+
+def _due(created_before: datetime | None, unused_since: datetime | None, limit: int) -> Any:
+    """The query of memories too old, or unused for too long (None: no policy)."""
+    tests = []
+    if created_before is not None:
+        tests.append(Memory.created_at < created_before)
+    if unused_since is not None:
+        last = func.coalesce(Memory.last_used_at, Memory.created_at)
+        tests.append(last < unused_since)
+    if not tests:
+        return None
+    return select(Memory).where(or_(*tests)).order_by(Memory.id).limit(limit)
 
 
 async def _bump(session: AsyncSession, owner: str) -> int:

@@ -280,8 +280,12 @@ class MemoryService:
         created_before = now - timedelta(days=after) if after else None
         unused_since = now - timedelta(days=unused) if unused else None
         moved = 0
-        while rows := await self.repo.due(created_before, unused_since, ARCHIVE_BATCH):
-            moved += await self._move(rows, now)
+        while done := await self.repo.archive_due(
+            created_before, unused_since, ARCHIVE_BATCH, lambda rows: self._put(rows, now)
+        ):
+            for owner, (gone, generation) in done.items():
+                self.vectors.changed(owner, generation, [], gone)
+                moved += len(gone)
         if moved:
             await self._audit(actor, "memory.archive", {"moved": moved, "store": self.archive.name})
         return moved
@@ -314,12 +318,16 @@ class MemoryService:
         await self._audit(actor, "memory.restore", {"user": user, "ids": [r.id for r in rows]})
         return rows
 
-    async def _move(self, rows: Sequence[Memory], now: datetime) -> int:
-        """Archive first, then delete: a crash between leaves a copy, never a loss."""
-        owners: dict[str, builtins.list[int]] = {}
+    async def _put(self, rows: Sequence[Memory], now: datetime) -> None:
         for row in rows:
             data = Archived.of(row, now).to_json()
             await asyncio.to_thread(self.archive.put, key_of(row.owner, row.id), data)
+
+    async def _move(self, rows: Sequence[Memory], now: datetime) -> int:
+        """Archive first, then delete: a crash between leaves a copy, never a loss."""
+        await self._put(rows, now)
+        owners: dict[str, builtins.list[int]] = {}
+        for row in rows:
             owners.setdefault(row.owner, []).append(row.id)
         for owner, ids in owners.items():
             gone, generation = await self.repo.delete(owner, ids)
