@@ -46,7 +46,7 @@ def _healthy(url: str, server: subprocess.Popen[bytes]) -> bool:
             print(f"install.sh exited with {server.returncode}", file=sys.stderr)
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=2) as reply:
                 if reply.status == 200:
                     return True
         except (urllib.error.URLError, OSError):
@@ -68,7 +68,7 @@ def _chat(url: str, model: str) -> dict[str, object]:
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Authorization": "Bearer unused"},
     )
-    with urllib.request.urlopen(request, timeout=300) as reply:  # noqa: S310 (loopback)
+    with urllib.request.urlopen(request, timeout=300) as reply:
         answer: dict[str, object] = json.loads(reply.read())
         return answer
 

@@ -86,7 +86,8 @@ def test_bundle_installs_and_answers_with_no_network(tmp_path: Path) -> None:
         "PYTHON": base_python(),
     }
     trace = tmp_path / "trace"
-    argv = [base_python(), "-I", str(DRIVER), str(bundle), str(prefix), str(bin_dir), str(PORT), TINY]
+    site = [str(bundle), str(prefix), str(bin_dir), str(PORT), TINY]
+    argv = [base_python(), "-I", str(DRIVER), *site]
     run = subprocess.run(
         netns_argv(argv, trace=trace),
         env=env, capture_output=True, text=True, timeout=840, check=False,

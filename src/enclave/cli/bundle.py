@@ -19,7 +19,7 @@ def add_parser(subparsers: Any) -> None:
         "install.sh and SHA256SUMS (docs/offline.md).",
     )
     parser.add_argument(
-        "--extras", default="engine,model,assistants", help="enclave's extras (default: %(default)s)"
+        "--extras", default="engine,model,assistants", help="extras (default: %(default)s)"
     )
     parser.add_argument(
         "--models", action="append", default=[], metavar="NAME|FILE",

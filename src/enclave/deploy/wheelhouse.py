@@ -44,7 +44,8 @@ class Target:
         """Every manylinux tag a wheel for this target may carry (pip does not widen
         ``manylinux_2_28`` to the older ones by itself)."""
         major, minor = _glibc(self.glibc)
-        tags = [f"manylinux_{major}_{m}_{self.arch}" for m in range(minor, OLDEST_MANYLINUX - 1, -1)]
+        newest_first = range(minor, OLDEST_MANYLINUX - 1, -1)
+        tags = [f"manylinux_{major}_{m}_{self.arch}" for m in newest_first]
         return [*tags, f"manylinux2014_{self.arch}"]
 
     def pip_args(self) -> list[str]:
