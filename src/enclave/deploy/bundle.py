@@ -118,11 +118,12 @@ def _fill(root: Path, spec: BundleSpec, source: Path, local: Path, say: Say) -> 
     for folder in (wheels, local):
         folder.mkdir(parents=True)
     say(f"building enclave {__version__}'s wheel from {source}")
-    build_own_wheel(source, local, spec.sources)
-    extras = ",".join(spec.extras)
-    wanted = [f"enclave[{extras}]=={__version__}" if extras else f"enclave=={__version__}", "pip"]
-    say(f"downloading the wheels of {wanted[0]} for {spec.target.name}")
-    download(wanted, wheels, spec.target, spec.sources, local)
+    own = build_own_wheel(source, local, spec.sources)
+    # The wheel's own path, not ``enclave==VERSION``: a package index may hold another
+    # project of that name.
+    extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
+    say(f"downloading the wheels of enclave{extras} for {spec.target.name}")
+    download([f"{own}{extras}", "pip"], wheels, spec.target, spec.sources, local)
     lock = lock_lines(wheels)
     (root / "requirements.lock").write_text("\n".join(lock) + "\n", encoding="utf-8")
     _copy_models(root / "models", spec.models, say)
