@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from enclave import __version__
 from tests.fakes.procs import REPO_ROOT
 from tests.gateway import ENCLAVE
 from tests.netns import egress, netns_argv, unavailable
@@ -68,7 +69,7 @@ def test_bundle_installs_and_answers_with_no_network(tmp_path: Path) -> None:
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
     archive = Path(build.stdout.strip().splitlines()[-1])
-    assert archive.name == "enclave-0.1.0-linux_x86_64-py3.11.tar"
+    assert archive.name == f"enclave-{__version__}-linux_x86_64-py3.11.tar"
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "site", filter="data")
     bundle = tmp_path / "site" / archive.name.removesuffix(".tar")
