@@ -1,9 +1,11 @@
 """Inside the namespace: install.sh from the bundle (which then starts ``enclave serve``),
-wait for ``/health``, ask the tiny model one question, stop the server.
+wait for ``/health``, ask the tiny model one question over HTTP and one with the installed
+``ask``, stop the server.
 
 Run as ``python -I install_driver.py BUNDLE PREFIX BIN PORT MODEL`` with nothing but
 the standard library, so that nothing of the test's own environment helps the install.
-It prints the answer's JSON on its last line and exits non-zero on any failure.
+It prints ``{"chat": <the answer>, "ask": <ask's output>}`` on its last line and exits
+non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ def main(bundle: str, prefix: str, bin_dir: str, port: str, model: str) -> int:
     try:
         if not _healthy(url + "/health", server):
             return 1
-        print(json.dumps(_chat(url, model)), flush=True)
+        asked = subprocess.run(
+            [os.path.join(bin_dir, "ask"), "--model", model, "--max-tokens", "8", "Say", "hi"],
+            env={**os.environ, "ENCLAVE_URL": url},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        if asked.returncode != 0:
+            print(f"ask failed: {asked.stderr}", file=sys.stderr)
+            return 1
+        print(json.dumps({"chat": _chat(url, model), "ask": asked.stdout}), flush=True)
         return 0
     finally:
         if server.poll() is None:

@@ -1,6 +1,7 @@
 """The offline bundle, end to end: built from a local wheel folder, then installed by its
 install.sh inside a network namespace with only loopback, under strace; the installed
-``enclave serve`` answers a chat on the tiny model, and nothing tried to reach the network.
+``enclave serve`` answers a chat on the tiny model (over HTTP and through the installed
+``ask``), and nothing tried to reach the network.
 
 The wheels come from ``build/wheelhouse-test``, which ``./task test``'s setup fills once
 (``need_bundle``): the network is used at setup, never here.
@@ -95,7 +96,8 @@ def test_bundle_installs_and_answers_with_no_network(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-4000:]
     answer = json.loads(run.stdout.strip().splitlines()[-1])
-    assert answer["choices"][0]["message"]["content"].strip()
+    assert answer["chat"]["choices"][0]["message"]["content"].strip()
+    assert answer["ask"].strip()  # the installed ask, linked into --bin, got an answer too
     assert (bin_dir / "enclave").resolve() == (prefix / "venv" / "bin" / "enclave").resolve()
     assert (home / "models" / f"{TINY}.gguf").is_file()
     assert 'inet_addr("127.0.0.1")' in trace.read_text()  # the trace saw the driver's calls
