@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from enclave import __version__
+from enclave.deploy.wheelhouse import Sources, Target, download
 from tests.fakes.procs import REPO_ROOT
 from tests.gateway import ENCLAVE
 from tests.netns import egress, netns_argv, unavailable
@@ -102,3 +103,32 @@ def test_bundle_installs_and_answers_with_no_network(tmp_path: Path) -> None:
     assert (home / "models" / f"{TINY}.gguf").is_file()
     assert 'inet_addr("127.0.0.1")' in trace.read_text()  # the trace saw the driver's calls
     assert egress(trace) == []
+
+
+def test_a_package_published_only_as_source_travels_as_a_pure_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like jieba: no wheel on the index, so the bundle builds one (offline, its build
+    backend from the local folder) and carries it."""
+    if not (WHEELHOUSE / ".stamp").is_file():
+        pytest.skip(f"{WHEELHOUSE} is not prepared: run ./task test (its setup fills it)")
+    for name in [k for k in os.environ if k.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    source = tmp_path / "demo_src-1.0"
+    source.mkdir()
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "demo-src"\nversion = "1.0"\n'
+    )
+    (source / "demo_src.py").write_text("ANSWER = 42\n")
+    index, out, local = tmp_path / "index", tmp_path / "wheels", tmp_path / "local"
+    for folder in (index, out, local):
+        folder.mkdir()
+    with tarfile.open(index / "demo_src-1.0.tar.gz", "w:gz") as tar:
+        tar.add(source, arcname=source.name)
+
+    sources = Sources(no_index=True, find_links=(str(index), str(WHEELHOUSE)))
+    download(["demo-src==1.0"], out, Target(), sources, local)
+
+    assert sorted(p.name for p in out.iterdir()) == ["demo_src-1.0-py3-none-any.whl"]
