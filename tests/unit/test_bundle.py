@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,14 @@ def test_image_without_a_docker_daemon_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.startswith("enclave: --image needs ")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "dist").exists()
+
+
+def test_install_without_pip_in_the_bundle_says_so(tmp_path: Path) -> None:
+    script = small_bundle(tmp_path / "bundle")  # its one wheel is not pip's
+
+    done = run_install(script, tmp_path, PYTHON=sys.executable)
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "install.sh: no pip wheel in wheels/: the bundle is incomplete"
+    )

@@ -56,7 +56,8 @@ say "creating the environment in $prefix/venv"
 mkdir -p "$prefix"
 "$python" -m venv --without-pip "$prefix/venv" || die "cannot create a virtual environment in $prefix/venv"
 venv_python="$prefix/venv/bin/python"
-pip_wheel=$(ls wheels/pip-*.whl 2>/dev/null | head -n 1)
+pip_wheel=
+for wheel in wheels/pip-*.whl; do [ -f "$wheel" ] && pip_wheel=$wheel; done
 [ -n "$pip_wheel" ] || die "no pip wheel in wheels/: the bundle is incomplete"
 
 say "installing enclave @VERSION@ (every wheel checked against requirements.lock)"
