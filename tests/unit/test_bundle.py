@@ -51,6 +51,12 @@ def test_target_refuses_a_glibc_pip_cannot_use(glibc: str) -> None:
         Target(glibc=glibc).platforms()
 
 
+@pytest.mark.parametrize("python", ["3", "311", "python3.11"])
+def test_target_refuses_a_python_that_is_not_3_minor(python: str) -> None:
+    with pytest.raises(BundleError, match="--python"):
+        Target(python=python).pip_args()
+
+
 def small_bundle(root: Path) -> Path:
     """install.sh, a wheel-shaped file and SHA256SUMS: enough for install.sh's first checks."""
     (root / "wheels").mkdir(parents=True)

@@ -25,14 +25,19 @@ def add_parser(subparsers: Any) -> None:
         "--models", action="append", default=[], metavar="NAME|FILE",
         help="a model of the store or a .gguf file to carry (repeat or comma-separate)",
     )  # fmt: skip
-    parser.add_argument("--output", type=Path, default=Path("dist"), help="default: dist/")
+    parser.add_argument(
+        "--output", type=Path, default=Path("dist"), metavar="DIR", help="default: dist/"
+    )
     parser.add_argument("--dir", action="store_true", help="leave a directory, not a .tar")
     parser.add_argument("--arch", default="x86_64", help="target CPU (default: x86_64)")
     parser.add_argument("--python", default="3.11", help="target Python (default: 3.11)")
     parser.add_argument(
         "--glibc", default="2.28", help="newest glibc a wheel may need (default: 2.28)"
     )
-    parser.add_argument("--find-links", action="append", default=[], metavar="DIR|URL")
+    parser.add_argument(
+        "--find-links", action="append", default=[], metavar="DIR|URL",
+        help="a folder or page of wheels for pip (repeat)",
+    )  # fmt: skip
     parser.add_argument("--index-url", metavar="URL", help="a package index (an internal mirror)")
     parser.add_argument("--no-index", action="store_true", help="only --find-links")
     parser.add_argument("--source", type=Path, metavar="DIR", help="enclave's source tree")

@@ -49,6 +49,8 @@ class Target:
         return [*tags, f"manylinux2014_{self.arch}"]
 
     def pip_args(self) -> list[str]:
+        if re.fullmatch(r"3\.\d{1,2}", self.python) is None:
+            raise BundleError(f"--python takes 3.MINOR (e.g. 3.11), not {self.python!r}")
         nodot = self.python.replace(".", "")
         args = ["--only-binary", ":all:", "--implementation", "cp"]
         args += ["--python-version", self.python, "--abi", f"cp{nodot}"]
