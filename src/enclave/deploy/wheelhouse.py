@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,8 @@ from enclave.errors import BundleError
 
 OLDEST_MANYLINUX = 17  # manylinux2014 = glibc 2.17, the oldest wheels pip still accepts
 MAX_SOURCE_BUILDS = 10  # packages published only as source, built into wheels, per bundle
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "src")  # what setuptools reads for the wheel
+_CACHES = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 _NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 
 
@@ -77,13 +80,28 @@ class Sources:
 
 
 def build_own_wheel(source: Path, out: Path, sources: Sources) -> Path:
-    """enclave's wheel from its source tree (its build backend comes from ``sources``)."""
+    """enclave's wheel from its source tree (its build backend comes from ``sources``).
+
+    Built from a clean copy of what the wheel holds, so that nothing left in the tree's
+    own ``build/`` (a module deleted since) slips into it."""
+    clean = out / ".source"
+    _clean_copy(source, clean)
     before = set(out.glob("enclave-*.whl"))
-    _pip(["wheel", "--no-deps", "-w", str(out), *sources.pip_args(), str(source)], "build")
+    _pip(["wheel", "--no-deps", "-w", str(out), *sources.pip_args(), str(clean)], "build")
+    shutil.rmtree(clean)
     built = sorted(set(out.glob("enclave-*.whl")) - before) or sorted(out.glob("enclave-*.whl"))
     if not built:
         raise BundleError(f"pip built no enclave wheel from {source}")
     return built[-1]
+
+
+def _clean_copy(source: Path, clean: Path) -> None:
+    clean.mkdir(parents=True)
+    for name in WHEEL_SOURCES:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, clean / name, ignore=_CACHES)
+        else:
+            shutil.copy2(source / name, clean / name)
 
 
 def download(
