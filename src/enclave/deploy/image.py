@@ -36,14 +36,18 @@ def require_docker() -> None:
 
 
 def build_image(root: Path, version: str, say: Callable[[str], None]) -> Path:
-    """Build ``enclave:<version>`` from the bundle ``root`` and save it into ``root/image``."""
-    tag = f"enclave:{version}"
-    say(f"building the image {tag} (docker build --network none)")
-    _docker(["build", "--network", "none", "-t", tag, "-f", str(root / "Dockerfile"), str(root)])
+    """Build ``enclave:<version>`` (also tagged ``enclave:latest``, what the Compose files
+    run by default) from the bundle ``root`` and save it into ``root/image``."""
+    tags = [f"enclave:{version}", "enclave:latest"]
+    say(f"building the image {tags[0]} (docker build --network none)")
+    dockerfile = str(root / "Dockerfile")
+    _docker(
+        ["build", "--network", "none", "-t", tags[0], "-t", tags[1], "-f", dockerfile, str(root)]
+    )
     saved = root / "image" / f"enclave-{version}.tar"
     saved.parent.mkdir(exist_ok=True)
-    say(f"saving {tag} to {saved.name}")
-    _docker(["save", "-o", str(saved), tag])
+    say(f"saving {tags[0]} to {saved.name}")
+    _docker(["save", "-o", str(saved), *tags])
     return saved
 
 
