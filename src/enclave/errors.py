@@ -32,6 +32,7 @@ Code raises these; the gateway maps them to HTTP in one place
     │   └── MissingChunk               model_file_error / missing_chunk (worded by ModelStore)
     ├── AuditTampered                  500 audit_tampered (the chain is broken: nothing pruned)
     ├── BenchError                     bench_error (the endpoint refuses a first request)
+    ├── BundleError                    bundle_error (enclave bundle: no wheel, no Docker daemon)
     ├── ClientGone                     499 client_closed_request: control flow, not a fault;
     │                                  the client hung up first (nginx's 499), no body sent
     └── AskError                       what ``ask`` tells its user: one line, exit ``exit_code`` (2)
@@ -281,6 +282,12 @@ class BenchError(EnclaveError):
     """The benchmark cannot run (the endpoint refuses even a first request...)."""
 
     type = "bench_error"
+
+
+class BundleError(EnclaveError):
+    """An offline bundle cannot be built (pip cannot find a wheel, no Docker daemon...)."""
+
+    type = "bundle_error"
 
 
 class ClientGone(EnclaveError):

@@ -65,6 +65,7 @@ ENCLAVE_CASES = [
     enclave("models-prepare-unknown", "models", "prepare", "no-such-model"),
     enclave("models-import-missing", "models", "import", "/nonexistent/m.gguf"),
     enclave("models-import-not-gguf", "models", "import", "{home}/note.txt"),
+    enclave("bundle-unknown-model", "bundle", "--models", "no-such-model"),
     enclave("vllm-unknown-preset", "vllm-command", "--preset", "no-such-preset"),
     enclave("vllm-bad-tp", "vllm-command", "--tp", "many"),
     enclave("upstreams-closed-port", "upstreams", "--url", CLOSED),

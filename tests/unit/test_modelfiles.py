@@ -421,3 +421,16 @@ def test_progress_bar_redraws_on_a_terminal() -> None:
     assert "25/50 MB 25 MB/s" in text
     assert "100.0% 50/50 MB" in text
     assert text.endswith("\n")
+
+
+def test_import_takes_a_bundled_models_exact_file_under_its_name(
+    store: ModelStore, parts: list[bytes], tmp_path: Path
+) -> None:
+    """What an offline bundle carries: the joined file, imported under its bundled name."""
+    (tmp_path / "joined.gguf").write_bytes(b"".join(parts))
+
+    entry = store.import_file(tmp_path / "joined.gguf", NAME)
+
+    assert (entry.source, entry.sha256) == ("bundled", sha256(b"".join(parts)))
+    assert store.resolve(NAME) == entry.path
+    assert store.prepare(NAME) == entry  # already there: not joined again

@@ -1,4 +1,4 @@
-"""``enclave``: serve, config, models, upstreams, vllm-command, users, keys, audit, kb,
+"""``enclave``: serve, config, models, upstreams, vllm-command, bundle, users, keys, audit, kb,
 memory, tasks, schedules, bench, verify.
 
 Each command group lives in its own module with ``add_parser(subparsers)``; a parser
@@ -21,6 +21,7 @@ GROUPS = (
     "enclave.cli.config_cmd",
     "enclave.cli.models",
     "enclave.cli.vllm_cmd",
+    "enclave.cli.bundle",
     "enclave.cli.upstreams",
     "enclave.cli.users",
     "enclave.cli.keys",

@@ -227,18 +227,21 @@ class ModelStore:
         progress: Progress | None = None,
         force: bool = False,
     ) -> ModelEntry:
-        """Copy a user's GGUF file into the store under ``name`` (default: its stem)."""
+        """Copy a user's GGUF file into the store under ``name`` (default: its stem).
+
+        A bundled model's own name takes only that model's exact file (as an offline
+        bundle carries it, already joined), recorded as bundled."""
         _check_gguf(path)
         name = _valid_name(name or path.stem.lower())
-        if name in self.catalog:
-            raise ModelFileError(
-                f"{name!r} is the name of a bundled model; choose another name with --name"
-            )
+        bundled = self.catalog.get(name)
         with self._locked():
             existing = self._manifest().get(name)
-            check = None if force or existing is None else _refuse_different(existing)
+            if bundled is not None:
+                check: Callable[[_Digest], None] | None = _only_bundled(bundled)
+            else:
+                check = None if force or existing is None else _refuse_different(existing)
             digest = _atomic_write(self._file(name), _read_blocks([path], progress), check=check)
-            return self._record(name, digest, "imported")
+            return self._record(name, digest, "imported" if bundled is None else "bundled")
 
     def resolve(self, name_or_path: str) -> Path:
         """The GGUF file for a model name in the store, or an existing ``.gguf`` path."""
@@ -430,6 +433,17 @@ def _expect_sha256(expected: str, name: str) -> Callable[[_Digest], None]:
             raise ModelFileError(
                 f"checksum mismatch for model {name!r}: expected sha256 {expected}, "
                 f"actual {digest.sha256}; reinstall its packages"
+            )
+
+    return check
+
+
+def _only_bundled(model: BundledModel) -> Callable[[_Digest], None]:
+    def check(digest: _Digest) -> None:
+        if digest.sha256 != model.sha256:
+            raise ModelFileError(
+                f"{model.name!r} is the name of a bundled model and this file is not it "
+                f"(sha256 {digest.sha256[:12]}…); choose another name with --name"
             )
 
     return check
