@@ -69,6 +69,11 @@ class LimitsSettings(_Section):
     max_completion_prompts: int = Field(
         128, ge=1, description="prompts (a batch) in one /v1/completions request"
     )
+    max_completion_choices: int = Field(
+        128,
+        ge=1,
+        description="generations one /v1/completions request asks for: prompts * max(n, best_of)",
+    )
 
 
 class EngineSettings(_Section):
@@ -366,10 +371,23 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fallbacks(self) -> Settings:
-        known = {m for u in self.upstreams for m in (*u.public_models(), *u.embedding_models)}
-        known |= {*self.engine.public_names(), self.engine.embedding_model_name}
+        chat = {
+            *self.engine.public_names(),
+            *(m for u in self.upstreams for m in u.public_models()),
+        }
+        embed = {
+            self.engine.embedding_model_name,
+            *(m for u in self.upstreams for m in u.embedding_models),
+        }
+        known = chat | embed
         if bad := sorted({n for k, v in self.router.fallbacks.items() for n in (k, *v)} - known):
             raise ValueError(f"router.fallbacks names {bad}, not declared models: {sorted(known)}")
+        # a fallback of the other kind (chat vs embeddings) would be skipped without a word
+        pairs = [(k, t) for k, v in self.router.fallbacks.items() for t in v]
+        if odd := [f"{k} -> {t}" for k, t in pairs if not ({k, t} <= chat or {k, t} <= embed)]:
+            raise ValueError(
+                f"router.fallbacks pairs a chat model with an embedding model: {', '.join(odd)}"
+            )
         try:
             graphlib.TopologicalSorter(self.router.fallbacks).prepare()
         except graphlib.CycleError as exc:

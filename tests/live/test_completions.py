@@ -199,7 +199,9 @@ def test_metrics_access_log_and_audit_record_the_call(site: Site) -> None:
     deadline = time.monotonic() + 10
     while request_id not in site.gateway.log() and time.monotonic() < deadline:
         time.sleep(0.05)
-    line = next(line for line in site.gateway.log().splitlines() if request_id in line)
+    lines = [line for line in site.gateway.log().splitlines() if request_id in line]
+    assert lines, f"no access-log line for request {request_id} within 10 s"
+    line = lines[0]
     logged = json.loads(line[line.index("{") :])
     member = reply.headers["x-enclave-upstream"]
     assert (logged["path"], logged["model"], logged["upstream"]) == (

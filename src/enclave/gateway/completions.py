@@ -8,7 +8,8 @@ it does not share is the model object: an assistant (a virtual model) is refused
 builds messages, and a plain model needs nothing prepared or finished.
 
 Bounds, checked before any upstream works on it: the body (``limits.max_body_bytes``),
-the number of prompts (``limits.max_completion_prompts``), ``max_tokens`` against the
+the number of prompts (``limits.max_completion_prompts``), the generations they ask for
+(prompts * max(n, best_of), ``limits.max_completion_choices``), ``max_tokens`` against the
 model's context length, and a prompt of token ids (whose length is its exact token count)
 plus ``max_tokens`` against it too. A text prompt is counted by the upstream's tokenizer,
 which refuses it when it is too long (the body size bounds it meanwhile).
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from enclave.gateway.services import Services
 
 PROMPTS = "limits.max_completion_prompts"
+CHOICES = "limits.max_completion_choices"
 
 
 async def completions(request: Request, services: Services, scope: ModelScope) -> Response:
@@ -70,7 +72,8 @@ def resolve(router: Router, name: str, scope: ModelScope) -> Pool:
 
 
 def check_prompts(parsed: CompletionRequest, limits: LimitsSettings, pool: Pool) -> None:
-    """Refuse a batch over ``limits.max_completion_prompts``, and a length the model
+    """Refuse a batch over ``limits.max_completion_prompts`` or, with ``n``/``best_of``,
+    over ``limits.max_completion_choices`` generations, and a length the model
     cannot hold: ``max_tokens``, or a prompt of token ids and ``max_tokens`` together."""
     prompts = parsed.prompts()
     if len(prompts) > limits.max_completion_prompts:
@@ -78,7 +81,16 @@ def check_prompts(parsed: CompletionRequest, limits: LimitsSettings, pool: Pool)
             f"{len(prompts)} prompts; {PROMPTS} allows {limits.max_completion_prompts} per request",
             param="prompt",
         )
+    choices = len(prompts) * max(parsed.n or 1, parsed.best_of or 1)
+    if choices > limits.max_completion_choices:
+        raise InvalidRequest(
+            f"{len(prompts)} prompts * max(n, best_of) make {choices} generations; "
+            f"{CHOICES} allows {limits.max_completion_choices} per request",
+            param="n",
+        )
     check_context(parsed, pool)
+    # prompt + max_tokens may fill the context exactly (check_context, not knowing the
+    # prompt's length, needs max_tokens alone below it: the prompt takes a token at least)
     limit = pool.context_length()
     longest = max((len(p) for p in prompts if isinstance(p, list)), default=0)
     wanted = longest + (parsed.max_tokens or 0)

@@ -69,6 +69,10 @@ class Pool:
         ]
         return min(known) if known else None
 
+    @property
+    def has_standby(self) -> bool:
+        return any(member.options.standby for member in self.members)
+
     def available(self) -> int:
         return sum(1 for member in self.members if member.usable())
 
@@ -78,7 +82,10 @@ class Pool:
 
     async def acquire(self, exclude: Collection[str] = (), key: str | None = None) -> Lease:
         """A lease on a member not in ``exclude``; waits in the queue when all are busy."""
-        lease = None if self.waiters else self._take(exclude, key)
+        # Queued callers first; but a retry may be allowed a standby that the plain waiters
+        # ahead of it (who see only the busy primaries) may not take, so it tries.
+        jump = not self.waiters or (bool(exclude) and self.has_standby)
+        lease = self._take(exclude, key) if jump else None
         if lease is not None:
             return lease
         if not self.others(exclude):
@@ -133,7 +140,7 @@ class Pool:
             elif not self.others(waiter.exclude):
                 self.waiters.remove(waiter)
                 waiter.future.set_exception(self.unavailable(waiter.exclude))
-            elif not waiter.exclude:
+            elif not waiter.exclude and not self.has_standby:
                 return  # nobody behind an unrestricted waiter can be served either
 
     def candidates(self, exclude: Collection[str] = ()) -> list[Member]:

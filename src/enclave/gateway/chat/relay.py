@@ -105,9 +105,7 @@ async def relay(
     member = lease.member
     # Renamed when the member knows the model by another id, or names it otherwise in its
     # events (llama.cpp's /v1/completions stream says its own alias whatever was asked).
-    rename = (
-        lease.upstream_model != public or f'"model":{json.dumps(public)}' not in opened.first.data
-    )
+    rename = lease.upstream_model != public or names_other_model(opened.first.data, public)
     deadline = started + member.options.total_timeout_s
     ok: bool | None = None
     try:
@@ -155,6 +153,16 @@ async def _next(opened: OpenedStream, name: str, read_s: float, deadline: float)
     except TimeoutError:
         which = "read_timeout_s" if limit == read_s else "total_timeout_s"
         raise UpstreamTimeout(f"upstream {name} stopped sending mid-stream ({which})") from None
+
+
+def names_other_model(data: str, public: str) -> bool:
+    """Whether a stream's first event does not name ``public`` as its model: parsed once,
+    so the upstream's spacing or key order does not turn renaming on for every chunk."""
+    try:
+        chunk: Any = json.loads(data)
+    except ValueError:
+        return True
+    return not isinstance(chunk, dict) or chunk.get("model") != public
 
 
 def _adjust(data: str, public: str, record: CallRecord, strip_usage: bool) -> str | None:
