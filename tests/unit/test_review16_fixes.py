@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from enclave import sse
 from enclave.config import LimitsSettings, load_settings
 from enclave.errors import ConfigError, InvalidRequest
-from enclave import sse
 from enclave.gateway.calls import OpenedStream
 from enclave.gateway.chat.relay import names_other_model, relay
+from enclave.gateway.completions import check_prompts
 from enclave.router import CallRecord
 from enclave.router.router import Spec
-from enclave.gateway.completions import check_prompts
 from tests.unit.test_completions import pool, request
 from tests.unit.test_router import Scripted, member
 from tests.unit.test_standby import config, pool_router, router_of
@@ -68,8 +68,9 @@ def test_prompts_times_n_or_best_of_over_the_limit_is_refused_naming_it() -> Non
     limits = LimitsSettings(max_completion_choices=8)
     check_prompts(request(prompt=["a", "b"], n=4), limits, pool())
     check_prompts(request(prompt=["a", "b"], n=2, best_of=4), limits, pool())
+    refusal = r"make 10 generations; limits\.max_completion_choices allows 8"
     for fields in ({"n": 5}, {"n": 1, "best_of": 5}):
-        with pytest.raises(InvalidRequest, match=r"make 10 generations; limits\.max_completion_choices allows 8"):  # fmt: skip
+        with pytest.raises(InvalidRequest, match=refusal):
             check_prompts(request(prompt=["a", "b"], **fields), limits, pool())
     assert LimitsSettings().max_completion_choices == 128
 
