@@ -322,7 +322,7 @@ def test_reloads_during_load_lose_no_request(tmp_path: Path) -> None:
             wait_log(gw, "config reloaded (SIGHUP)", mark)
             wait_log(gw, "upstream a removed", mark)
             a.reset()
-            b.wait_stats(lambda s: s["completed"] >= 40, timeout=20)
+            b.wait_stats(lambda s: s["completed"] >= 40, timeout=60)
         assert plain.errors == []
         assert streams.errors == []
         assert plain.done > 20
