@@ -11,6 +11,8 @@ A pure ASGI middleware inside the access log. For every HTTP request it
    web session of the user share (429 with ``Retry-After`` and ``x-ratelimit-*``);
 4. writes the call's audit record, and in strict mode holds the response's last message
    until that record is committed: a crash cannot lose the record of a completed call.
+   A stream's last message, for its client, is the one ending in ``data: [DONE]``: an
+   SDK stops reading there, so that event waits for the record too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from enclave import sse
 from enclave.errors import EnclaveError, Forbidden, InvalidRequest
 from enclave.gateway.errors import error_response
 
@@ -140,7 +143,7 @@ class Edge:
                     headers = call.permits[0].headers().items()
                     extra = [(k.encode(), v.encode()) for k, v in headers]
                     message["headers"] = [*message.get("headers", []), *extra]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
+            elif message["type"] == "http.response.body" and not call.audited and _last(message):
                 await self._audit(call)
             await send(message)
 
@@ -202,3 +205,8 @@ def _only_header(scope: Scope, name: bytes) -> str | None:
     if len(found) > 1:
         raise InvalidRequest(f"the {name.decode().title()} header is sent {len(found)} times")
     return found[0].decode("latin-1") if found else None
+
+
+def _last(message: Message) -> bool:
+    """The response's last message, or a stream's ``[DONE]`` event (the end for a client)."""
+    return not message.get("more_body") or bytes(message.get("body", b"")).endswith(sse.DONE)

@@ -124,8 +124,8 @@ async def relay(
             event = await _next(opened, member.name, member.options.read_timeout_s, deadline)
         for out in tools.end() if tools is not None else ():
             yield sse.encode(out)
+        record.outcome, ok = "done", True  # before [DONE]: the audit record is written then
         yield sse.DONE
-        record.outcome, ok = "done", True
     except EnclaveError as exc:
         record.outcome, ok = "upstream_error", False
         yield sse.encode_json(envelope(exc))
