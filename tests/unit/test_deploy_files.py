@@ -388,7 +388,7 @@ def test_nginx_conf_has_the_directives_every_enclave_nginx_uses() -> None:
         "proxy_buffering off;",
         "proxy_request_buffering off;",
         "proxy_read_timeout 3600s;",
-        "proxy_next_upstream error timeout http_502 http_503;",
+        "proxy_next_upstream error timeout;",
         "proxy_next_upstream_tries 3;",
         "location = /api/tasks/ws { proxy_pass http://enclave;",
         "proxy_set_header Upgrade $http_upgrade;",
@@ -397,6 +397,26 @@ def test_nginx_conf_has_the_directives_every_enclave_nginx_uses() -> None:
         "proxy_set_header X-Forwarded-Proto $scheme;",
     ):
         assert directive in conf, directive
+
+
+def test_nginx_never_passes_a_call_on_for_the_gateways_own_502_503() -> None:
+    # The gateway's 502/503 describe its model servers; with max_fails=1 they would take
+    # healthy replicas out of the pool. Only a refused connection or a timeout may.
+    conf = (COMPOSE / "nginx.conf").read_text()
+    [line] = re.findall(r"^\s*proxy_next_upstream\s[^;]*;", conf, re.MULTILINE)
+    assert line.split() == ["proxy_next_upstream", "error", "timeout;"]
+
+
+def test_the_tests_nginx_is_the_shipped_config(tmp_path: Path) -> None:
+    from tests.fakes.nginx import config_text
+
+    shipped = (COMPOSE / "nginx.conf").read_text()
+    rendered = config_text(tmp_path, 8080, ["127.0.0.1:8001", "127.0.0.1:8002"])
+    changed = ("server ", "listen ", "worker_processes", "error_log", "access_log", "user ")
+    kept = [line for line in shipped.splitlines() if not line.strip().startswith(changed)]
+    assert [line for line in rendered.splitlines() if line in kept] == kept
+    assert "proxy_next_upstream error timeout;" in rendered
+    assert "add_header X-Replica $upstream_addr always;" in rendered
 
 
 # --- systemd -----------------------------------------------------------------------------
