@@ -71,7 +71,9 @@ def config_text(base: Path, port: int, replicas: Sequence[str], workers: int | s
         f"\n    {kind}_temp_path {base}/tmp/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    text = _swap(text, "access_log /dev/stdout enclave;", f"access_log {base}/access.log enclave;{temp}")
+    text = _swap(
+        text, "access_log /dev/stdout enclave;", f"access_log {base}/access.log enclave;{temp}"
+    )
     replica = "\n        add_header X-Replica $upstream_addr always;  # which replica answered"
     return _swap(text, "listen 80;", f"listen {HOST}:{port};{replica}")
 

@@ -428,7 +428,9 @@ def systemd_verify(units: dict[str, str], tmp_path: Path) -> str:
     """``systemd-analyze verify`` on ``units`` (name -> text), with the programs they start
     replaced by a stand-in that exists here; its complaints about these units."""
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
+        pytest.skip(
+            "systemd-analyze is not installed (./task test installs it: apt-get install systemd)"
+        )
     stand_in = tmp_path / "bin"
     stand_in.mkdir()
     for program in ("enclave", "vllm"):
