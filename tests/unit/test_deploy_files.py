@@ -139,7 +139,7 @@ def gateway_env(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_gateways_run_the_image_on_shared_state(monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose_services("compose.yaml")
     config = COMPOSE / "enclave.yaml"
-    witnesses = set()
+    witnesses, logs = set(), set()
     for name in GATEWAYS:
         service = services[name]
         assert service["image"] == "enclave:${ENCLAVE_VERSION:-latest}"
@@ -160,7 +160,9 @@ def test_compose_gateways_run_the_image_on_shared_state(monkeypatch: pytest.Monk
         folder = str(settings.audit.witness_file.parent)
         [volume] = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == folder]
         witnesses.add(volume)
+        logs.add(settings.logs_dir)
     assert len(witnesses) == len(GATEWAYS)  # each replica its own witness, on its own volume
+    assert len(logs) == len(GATEWAYS)  # and its own access.log and engine.log
 
 
 def test_compose_cpu_override_serves_the_embedded_engine(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,6 +326,7 @@ def test_k8s_gateway_loads_its_settings(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert settings.audit.witness_file == Path(
         "/var/lib/enclave/witness/enclave-7d9c-x2x4q.witness"
     )
+    assert settings.logs_dir == Path("/var/lib/enclave/logs/enclave-7d9c-x2x4q")
     [vllm] = settings.upstreams
     service = next(d for d in read_yaml_all(K8S / "vllm.yaml") if d["kind"] == "Service")
     assert vllm.base_url == f"http://{service['metadata']['name']}:8000/v1"
@@ -481,6 +484,7 @@ def test_systemd_replicas_load_their_settings(monkeypatch: pytest.MonkeyPatch) -
     assert (settings.host, settings.port) == ("127.0.0.1", 8001)
     assert settings.home == Path("/var/lib/enclave")
     assert settings.audit.witness_file == Path("/var/lib/enclave/witness/8001.witness")
+    assert settings.logs_dir == Path("/var/lib/enclave/logs/8001")
     assert unit_environment("enclave.service", "")["ENCLAVE_HOME"] == str(settings.home)
 
 
