@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 TRACED = "connect,sendto,sendmsg"
+# What ``lineage=True`` traces as well: which process started which, and what each runs.
+LINEAGE = "clone,clone3,fork,vfork,execve"
+SELF_EXE = "/proc/self/exe"  # how Chromium (among others) re-executes itself
 LOCAL_FAMILIES = frozenset({"AF_UNIX", "AF_LOCAL", "AF_NETLINK", "AF_UNSPEC"})
 DNS_PORT = 53
 
@@ -29,6 +32,9 @@ _PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
 _V4 = re.compile(r'inet_addr\("([^"]+)"\)')
 _V6 = re.compile(r'inet_pton\(AF_INET6, "([^"]+)"')
 _CALL = re.compile(r"\b(connect|sendto|sendmsg)\(")
+_SPAWN = re.compile(r"^(\d+) +(?:<\.\.\. )?(?:clone3?|v?fork)\b.*\) += (\d+)$")
+_EXEC = re.compile(r'^(\d+) +execve\("([^"]*)"')
+_EXEC_DONE = re.compile(r"^(\d+) +(?:<\.\.\. execve resumed>|execve\().*\) += 0$")
 
 
 def unavailable() -> str | None:
@@ -41,10 +47,14 @@ def unavailable() -> str | None:
     return None
 
 
-def netns_argv(argv: Sequence[str], *, trace: Path | None = None) -> list[str]:
+def netns_argv(
+    argv: Sequence[str], *, trace: Path | None = None, lineage: bool = False
+) -> list[str]:
     """``argv`` run in a new network namespace with only ``lo`` (up), optionally traced
-    into the file ``trace`` (``strace -f``: every child process and thread too)."""
+    into the file ``trace`` (``strace -f``: every child process and thread too); with
+    ``lineage`` the trace also records every clone/fork and execve, for :func:`programs`."""
     inner = list(argv)
+    traced = f"{TRACED},{LINEAGE}" if lineage else TRACED
     if trace is not None:
         inner = [
             "strace",
@@ -55,7 +65,7 @@ def netns_argv(argv: Sequence[str], *, trace: Path | None = None) -> list[str]:
             "-e",
             "signal=none",
             "-e",
-            f"trace={TRACED}",
+            f"trace={traced}",
             "-o",
             str(trace),
             *inner,
@@ -73,6 +83,36 @@ def egress(trace: Path) -> list[str]:
         ):
             found.append(line.strip())
     return found
+
+
+def programs(trace: Path) -> dict[int, str]:
+    """Each thread id in a ``lineage`` trace with the program it runs: the last program it
+    executed, else its parent's (a thread or forked child runs its parent's code). An exec
+    of ``/proc/self/exe`` runs the program the thread ran before it."""
+    parents: dict[int, int] = {}
+    ran: dict[int, str] = {}
+    pending: dict[int, str] = {}  # an execve whose result is on a later line
+    for line in trace.read_text(encoding="utf-8", errors="replace").splitlines():
+        if spawn := _SPAWN.match(line):
+            parents[int(spawn.group(2))] = int(spawn.group(1))
+            continue
+        if started := _EXEC.match(line):
+            pending[int(started.group(1))] = started.group(2)
+        if (done := _EXEC_DONE.match(line)) and (tid := int(done.group(1))) in pending:
+            path = pending.pop(tid)
+            now = _program(tid, parents, ran) if path == SELF_EXE else path
+            if now is not None:
+                ran[tid] = now
+    found = {tid: _program(tid, parents, ran) for tid in {*parents, *ran}}
+    return {tid: program for tid, program in found.items() if program is not None}
+
+
+def _program(tid: int, parents: dict[int, int], ran: dict[int, str]) -> str | None:
+    seen: set[int] = set()
+    while tid not in ran and tid in parents and tid not in seen:
+        seen.add(tid)
+        tid = parents[tid]
+    return ran.get(tid)
 
 
 def _outside(family: str, rest: str) -> bool:

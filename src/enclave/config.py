@@ -325,6 +325,11 @@ class ServerSettings(_Section):
     max_connections: int = Field(
         4096, ge=1, description="open client connections; a request on one more gets 503"
     )
+    logs_dir: Path | None = Field(
+        None, description="the folder of access.log and engine.log; default: home/logs. "
+        "Replicas sharing a home each need their own (files appended by several processes "
+        "on a network file system interleave or lose lines)"
+    )  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -420,7 +425,7 @@ class Settings(BaseSettings):
 
     @property
     def logs_dir(self) -> Path:
-        return self.home / "logs"
+        return self.server.logs_dir or self.home / "logs"
 
     @property
     def database(self) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.airgap.session import namespace_refused
-from tests.netns import egress, netns_argv
+from tests.netns import egress, netns_argv, programs
 
 pytestmark = pytest.mark.airgap
 
@@ -103,3 +103,47 @@ def test_local_lines_pass(tmp_path: Path, line: str) -> None:
 def test_outside_lines_are_caught(tmp_path: Path, line: str) -> None:
     (tmp_path / "trace").write_text(line + "\n")
     assert egress(tmp_path / "trace") == [line]
+
+
+LINEAGE = """
+import os, subprocess, sys, threading
+threading.Thread(target=lambda: None).start()
+subprocess.run(["/bin/true"], check=True)
+subprocess.run(["/bin/sh", "-c", "/bin/true & wait"], check=True)
+print(os.getpid(), flush=True)
+"""
+
+
+def test_the_lineage_names_each_threads_program(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    argv = netns_argv([sys.executable, "-c", LINEAGE], trace=trace, lineage=True)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    ran = programs(trace)
+    python = int(done.stdout.split()[-1])
+    assert Path(ran[python]).name.startswith("python")
+    names = sorted(Path(program).name for program in ran.values())
+    assert names.count("true") == 2  # the one run directly and the one forked by sh
+    assert "sh" in names or "dash" in names
+    threads = [tid for tid, program in ran.items() if program == ran[python] and tid != python]
+    assert threads  # the thread (and the forks before their execve) run python too
+
+
+def test_the_lineage_is_read_from_split_lines(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    trace.write_text(
+        '10 execve("/usr/lib/chromium/chromium", [...], 0x1 /* 3 vars */) = 0\n'
+        "10 clone3({flags=CLONE_VM} <unfinished ...>\n"
+        '11 execve("/proc/self/exe", [...], 0x1 /* 3 vars */ <unfinished ...>\n'
+        "10 <... clone3 resumed> => {parent_tid=[11]}, 88) = 11\n"
+        "11 <... execve resumed>)             = 0\n"
+        "11 clone(child_stack=NULL, flags=SIGCHLD) = 12\n"
+        '12 execve("/usr/bin/xdg-open", [...], 0x1 /* 3 vars */) = 0\n'
+        '12 execve("/nowhere", [...], 0x1 /* 3 vars */) = -1 ENOENT (No such file)\n'
+        "11 vfork( <unfinished ...>\n"
+        "11 <... vfork resumed>)              = 13\n"
+    )
+    assert programs(trace) == {
+        10: "/usr/lib/chromium/chromium", 11: "/usr/lib/chromium/chromium",
+        12: "/usr/bin/xdg-open", 13: "/usr/lib/chromium/chromium",
+    }  # fmt: skip

@@ -6,7 +6,9 @@ and Chromium itself, so every process is traced) covers chat streamed and not, e
 an image read by OCR, a knowledge base with a search and an assistant's citations, a task
 run, and the web console in Chromium. Each step's result is checked, and then the trace.
 
-One thing is let through, by its exact form and only from Chromium's own threads:
+One thing is let through, by its exact form and only from Chromium's own threads (every
+thread of every process descended from the execve of Chromium's binary and still running
+it, found in the trace itself, which records every clone, fork and execve too):
 Chromium's IPv6 reachability probe, a ``connect()`` of a UDP socket to Google's public
 DNS address 2001:4860:4860::8888 port 443 that its host resolver makes before resolving
 any name, ``127.0.0.1`` included, with no switch to turn it off. A UDP ``connect()`` sends
@@ -22,14 +24,15 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.airgap.session import namespace_refused
+from tests.airgap.session import CHROMIUM_BINARY, namespace_refused
 from tests.fakes.procs import REPO_ROOT
-from tests.netns import egress, netns_argv
+from tests.netns import egress, netns_argv, programs
 
 pytestmark = pytest.mark.airgap
 
@@ -50,32 +53,38 @@ IPV6_PROBE = re.compile(
 )  # fmt: skip
 
 
-def run_traced(folder: Path, argv: list[str]) -> list[str]:
+@dataclass
+class Traced:
+    seen: dict[str, Any]  # the session's results: step name → what it saw
+    egress: list[str]  # the trace's lines that tried to reach beyond the host
+    chromium: set[int]  # the thread ids that ran Chromium's binary, from the trace
+
+
+def run_traced(folder: Path, argv: list[str]) -> tuple[list[str], set[int]]:
     """``argv`` in the namespace under strace, from the repository root: what it tried to
-    reach beyond the host."""
+    reach beyond the host, and which threads ran Chromium."""
     trace = folder / "trace"
     done = subprocess.run(
-        netns_argv(argv, trace=trace), cwd=REPO_ROOT, capture_output=True, text=True,
-        timeout=600, check=False,
+        netns_argv(argv, trace=trace, lineage=True), cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return egress(trace)
+    ran = programs(trace)
+    return egress(trace), {tid for tid, program in ran.items() if program == CHROMIUM_BINARY}
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[str]]:
-    """The session's results (step name → what it saw) and its trace's egress lines."""
+def session(tmp_path_factory: pytest.TempPathFactory) -> Traced:
     folder = tmp_path_factory.mktemp("airgap")
     result = folder / "result.json"
     argv = [sys.executable, "-m", "tests.airgap.session", str(folder / "home"), str(result)]
-    found = run_traced(folder, argv)
-    seen: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
-    return seen, found
+    found, chromium = run_traced(folder, argv)
+    return Traced(json.loads(result.read_text(encoding="utf-8")), found, chromium)
 
 
 @pytest.fixture(scope="module")
-def steps(session: tuple[dict[str, Any], list[str]]) -> dict[str, Any]:
-    seen = session[0]
+def steps(session: Traced) -> dict[str, Any]:
+    seen = session.seen
     assert "error" not in seen, seen["error"]
     return seen
 
@@ -130,9 +139,12 @@ def test_the_console_in_chromium_answers(steps: dict[str, Any]) -> None:
     assert console["threads"], "no Chromium process was seen"
 
 
-def test_nothing_tried_to_leave_the_host(
-    session: tuple[dict[str, Any], list[str]], steps: dict[str, Any]
-) -> None:
-    chromium = set(steps["console"]["threads"])
-    found = [line for line in session[1] if not chromium_probe(line, chromium)]
+def test_the_trace_knows_chromiums_threads(session: Traced, steps: dict[str, Any]) -> None:
+    # Those the session saw running Chromium's binary (in /proc, at two moments) are among
+    # those the trace attributes to it: the lineage read from the trace is sound.
+    assert set(steps["console"]["threads"]) <= session.chromium
+
+
+def test_nothing_tried_to_leave_the_host(session: Traced, steps: dict[str, Any]) -> None:
+    found = [line for line in session.egress if not chromium_probe(line, session.chromium)]
     assert found == []

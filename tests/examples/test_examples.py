@@ -133,7 +133,6 @@ def python_openai(site: Site, scratch: Path) -> str:
 
 
 def python_requests(site: Site, scratch: Path) -> str:
-    pytest.importorskip("requests")
     return run(site, [sys.executable, "plain_requests.py"], EXAMPLES / "python")
 
 
@@ -157,7 +156,7 @@ def go_net_http(site: Site, scratch: Path) -> str:
 
 
 def java_net_http(site: Site, scratch: Path) -> str:
-    needs("java", package="openjdk-17-jdk-headless")
+    needs("java", package="default-jdk-headless")
     if not Path(JACKSON.split(":")[0]).exists():
         pytest.skip("Jackson missing (Debian: apt-get install libjackson2-databind-java)")
     return run(site, ["java", "-cp", JACKSON, "Chat.java"], EXAMPLES / "java")

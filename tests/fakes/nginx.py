@@ -1,15 +1,14 @@
 """Debian's nginx as a real process for tests: a load balancer on a free loopback port in
 front of several gateway replicas.
 
-The configuration is generated with the directives every nginx configuration of the
-deployment uses (docs/replicas.md): HTTP/1.1 with upstream ``keepalive``, no buffering
-either way (SSE streams and uploads pass through as they come), a long read timeout,
-``proxy_next_upstream error timeout http_502 http_503`` with 3 tries, the WebSocket
-``Upgrade``/``Connection`` headers, and ``X-Forwarded-For``/``-Proto``. Each reply also
-carries ``X-Replica`` (nginx's ``$upstream_addr``: which replica answered), so a test can
-tell where a call went. Everything (config, pid, logs, temporary files) lives in a
-temporary directory; nginx runs in the foreground (``daemon off``) as a child of the
-test, and never as a system service.
+The configuration is the shipped one, deploy/compose/nginx.conf (docs/deploy.md,
+"nginx"), so the tests exercise the file a deployment runs: only the upstream server
+lines, the listen address, the worker count and the pid, log and temporary paths are
+replaced (see :func:`config_text`). Each reply also carries ``X-Replica`` (nginx's
+``$upstream_addr``: which replica answered), so a test can tell where a call went.
+Everything (config, pid, logs, temporary files) lives in a temporary directory; nginx
+runs in the foreground (``daemon off``) as a child of the test, and never as a system
+service.
 
 ``./task test`` installs nginx (Debian ``nginx-light``); where it is absent all the
 same, the tests that need it skip (see :func:`nginx_path`).
@@ -18,6 +17,7 @@ same, the tests that need it skip (see :func:`nginx_path`).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,53 +34,16 @@ from tests.fakes.procs import HOST, ProcessFailed, free_port, stop_process
 INSTALL_HINT = "nginx is not installed: run ./task test as root, or apt-get install nginx-light"
 REPLICA_HEADER = "x-replica"
 
-CONFIG = """\
-worker_processes {workers};
-pid {base}/nginx.pid;
-error_log {base}/error.log warn;
-{user}
-events {{ worker_connections 4096; }}
+SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "compose" / "nginx.conf"
+UPSTREAM_SERVER = re.compile(r"^ *server enclave-\d+:8000 [^\n]*\n", re.MULTILINE)
 
-http {{
-    access_log {base}/access.log;
-    client_body_temp_path {base}/tmp/body;
-    proxy_temp_path {base}/tmp/proxy;
-    fastcgi_temp_path {base}/tmp/fastcgi;
-    uwsgi_temp_path {base}/tmp/uwsgi;
-    scgi_temp_path {base}/tmp/scgi;
-    client_max_body_size 0;  # the gateway enforces limits.max_body_bytes itself
 
-    upstream enclave {{
-{servers}
-        keepalive 64;
-    }}
-
-    map $http_upgrade $connection_upgrade {{
-        default upgrade;
-        ''      '';
-    }}
-
-    server {{
-        listen {host}:{port};
-        location / {{
-            proxy_pass http://enclave;
-            proxy_http_version 1.1;
-            proxy_set_header Host $host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_next_upstream_tries 3;
-            add_header X-Replica $upstream_addr always;
-        }}
-    }}
-}}
-"""
+def _swap(text: str, old: str, new: str) -> str:
+    """``text`` with its one ``old`` replaced: a shipped file that no longer has it fails
+    loudly rather than leaving the test on a different configuration."""
+    if text.count(old) != 1:
+        raise AssertionError(f"{SHIPPED} no longer has exactly one {old!r}")
+    return text.replace(old, new)
 
 
 def nginx_path() -> str | None:
@@ -90,13 +53,29 @@ def nginx_path() -> str | None:
 
 
 def config_text(base: Path, port: int, replicas: Sequence[str], workers: int | str = 1) -> str:
-    """The nginx.conf for ``replicas`` (``host:port`` each) behind ``HOST:port``."""
-    servers = "\n".join(f"        server {addr} max_fails=1 fail_timeout=5s;" for addr in replicas)
+    """deploy/compose/nginx.conf for ``replicas`` (``host:port`` each) behind ``HOST:port``:
+    only the upstream servers, the listen address, the worker count and the pid, log and
+    temporary paths differ, and every reply carries ``X-Replica``."""
+    text = SHIPPED.read_text()
+    servers = "".join(f"        server {addr} max_fails=1 fail_timeout=5s;\n" for addr in replicas)
+    first = UPSTREAM_SERVER.search(text)
+    if first is None:
+        raise AssertionError(f"{SHIPPED} has no upstream server line")
+    text = text[: first.start()] + servers + UPSTREAM_SERVER.sub("", text[first.start() :])
     # As root, nginx's workers would switch to "nobody" and not reach the temp files.
-    user = "user root;" if os.geteuid() == 0 else ""
-    return CONFIG.format(
-        base=base, servers=servers, host=HOST, port=port, user=user, workers=workers
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    head = f"{user}worker_processes {workers};\npid {base}/nginx.pid;"
+    text = _swap(text, "worker_processes auto;", head)
+    text = _swap(text, "error_log /dev/stderr warn;", f"error_log {base}/error.log warn;")
+    temp = "".join(
+        f"\n    {kind}_temp_path {base}/tmp/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    text = _swap(
+        text, "access_log /dev/stdout enclave;", f"access_log {base}/access.log enclave;{temp}"
+    )
+    replica = "\n        add_header X-Replica $upstream_addr always;  # which replica answered"
+    return _swap(text, "listen 80;", f"listen {HOST}:{port};{replica}")
 
 
 @dataclass

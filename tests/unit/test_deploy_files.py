@@ -139,7 +139,7 @@ def gateway_env(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_gateways_run_the_image_on_shared_state(monkeypatch: pytest.MonkeyPatch) -> None:
     services = compose_services("compose.yaml")
     config = COMPOSE / "enclave.yaml"
-    witnesses = set()
+    witnesses, logs = set(), set()
     for name in GATEWAYS:
         service = services[name]
         assert service["image"] == "enclave:${ENCLAVE_VERSION:-latest}"
@@ -160,7 +160,9 @@ def test_compose_gateways_run_the_image_on_shared_state(monkeypatch: pytest.Monk
         folder = str(settings.audit.witness_file.parent)
         [volume] = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == folder]
         witnesses.add(volume)
+        logs.add(settings.logs_dir)
     assert len(witnesses) == len(GATEWAYS)  # each replica its own witness, on its own volume
+    assert len(logs) == len(GATEWAYS)  # and its own access.log and engine.log
 
 
 def test_compose_cpu_override_serves_the_embedded_engine(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,6 +326,7 @@ def test_k8s_gateway_loads_its_settings(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert settings.audit.witness_file == Path(
         "/var/lib/enclave/witness/enclave-7d9c-x2x4q.witness"
     )
+    assert settings.logs_dir == Path("/var/lib/enclave/logs/enclave-7d9c-x2x4q")
     [vllm] = settings.upstreams
     service = next(d for d in read_yaml_all(K8S / "vllm.yaml") if d["kind"] == "Service")
     assert vllm.base_url == f"http://{service['metadata']['name']}:8000/v1"
@@ -388,7 +391,7 @@ def test_nginx_conf_has_the_directives_every_enclave_nginx_uses() -> None:
         "proxy_buffering off;",
         "proxy_request_buffering off;",
         "proxy_read_timeout 3600s;",
-        "proxy_next_upstream error timeout http_502 http_503;",
+        "proxy_next_upstream error timeout;",
         "proxy_next_upstream_tries 3;",
         "location = /api/tasks/ws { proxy_pass http://enclave;",
         "proxy_set_header Upgrade $http_upgrade;",
@@ -397,6 +400,26 @@ def test_nginx_conf_has_the_directives_every_enclave_nginx_uses() -> None:
         "proxy_set_header X-Forwarded-Proto $scheme;",
     ):
         assert directive in conf, directive
+
+
+def test_nginx_never_passes_a_call_on_for_the_gateways_own_502_503() -> None:
+    # The gateway's 502/503 describe its model servers; with max_fails=1 they would take
+    # healthy replicas out of the pool. Only a refused connection or a timeout may.
+    conf = (COMPOSE / "nginx.conf").read_text()
+    [line] = re.findall(r"^\s*proxy_next_upstream\s[^;]*;", conf, re.MULTILINE)
+    assert line.split() == ["proxy_next_upstream", "error", "timeout;"]
+
+
+def test_the_tests_nginx_is_the_shipped_config(tmp_path: Path) -> None:
+    from tests.fakes.nginx import config_text
+
+    shipped = (COMPOSE / "nginx.conf").read_text()
+    rendered = config_text(tmp_path, 8080, ["127.0.0.1:8001", "127.0.0.1:8002"])
+    changed = ("server ", "listen ", "worker_processes", "error_log", "access_log", "user ")
+    kept = [line for line in shipped.splitlines() if not line.strip().startswith(changed)]
+    assert [line for line in rendered.splitlines() if line in kept] == kept
+    assert "proxy_next_upstream error timeout;" in rendered
+    assert "add_header X-Replica $upstream_addr always;" in rendered
 
 
 # --- systemd -----------------------------------------------------------------------------
@@ -408,7 +431,9 @@ def systemd_verify(units: dict[str, str], tmp_path: Path) -> str:
     """``systemd-analyze verify`` on ``units`` (name -> text), with the programs they start
     replaced by a stand-in that exists here; its complaints about these units."""
     if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
+        pytest.skip(
+            "systemd-analyze is not installed (./task test installs it: apt-get install systemd)"
+        )
     stand_in = tmp_path / "bin"
     stand_in.mkdir()
     for program in ("enclave", "vllm"):
@@ -459,6 +484,7 @@ def test_systemd_replicas_load_their_settings(monkeypatch: pytest.MonkeyPatch) -
     assert (settings.host, settings.port) == ("127.0.0.1", 8001)
     assert settings.home == Path("/var/lib/enclave")
     assert settings.audit.witness_file == Path("/var/lib/enclave/witness/8001.witness")
+    assert settings.logs_dir == Path("/var/lib/enclave/logs/8001")
     assert unit_environment("enclave.service", "")["ENCLAVE_HOME"] == str(settings.home)
 
 

@@ -54,7 +54,10 @@ Chat = Callable[[list[dict[str, str]]], Awaitable[str]]
 KINDS = ("fact", "preference")
 ROLES = ("user", "assistant", "system", "tool")
 MAX_TEXT = 2000
-ARCHIVE_BATCH = 500
+# Memories claimed per archive transaction. Each is written to the archive (an S3 PUT with
+# memory.s3) while its row stays locked, so a batch is small: the transaction and its row
+# locks last a few dozen writes, not hundreds.
+ARCHIVE_BATCH = 50
 
 
 @dataclass(frozen=True)
