@@ -1,4 +1,4 @@
-"""Fixes after the review of issue 16: a retry reaches an idle standby past queued plain
+"""Corners of routing: a retry reaches an idle standby past queued plain
 callers, /v1/completions bounds its generations, the stream renaming decision reads the
 first event's JSON, and a fallback of the other kind is refused at load."""
 
