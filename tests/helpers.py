@@ -7,9 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import pytest
 
@@ -126,3 +131,53 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     lines = head.split(b"\r\n")
     sizes = [int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length")]
     return head + await reader.readexactly(sizes[0] if sizes else 0)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Load(Generic[T]):
+    """Threads making calls until stopped: each call's result, and every failure."""
+
+    call: Callable[[], T]
+    results: list[T] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def done(self) -> int:
+        return len(self.results)
+
+    def worker(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.results.append(self.call())
+            except Exception as exc:
+                self.errors.append(exc)
+
+    def wait(self, check: Callable[[T], bool], count: int = 10, timeout: float = 60) -> None:
+        """Until ``count`` calls in a row, from now on, passed ``check`` (bounded: a
+        loaded CI machine is slow, so the bound is generous)."""
+        deadline = time.monotonic() + timeout
+        start = len(self.results)
+        while True:
+            recent = self.results[start:]
+            run = next((i for i, r in enumerate(reversed(recent)) if not check(r)), len(recent))
+            if run >= count:
+                return
+            assert time.monotonic() < deadline, f"never got there: {recent[-count:]}"
+            time.sleep(0.02)
+
+
+@contextmanager
+def load(call: Callable[[], T], threads: int = 4) -> Iterator[Load[T]]:
+    """``threads`` threads making ``call`` until the block ends."""
+    running = Load(call)
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(threads):
+            pool.submit(running.worker)
+        try:
+            yield running
+        finally:
+            running.stop.set()

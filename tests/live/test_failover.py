@@ -8,10 +8,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import pytest
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import Gateway, health_of, run_gateway, wait_member, write_config
+from tests.helpers import load
 
 ROUTER = {
     "health_interval_s": 0.2,
@@ -72,36 +71,6 @@ def ask(client: openai.OpenAI, text: str = "hi", **extra: Any) -> tuple[str, str
     return raw.headers["x-enclave-upstream"], reply.choices[0].message.content or ""
 
 
-@dataclass
-class Load:
-    """Threads calling the gateway until stopped; every failure is kept."""
-
-    call: Callable[[], object]
-    done: int = 0
-    errors: list[BaseException] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def worker(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.call()
-                self.done += 1
-            except Exception as exc:
-                self.errors.append(exc)
-
-
-@contextmanager
-def load(call: Callable[[], object], threads: int = 6) -> Iterator[Load]:
-    running = Load(call)
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in range(threads):
-            pool.submit(running.worker)
-        try:
-            yield running
-        finally:
-            running.stop.set()
-
-
 def served(gateway: Gateway, name: str) -> int:
     count: int = wait_member(gateway, name, lambda m: True)["served"]
     return count
@@ -114,7 +83,7 @@ def test_kill_9_of_one_member_fails_no_non_streamed_request(tmp_path: Path) -> N
         run_gateway(tmp_path, config(member(a, "a"), member(b, "b"))) as gw,
     ):
         client = sdk(gw)
-        with load(lambda: ask(client)) as running:
+        with load(lambda: ask(client), threads=6) as running:
             a.wait_stats(lambda s: s["completed"] >= 10)
             a.kill()
             before = running.done

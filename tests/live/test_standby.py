@@ -7,13 +7,9 @@ retries off, so any failure the gateway lets through shows up."""
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,6 +18,7 @@ import pytest
 
 from tests.fakes.procs import FakeUpstream, run_fake_upstream
 from tests.gateway import Gateway, audit_records, health_of, run_gateway, wait_member
+from tests.helpers import load
 
 ROUTER = {
     "health_interval_s": 0.2,
@@ -92,47 +89,6 @@ def stream(client: openai.OpenAI) -> tuple[str, str, set[str], str | None]:
     return raw.headers["x-enclave-upstream"], raw.headers["x-enclave-pool"], models, end
 
 
-@dataclass
-class Load:
-    """Threads asking until stopped: who answered each call, and every failure."""
-
-    client: openai.OpenAI
-    answers: list[tuple[str, str, str]] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def worker(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.answers.append(ask(self.client))
-            except Exception as exc:
-                self.errors.append(exc)
-
-    def wait(self, check: Callable[[tuple[str, str, str]], bool], count: int = 10) -> None:
-        """Until ``count`` calls in a row, from now on, passed ``check``."""
-        deadline = time.monotonic() + 60  # generous: a loaded CI machine is slow
-        start = len(self.answers)
-        while True:
-            recent = self.answers[start:]
-            run = next((i for i, a in enumerate(reversed(recent)) if not check(a)), len(recent))
-            if run >= count:
-                return
-            assert time.monotonic() < deadline, f"never got there: {Counter(recent)}"
-            time.sleep(0.02)
-
-
-@contextmanager
-def load(client: openai.OpenAI, threads: int = 4) -> Iterator[Load]:
-    running = Load(client)
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in range(threads):
-            pool.submit(running.worker)
-        try:
-            yield running
-        finally:
-            running.stop.set()
-
-
 def metric(gateway: Gateway, line: str) -> float:
     text = httpx.get(gateway.url + "/metrics", trust_env=False, timeout=5).text
     found = [row for row in text.splitlines() if row.startswith(line + " ")]
@@ -145,7 +101,7 @@ FALLBACK = 'enclave_fallback_total{model="big",pool="small"}'
 def test_standby_then_fallback_under_kill_and_back(site: Site) -> None:
     gw, fakes, client = site.gateway, site.fakes, site.client
     assert member_standby(gw) == {"p1": False, "p2": False, "s": True, "cpu": False}
-    with load(client) as running:
+    with load(lambda: ask(client)) as running:
         running.wait(lambda a: a[:2] in {("p1", "big"), ("p2", "big")})
         assert fakes["s"].stats()["completed"] == 0  # idle while a primary can serve
 
