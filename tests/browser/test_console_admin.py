@@ -54,6 +54,8 @@ def site(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "upstreams": [
             {"name": "a", "base_url": fake.base_url, "models": ["fake-model"],
              "api_key": UPSTREAM_SECRET},
+            {"name": "b", "base_url": fake.base_url, "models": ["fake-model"],
+             "api_key": UPSTREAM_SECRET, "standby": True},  # idle while a is healthy
         ],
     }  # fmt: skip
     with run_gateway(home, config) as gateway:
@@ -162,6 +164,9 @@ def test_upstreams_show_the_fake_member(browser: Any, site: Site, guard: Guard) 
     assert "healthy" in text
     assert "closed" in text
     assert UPSTREAM_SECRET not in page.content()
+    assert member.get_by_test_id("upstream-standby").count() == 0
+    standby = page.locator("[data-testid=upstream-member][data-name=b]")
+    assert standby.get_by_test_id("upstream-standby").inner_text() == "standby"
     taken = page.get_by_test_id("upstreams-taken").inner_text()
     # polled while visible: the time of the state shown moves on
     page.wait_for_function(
