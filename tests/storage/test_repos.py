@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 
 from enclave.errors import Conflict, InvalidRequest, NotFound
-from enclave.store.db import make_engine
+from enclave.store.db import make_engine, prepare_sqlite_file
 from enclave.store.migrate import current, head, include_name, upgrade
 from enclave.store.models import ApiKey
 from enclave.store.repos import KeyRepo, Store, UserRepo, open_store
@@ -90,6 +94,22 @@ async def test_processes_starting_together_migrate_once(database_url: str) -> No
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+def test_racing_switches_to_wal_all_succeed(tmp_path: Path) -> None:
+    """Eight engines made at once on a new file: every one returns, and the file is WAL."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'enclave.db'}"
+    start = threading.Barrier(8)
+
+    def make() -> None:
+        start.wait(timeout=30)
+        prepare_sqlite_file(url)
+
+    with ThreadPoolExecutor(8) as pool:
+        for future in [pool.submit(make) for _ in range(8)]:
+            future.result(timeout=60)
+    with contextlib.closing(sqlite3.connect(tmp_path / "enclave.db")) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 async def test_migration_head_matches_the_models(store: Store) -> None:

@@ -11,15 +11,11 @@ times are refused.
 from __future__ import annotations
 
 import builtins
-import contextlib
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
@@ -60,7 +56,6 @@ class Store:
 
 async def open_store(url: str, *, migrate: bool = True) -> Store:
     """Connect to ``url`` and bring its schema to the newest revision."""
-    _make_sqlite_dir(url)
     engine = make_engine(url)
     try:
         if migrate:
@@ -69,23 +64,6 @@ async def open_store(url: str, *, migrate: bool = True) -> Store:
         await engine.dispose()
         raise
     return Store(engine=engine, sessions=sessions(engine))
-
-
-def _make_sqlite_dir(url: str) -> None:
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return
-    if database.startswith("file:"):  # URI filename; leave it to SQLite
-        return
-    path = Path(database).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # SQLite gives -wal and -shm the mode of the database file: make that its owner's only
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-        with contextlib.suppress(FileNotFoundError):
-            if name.stat().st_mode & 0o077:
-                name.chmod(0o600)
 
 
 def _sessions(source: Store | Sessions) -> Sessions:
