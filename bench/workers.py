@@ -10,7 +10,8 @@ The gateways are measured in turn, interleaved round by round (1, 2, 1, 2...), e
 a closed loop of ``--concurrency`` kept-alive connections (``bench/loadgen.py``, in this
 process) non-streamed then streamed: requests/s, relayed tokens/s (content words, or
 content events of streams), and the gateway's CPU per request (the parent and its
-workers, read from /proc over the measured window).
+workers, read from /proc over the measured window). Each round also measures the fake
+alone (the client straight to it): no gateway relays more than that ceiling.
 
 The gateway with N workers is pinned to the first N CPUs of ``--cpus``; the fake, the
 load generator (and Redis) run where the kernel puts them. It prints, per mode, the
@@ -64,6 +65,7 @@ from tests.fakes.procs import (
 from tests.fakes.redis import run_redis
 
 MODES = ("chat", "stream")
+DIRECT = 0  # the fake measured without a gateway, as "0 workers"
 TARGET = 0.9  # of a worker's throughput gained per added worker (issue 17)
 PASSWORD = "bench-password-long-enough\n"
 
@@ -145,15 +147,18 @@ def api_key(gw: Gateway) -> str:
     return out.splitlines()[0].strip()
 
 
-def measure(gw: Gateway, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    port: int, key: str | None, pid: int, mode: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """A closed loop on ``port``; CPU per request of the process tree of ``pid``."""
     body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}],
             "stream": mode == "stream"}  # fmt: skip
-    headers = {"Authorization": f"Bearer {gw.key}"} if gw.key else None
-    request = loadgen.Request.chat(HOST, gw.port, body, expect_tokens=args.tokens, headers=headers)
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    request = loadgen.Request.chat(HOST, port, body, expect_tokens=args.tokens, headers=headers)
     cpu: dict[str, float] = {}
 
     def probe(mark: str) -> None:
-        cpu[mark] = tree_cpu_seconds(gw.process.pid)
+        cpu[mark] = tree_cpu_seconds(pid)
 
     loop = loadgen.new_loop()
     try:
@@ -188,10 +193,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             gw.key = api_key(gw) if args.auth else None
             gateways.append(gw)
             rounds[count] = {mode: [] for mode in MODES}
+        rounds[DIRECT] = {mode: [] for mode in MODES}
         for index in range(args.rounds):
+            for mode in MODES:  # the fake alone: the ceiling of what a gateway can relay
+                rounds[DIRECT][mode].append(measure(fake.port, None, fake.process.pid, mode, args))
             for gw in gateways if index % 2 == 0 else reversed(gateways):
                 for mode in MODES:
-                    found = measure(gw, mode, args)
+                    found = measure(gw.port, gw.key, gw.process.pid, mode, args)
                     rounds[gw.workers][mode].append(found)
                     print(f"  round {index + 1} {gw.workers} worker(s) {mode:6} "
                           f"{found['rps']:8.1f} req/s {found['tokens_per_s']:9.1f} tokens/s "
@@ -210,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def summary(rounds: dict[int, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Per worker count and mode: the sums over the rounds, and the ratios to the first."""
     out: dict[str, Any] = {}
-    base = min(rounds)
+    base = min(count for count in rounds if count != DIRECT)
     for count, modes in rounds.items():
         for mode, runs in modes.items():
             row = {
@@ -222,6 +230,8 @@ def summary(rounds: dict[int, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             out[f"{count}/{mode}"] = row
     for key, row in out.items():
         count, mode = key.split("/")
+        if int(count) == DIRECT:
+            continue
         one = out[f"{base}/{mode}"]
         added = int(count) - base
         row["rps_ratio"] = row["rps"] / one["rps"] if one["rps"] else 0.0
@@ -236,14 +246,19 @@ def summary(rounds: dict[int, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
 
 def table(results: dict[str, Any], host_cpus: int) -> str:
     lines = [
-        f"{'workers/mode':13} {'req/s':>9} {'tokens/s':>10} {'ms CPU/req':>10} {'failed':>6} "
+        f"{'workers/mode':17} {'req/s':>9} {'tokens/s':>10} {'ms CPU/req':>10} {'failed':>6} "
         f"{'req/s x':>8} {'tokens x':>8} {'per added':>9} {'CPU/req x':>9}"
     ]
     verdicts = []
     for key, row in results.items():
+        if key.startswith(f"{DIRECT}/"):
+            lines.append(
+                f"{'fake alone ' + key[2:]:17} {row['rps']:9.1f} {row['tokens_per_s']:10.1f}"
+            )
+            continue
         per = row["per_added_worker"]
         lines.append(
-            f"{key:13} {row['rps']:9.1f} {row['tokens_per_s']:10.1f} "
+            f"{key:17} {row['rps']:9.1f} {row['tokens_per_s']:10.1f} "
             f"{row['cpu_ms_per_request']:10.3f} {row['failed']:6d} {row['rps_ratio']:7.2f}x "
             f"{row['tokens_ratio']:7.2f}x {'' if per is None else f'{per:.2f}':>9} "
             f"{row['cpu_ratio']:8.2f}x"
