@@ -59,5 +59,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # A reload reads the file again and applies the same flags on top.
     source = ConfigSource(args.config, {k: v for k, v in overrides.items() if v is not None})
     settings = apply_overrides(settings, **overrides)
-    serve(settings, source, insecure=args.insecure, workers=args.workers)
+    if args.workers != 1:
+        from enclave.gateway.workers import serve_workers
+
+        serve_workers(settings, source, args.workers, insecure=args.insecure)
+    else:
+        serve(settings, source, insecure=args.insecure)
     return 0

@@ -148,26 +148,14 @@ def check_tls(cert: Path, key: Path) -> None:
 
 
 def serve(
-    settings: Settings,
-    source: ConfigSource | None = None,
-    *,
-    insecure: bool = False,
-    workers: int = 1,
+    settings: Settings, source: ConfigSource | None = None, *, insecure: bool = False
 ) -> None:
-    """Serve in this process, or with ``workers`` > 1 in that many worker processes on
-    one port (:mod:`enclave.gateway.workers`)."""
-    if workers != 1:
-        from enclave.gateway.workers import check_workers, serve_workers
-
-        check_workers(settings, workers)
-        prepare(settings, insecure=insecure)
-        serve_workers(settings, source, workers, engine_model(settings))
-        return
+    """Serve in this process (``enclave serve --workers N``: :mod:`.workers`)."""
     import uvicorn
 
-    prepare(settings, insecure=insecure)
     from enclave.gateway.app import create_app
 
+    prepare(settings, insecure=insecure)
     app = create_app(settings, engine_model=engine_model(settings), source=source)
     announce(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))

@@ -96,12 +96,14 @@ def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 def serve_workers(
-    settings: Settings, source: ConfigSource | None, count: int, model: Path | None
+    settings: Settings, source: ConfigSource | None, count: int, *, insecure: bool = False
 ) -> None:
-    """Run the pool until SIGTERM or SIGINT (after ``serve.prepare``)."""
-    from enclave.gateway.serve import announce
+    """Run the pool until SIGTERM or SIGINT."""
+    from enclave.gateway.serve import announce, engine_model, prepare
 
     check_workers(settings, count)
+    prepare(settings, insecure=insecure)
+    model = engine_model(settings)
     sockets = bind_sockets(settings.host, settings.port, count)
     if model is not None:  # the child's port, fixed now so that every worker knows it
         from enclave.engine.runtime import free_port
