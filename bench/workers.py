@@ -229,11 +229,11 @@ def summary(rounds: dict[int, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
             }
             out[f"{count}/{mode}"] = row
     for key, row in out.items():
-        count, mode = key.split("/")
-        if int(count) == DIRECT:
+        workers, mode = key.split("/")
+        if int(workers) == DIRECT:
             continue
         one = out[f"{base}/{mode}"]
-        added = int(count) - base
+        added = int(workers) - base
         row["rps_ratio"] = row["rps"] / one["rps"] if one["rps"] else 0.0
         row["tokens_ratio"] = (
             row["tokens_per_s"] / one["tokens_per_s"] if one["tokens_per_s"] else 0.0
