@@ -1,5 +1,6 @@
 """``enclave serve --workers 2``: one real parent and its two worker processes on one
-port (SQLite, the fake upstream), as a host runs them.
+port (SQLite, authentication on with the limits in a real ``redis-server``, the fake
+upstream), as a host runs them.
 
 One gateway for the module; the tests run in order and the last one stops it. Which
 worker answered is read from the audit witness (each line names the process that
@@ -24,7 +25,8 @@ import yaml
 
 from enclave.engine.supervisor import EngineSupervisor
 from tests.fakes.procs import FakeUpstream
-from tests.gateway import ENCLAVE, Gateway, run_gateway
+from tests.fakes.redis import INSTALL_HINT, redis_server_path, run_redis
+from tests.gateway import ENCLAVE, Gateway, add_user, cli, run_gateway
 from tests.helpers import assert_one_line_error
 
 MODEL = "fake-model"
@@ -32,19 +34,38 @@ CALLS = 24  # each on a new connection: the kernel spreads them over the workers
 WAIT_S = 60.0
 
 
-def config(fake: FakeUpstream, *, model: str = MODEL) -> dict[str, object]:
+RPM = 5  # the limited key's requests per minute, for the whole gateway
+
+
+def config(fake: FakeUpstream) -> dict[str, object]:
     return {
         "engine": {"enabled": False, "embeddings": False, "ocr": False},
-        "upstreams": [{"name": "f", "base_url": fake.base_url, "models": [model]}],
+        "upstreams": [{"name": "f", "base_url": fake.base_url, "models": [MODEL]}],
         "audit": {"witness_interval_s": 0},
     }
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iterator[Gateway]:
+    if redis_server_path() is None:
+        pytest.skip(INSTALL_HINT)
     home = tmp_path_factory.mktemp("workers")
-    with run_gateway(home, config(fake), args=("--workers", "2")) as gw:
-        yield gw
+    with run_redis() as redis:
+        auth = {"mode": "on", "rate_limits": "redis", "redis_url": redis.url}
+        with run_gateway(home, {**config(fake), "auth": auth}, args=("--workers", "2")) as gw:
+            add_user(gw, "dev", "user", "dev-password-long")
+            KEYS["free"] = new_key(gw, "free")
+            KEYS["limited"] = new_key(gw, "limited", "--rpm", str(RPM))
+            yield gw
+
+
+KEYS: dict[str, str] = {}
+
+
+def new_key(gateway: Gateway, name: str, *limits: str) -> str:
+    made = cli(gateway, "keys", "create", "--user", "dev", "--name", name, *limits)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.splitlines()[0].strip()
 
 
 def workers(gateway: Gateway) -> set[int]:
@@ -61,21 +82,20 @@ def until(check: object, what: str, gateway: Gateway) -> None:
         time.sleep(0.05)
 
 
-def call(gateway: Gateway, text: str = "hi") -> httpx.Response:
+def call(gateway: Gateway, text: str = "hi", key: str = "free") -> httpx.Response:
     """One chat call on a connection of its own."""
     body = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
-    return httpx.post(gateway.v1 + "/chat/completions", json=body, timeout=30)
+    headers = {"Authorization": f"Bearer {KEYS[key]}"}
+    return httpx.post(gateway.v1 + "/chat/completions", json=body, headers=headers, timeout=30)
 
 
-def witnessed_by(gateway: Gateway) -> set[int]:
-    lines = (gateway.home / "witness" / "audit.witness").read_text().splitlines()
+def witness(gateway: Gateway) -> list[str]:
+    return (gateway.home / "witness" / "audit.witness").read_text().splitlines()
+
+
+def witnessed_by(lines: list[str]) -> set[int]:
+    """The processes that wrote ``lines`` (the CLI's commands write some too)."""
     return {int(json.loads(line)["by"].rsplit(":", 1)[1]) for line in lines}
-
-
-def enclave(gateway: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ENCLAVE_HOME": str(gateway.home)}
-    cmd = [ENCLAVE, "--config", str(gateway.home / "enclave.yaml"), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def audited(gateway: Gateway, action: str) -> int:
@@ -86,12 +106,21 @@ def audited(gateway: Gateway, action: str) -> int:
 
 def test_calls_are_spread_over_the_workers_into_one_chain(gateway: Gateway) -> None:
     until(lambda: len(workers(gateway)) == 2, "two workers", gateway)
-    pids = workers(gateway)
+    pids, before = workers(gateway), len(witness(gateway))
     for index in range(CALLS):
         assert call(gateway, f"call {index}").status_code == 200
-    assert witnessed_by(gateway) == pids  # both answered, each extended the one chain
-    verified = enclave(gateway, "audit", "verify")
+    assert (
+        witnessed_by(witness(gateway)[before:]) == pids
+    )  # both answered, each extended the one chain
+    verified = cli(gateway, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_keys_limit_holds_across_the_workers(gateway: Gateway) -> None:
+    """12 calls on new connections reach both workers (all 12 on one: 1 in 2,048): with
+    limits counted per worker more than ``RPM`` would pass."""
+    codes = [call(gateway, f"limited {index}", key="limited").status_code for index in range(12)]
+    assert codes == [200] * RPM + [429] * (12 - RPM)
 
 
 def test_a_config_reload_reaches_every_worker(gateway: Gateway, fake: FakeUpstream) -> None:
