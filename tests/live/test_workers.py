@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -164,6 +165,20 @@ def test_workers_without_shared_limits_are_refused(tmp_path: Path, fake: FakeUps
         "memory, each worker would allow a key its whole limit)",
         code=1,
     )
+
+
+def test_a_port_taken_by_another_server_is_one_line(tmp_path: Path, fake: FakeUpstream) -> None:
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: no group to join
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "enclave.yaml"
+        path.write_text(yaml.safe_dump({**config(fake), "port": port}))
+        env = {**os.environ, "ENCLAVE_HOME": str(tmp_path)}
+        cmd = [ENCLAVE, "--config", str(path), "serve", "--workers", "2"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    line = f"enclave: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert_one_line_error(done, line, code=1)
 
 
 def test_an_attached_supervisor_follows_anothers_child(fake: FakeUpstream) -> None:
