@@ -19,6 +19,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, help="engine threads (default: one per core)")
     parser.add_argument("--ctx-size", type=int, help="engine context, shared by its slots")
     parser.add_argument("--parallel", type=int, help="engine slots (concurrent requests)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes on the port (SO_REUSEPORT; default 1; docs/replicas.md)",
+    )
     parser.add_argument("--no-engine", action="store_true", help="serve remote upstreams only")
     parser.add_argument("--log-level", help="debug, info, warning, error")
     parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
@@ -52,5 +58,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     # A reload reads the file again and applies the same flags on top.
     source = ConfigSource(args.config, {k: v for k, v in overrides.items() if v is not None})
-    serve(apply_overrides(settings, **overrides), source, insecure=args.insecure)
+    settings = apply_overrides(settings, **overrides)
+    if args.workers != 1:
+        from enclave.gateway.workers import serve_workers
+
+        serve_workers(settings, source, args.workers, insecure=args.insecure)
+    else:
+        serve(settings, source, insecure=args.insecure)
     return 0

@@ -53,14 +53,23 @@ def child_command(settings: EngineSettings, model: Path, port: int) -> list[str]
 class Engine:
     """The llama.cpp child, its supervisor, and the upstream that talks to it."""
 
-    def __init__(self, settings: EngineSettings, model: Path, *, log_path: Path | None) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        model: Path,
+        *,
+        log_path: Path | None,
+        attach: bool = False,
+    ) -> None:
+        """With ``attach``, another process runs the child on ``settings.port`` (a worker
+        of ``enclave serve --workers N``): this one only follows its health."""
         self.settings = settings
         self.model = model
         port = settings.port or free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self._context_length: int | None = None
         self.supervisor = EngineSupervisor(
-            child_command(settings, model, port),
+            [] if attach else child_command(settings, model, port),
             self.base_url,
             log_path=log_path,
             options=SupervisorOptions(startup_timeout=settings.startup_timeout_s),

@@ -2,6 +2,10 @@
 
 States: ``starting`` (loading the model) → ``ready`` → (child died or stopped
 answering) ``restarting`` → ``starting`` ... and ``stopped`` after :meth:`stop`.
+
+With no ``command`` it only *attaches*: another process (the parent of ``enclave serve
+--workers N``) runs the child, and this supervisor follows its health through the same
+states, so one engine child serves every worker of a host.
 """
 
 from __future__ import annotations
@@ -103,6 +107,9 @@ class EngineSupervisor:
                 await self._run_once(probe)
                 if self._stopping:
                     return
+                if not self.command:  # attached: the owner restarts the child; watch again
+                    self._set("restarting", "the engine child stopped answering")
+                    continue
                 ran = time.monotonic() - started
                 failures = 1 if ran >= self.options.backoff.stable_after else failures + 1
                 delay = self.options.backoff.delay(failures)
@@ -112,7 +119,7 @@ class EngineSupervisor:
 
     async def _run_once(self, probe: httpx.AsyncClient) -> None:
         self._set("starting", "loading the model")
-        process = await self._spawn()
+        process = await self._spawn() if self.command else None
         try:
             if await self._wait_healthy(probe, process):
                 self._set("ready")
@@ -148,30 +155,29 @@ class EngineSupervisor:
         return response.status_code == 200
 
     async def _wait_healthy(
-        self, probe: httpx.AsyncClient, process: asyncio.subprocess.Process
+        self, probe: httpx.AsyncClient, process: asyncio.subprocess.Process | None
     ) -> bool:
         deadline = time.monotonic() + self.options.startup_timeout
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
+        while time.monotonic() < deadline or process is None:  # attached: wait as long
+            if process is not None and process.returncode is not None:
                 return False
             if await self._healthy(probe):
                 return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 0.1)
+            await _exit_or_timeout(process, 0.1 if process else 0.5)
         log.error("engine did not become healthy in %.0fs", self.options.startup_timeout)
         return False
 
-    async def _watch(self, probe: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
+    async def _watch(
+        self, probe: httpx.AsyncClient, process: asyncio.subprocess.Process | None
+    ) -> None:
         """Return when the child exits or fails ``health_failures`` checks in a row."""
         failed = 0
         while failed < self.options.health_failures:
-            try:
-                await asyncio.wait_for(process.wait(), self.options.health_interval)
-            except TimeoutError:
-                failed = 0 if await self._healthy(probe) else failed + 1
-            else:
+            if await _exit_or_timeout(process, self.options.health_interval):
+                assert process is not None
                 log.warning("engine child exited with code %s", process.returncode)
                 return
+            failed = 0 if await self._healthy(probe) else failed + 1
         log.warning("engine stopped answering health checks; restarting it")
 
     async def _terminate(self) -> None:
@@ -187,3 +193,15 @@ class EngineSupervisor:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+
+
+async def _exit_or_timeout(process: asyncio.subprocess.Process | None, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``process`` to exit (just wait, with none): True if it did."""
+    if process is None:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        await asyncio.wait_for(process.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -7,9 +7,12 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 from enclave.config import ConfigSource, Settings
 from enclave.errors import ConfigError
+
+GRACEFUL_S = 10  # seconds a stopping server gives the calls in flight
 
 
 def setup_logging(settings: Settings) -> None:
@@ -147,37 +150,52 @@ def check_tls(cert: Path, key: Path) -> None:
 def serve(
     settings: Settings, source: ConfigSource | None = None, *, insecure: bool = False
 ) -> None:
+    """Serve in this process (``enclave serve --workers N``: :mod:`.workers`)."""
     import uvicorn
 
-    from enclave.audit.witness import check_witness
     from enclave.gateway.app import create_app
-    from enclave.gateway.connections import protocol_class
+
+    prepare(settings, insecure=insecure)
+    app = create_app(settings, engine_model=engine_model(settings), source=source)
+    announce(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+
+
+def prepare(settings: Settings, *, insecure: bool) -> None:
+    """What comes before serving: the exposure and TLS checks, private files, the
+    witness, logging and the file limit."""
+    from enclave.audit.witness import check_witness
 
     check_exposure(settings, insecure=insecure)
     make_private(settings)
     check_witness(settings)  # a witness that cannot be written: one line, before starting
     setup_logging(settings)
     raise_file_limit()
-    app = create_app(settings, engine_model=engine_model(settings), source=source)
+
+
+def announce(settings: Settings, workers: int = 1) -> None:
     scheme = "https" if settings.tls_cert else "http"
     logging.getLogger("enclave.gateway").info(
-        "enclave listening on %s://%s:%s (web console at /, administration at /admin)",
-        scheme, settings.host, settings.port,
+        "enclave listening on %s://%s:%s%s (web console at /, administration at /admin)",
+        scheme, settings.host, settings.port, f" with {workers} workers" if workers > 1 else "",
     )  # fmt: skip
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # enclave writes its own structured line per request
-        log_config=None,
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options besides the app and the address (a worker passes its socket)."""
+    from enclave.gateway.connections import protocol_class
+
+    return {
+        "log_level": settings.log_level.lower(),
+        "access_log": False,  # enclave writes its own structured line per request
+        "log_config": None,
         # header, idle and connection bounds (server.*); the body's is in the app
-        http=protocol_class(settings.server),
-        timeout_graceful_shutdown=10,
+        "http": protocol_class(settings.server),
+        "timeout_graceful_shutdown": GRACEFUL_S,
         # X-Forwarded-For is believed only from auth.trusted_proxies (the edge decides);
         # uvicorn's own handling would trust it from 127.0.0.1 and rewrite the peer.
-        proxy_headers=False,
-        server_header=False,
-        ssl_certfile=settings.tls_cert,
-        ssl_keyfile=settings.tls_key,
-    )
+        "proxy_headers": False,
+        "server_header": False,
+        "ssl_certfile": settings.tls_cert,
+        "ssl_keyfile": settings.tls_key,
+    }

@@ -295,14 +295,17 @@ def _limiter(settings: Settings) -> Limiter:
     return MemoryLimiter()
 
 
-def build_services(settings: Settings, *, engine_model: Path | None = None) -> Services:
-    engine, embedder, ocr = _embedded(settings, engine_model)
+def build_services(
+    settings: Settings, *, engine_model: Path | None = None, attach_engine: bool = False
+) -> Services:
+    """``attach_engine``: the engine child is another process's (``serve --workers``)."""
+    engine, embedder, ocr = _embedded(settings, engine_model, attach_engine)
     router = build_router(settings, engine=engine, embedder=embedder)
     return Services(settings, router, engine, embedder, ocr)
 
 
 def _embedded(
-    settings: Settings, engine_model: Path | None
+    settings: Settings, engine_model: Path | None, attach: bool = False
 ) -> tuple[Engine | None, LocalEmbeddingsUpstream | None, OCR | None]:
     """The engine's parts, each on its own switch; they need ``enclave[engine]``."""
     cfg = settings.engine
@@ -310,7 +313,7 @@ def _embedded(
     if cfg.enabled and engine_model is not None:
         from enclave.engine.runtime import Engine
 
-        engine = Engine(cfg, engine_model, log_path=settings.logs_dir / "engine.log")
+        engine = Engine(cfg, engine_model, log_path=settings.logs_dir / "engine.log", attach=attach)
     if cfg.embeddings:
         from enclave.engine.embedder import shared
         from enclave.engine.local_embeddings import LocalEmbeddingsUpstream

@@ -1,0 +1,260 @@
+"""``enclave serve --workers N``: N gateway processes on one port.
+
+The parent binds N listening sockets to the address with ``SO_REUSEPORT`` (the kernel
+spreads new connections over them), starts the embedded engine's child once, then one
+worker process per socket: a whole gateway (``create_app`` under uvicorn) that serves
+its socket and uses the parent's engine child as an upstream (it only follows its
+health). The parent keeps every socket open, so connections queued on the socket of a
+worker that died wait for its restart instead of being refused.
+
+The workers share what replicas share (docs/replicas.md): the database (the SQLite
+file or PostgreSQL), ``secret.key`` and the home, Redis for the rate limits. Without
+Redis each worker would count a key's limits on its own and allow it N times its
+rpm, so more than one worker with authentication on needs ``auth.rate_limits: redis``.
+
+The parent restarts a worker that exits (with back-off), passes SIGHUP on (a config
+reload), and on SIGTERM or SIGINT stops the workers (each finishes its calls in flight,
+as one gateway does) and then the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from enclave.config import ConfigSource, Settings, apply_overrides
+from enclave.errors import ConfigError
+
+if TYPE_CHECKING:
+    from enclave.engine.runtime import Engine
+
+log = logging.getLogger("enclave.gateway")
+
+BACKLOG = 2048  # uvicorn's
+STOP_MARGIN_S = 5.0  # past the workers' graceful shutdown, before they are killed
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker is started with (pickled to its stdin by its parent)."""
+
+    settings: Settings
+    source: ConfigSource | None
+    fd: int  # its listening socket, inherited
+    index: int
+    parent: int
+    engine_model: Path | None
+
+
+def check_workers(settings: Settings, count: int) -> None:
+    """Refuse a pool whose workers could not share the rate limits."""
+    from enclave.gateway.gatekeeper import auth_enabled
+
+    if count < 1:
+        raise ConfigError(f"--workers must be 1 or more, not {count}")
+    if count > 1 and auth_enabled(settings) and settings.auth.rate_limits != "redis":
+        raise ConfigError(
+            f"--workers {count} with authentication on needs auth.rate_limits: redis "
+            "(with memory, each worker would allow a key its whole limit)"
+        )
+
+
+def bind_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one address, in one ``SO_REUSEPORT`` group."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot resolve {host}: {exc.strerror}") from None
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sockets
+
+
+def serve_workers(
+    settings: Settings, source: ConfigSource | None, count: int, *, insecure: bool = False
+) -> None:
+    """Run the pool until SIGTERM or SIGINT."""
+    from enclave.gateway.serve import announce, engine_model, prepare
+
+    check_workers(settings, count)
+    prepare(settings, insecure=insecure)
+    model = engine_model(settings)
+    sockets = bind_sockets(settings.host, settings.port, count)
+    if model is not None:  # the child's port, fixed now so that every worker knows it
+        from enclave.engine.runtime import free_port
+
+        port = {"engine.port": settings.engine.port or free_port()}
+        settings = apply_overrides(settings, **port)
+        source = ConfigSource(source.path, {**source.overrides, **port}) if source else None
+    announce(settings, count)
+    try:
+        asyncio.run(Pool(settings, source, sockets, model).run())
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class Pool:
+    """The parent: the engine child and one worker process per socket."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: ConfigSource | None,
+        sockets: list[socket.socket],
+        model: Path | None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.sockets = sockets
+        self.model = model
+        self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self.stopping = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.forward, signal.SIGHUP)
+        engine = self._engine()
+        if engine is not None:
+            engine.start()
+        keepers = [asyncio.create_task(self._keep(i)) for i in range(len(self.sockets))]
+        try:
+            await stop.wait()
+        finally:
+            await self._stop(keepers)
+            if engine is not None:
+                await engine.stop()
+        log.info("all workers stopped")
+
+    def _engine(self) -> Engine | None:
+        if self.model is None:
+            return None
+        from enclave.engine.runtime import Engine
+
+        cfg = self.settings.engine
+        return Engine(cfg, self.model, log_path=self.settings.logs_dir / "engine.log")
+
+    def forward(self, sig: int) -> None:
+        for process in self.processes.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(sig)
+
+    async def _keep(self, index: int) -> None:
+        """Run worker ``index``, and again whenever it exits, until the pool stops."""
+        from enclave.engine.supervisor import Backoff
+
+        backoff, failures = Backoff(), 0
+        while not self.stopping:
+            started = time.monotonic()
+            process = await self._spawn(index)
+            code = await process.wait()
+            if self.stopping:
+                return
+            ran = time.monotonic() - started
+            failures = 1 if ran >= backoff.stable_after else failures + 1
+            delay = backoff.delay(failures)
+            log.warning(
+                "worker %d (pid %d) exited with code %s; restarting it in %.0fs",
+                index, process.pid, code, delay,
+            )  # fmt: skip
+            await asyncio.sleep(delay)
+
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+        sock = self.sockets[index]
+        spec = WorkerSpec(self.settings, self.source, sock.fileno(), index, os.getpid(), self.model)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", __name__, stdin=asyncio.subprocess.PIPE, pass_fds=[sock.fileno()]
+        )  # fmt: skip
+        assert process.stdin is not None
+        process.stdin.write(pickle.dumps(spec))
+        await process.stdin.drain()
+        process.stdin.close()
+        self.processes[index] = process
+        log.info("worker %d started (pid %d)", index, process.pid)
+        return process
+
+    async def _stop(self, keepers: list[asyncio.Task[None]]) -> None:
+        """SIGTERM to every worker; SIGKILL to those still running after the grace."""
+        from enclave.gateway.serve import GRACEFUL_S
+
+        self.stopping = True
+        self.forward(signal.SIGTERM)
+        _, late = await asyncio.wait(keepers, timeout=GRACEFUL_S + STOP_MARGIN_S)
+        for process in self.processes.values():
+            if process.returncode is None:
+                log.warning("worker pid %d ignored SIGTERM; killing it", process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+# -- the worker ------------------------------------------------------------------------
+
+
+def run_worker(spec: WorkerSpec) -> None:
+    """Serve ``spec``'s socket with a whole gateway until SIGTERM or SIGINT."""
+    import uvicorn
+
+    from enclave.gateway.app import create_app
+    from enclave.gateway.serve import raise_file_limit, setup_logging, uvicorn_options
+    from enclave.gateway.services import build_services
+
+    _die_with_parent(spec.parent)
+    os.umask(0o077)
+    settings = spec.settings
+    setup_logging(settings)
+    raise_file_limit()
+    services = build_services(settings, engine_model=spec.engine_model, attach_engine=True)
+    app = create_app(settings, services=services, source=spec.source)
+    sock = socket.socket(fileno=spec.fd)
+    config = uvicorn.Config(app, **uvicorn_options(settings))
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker whose parent is gone stops (PR_SET_PDEATHSIG, and a watch on the pid)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+if __name__ == "__main__":
+    # the stdin pipe of the parent that started this process: nobody else writes it
+    run_worker(pickle.load(sys.stdin.buffer))  # noqa: S301
