@@ -69,7 +69,7 @@ def _child(script: Path, src: str, args: argparse.Namespace, url: str | None) ->
 
 def _report(rounds: dict[str, list[list[dict[str, Any]]]], target: float) -> int:
     def median(side: str, db: int, level: int, field: str) -> float:
-        return statistics.median(r[db]["levels"][level][field] for r in rounds[side])
+        return float(statistics.median(r[db]["levels"][level][field] for r in rounds[side]))
 
     first = rounds["now"][0]
     print()
