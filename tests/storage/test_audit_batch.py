@@ -158,3 +158,18 @@ async def test_sqlite_one_thread_hop_per_batch(store: Store) -> None:
         jobs.shutdown()
     assert await seqs(store) == list(range(1, 64))
     assert (await verify_store(store.sessions, KEY)).ok
+
+
+async def test_a_batch_after_a_known_head_holds_any_detail(store: Store) -> None:
+    """Detail JSON the one statement must carry through (NUL, non-ASCII, nesting, big
+    numbers) is stored as the locked path stores it, and the chain verifies."""
+    writer = AuditWriter(store.sessions, KEY, strict=True)
+    odd = {"nul": "a\x00b", "text": "二\n\"'", "deep": [[{"x": None}]], "big": 2**62, "f": 1e-7}
+    try:
+        await writer.write(entry(1))
+        await writer.write(entry(2, detail=odd))
+        await writer.write(entry(3))
+    finally:
+        await writer.aclose()
+    assert await seqs(store) == [1, 2, 3]
+    assert (await verify_store(store.sessions, KEY)).ok

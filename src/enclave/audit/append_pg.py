@@ -58,9 +58,12 @@ def plan(key: bytes, head: Head, entries: list[AuditEntry]) -> tuple[Head, str]:
 
 async def append(driver: Any, key: bytes, head: Head, entries: list[AuditEntry]) -> Head | None:
     """Append ``entries`` after ``head`` with the asyncpg connection ``driver``, in one
-    round trip; the new head, or None if the stored head is no longer ``head`` (nothing
-    was written)."""
+    round trip; the new head, or None if nothing was written: the stored head is no
+    longer ``head``, or the records hold what the statement cannot carry (a NUL in a
+    ``detail`` string, which the locked path stores)."""
     new, rows = plan(key, head, entries)
+    if "\\u0000" in rows:  # json_populate_recordset refuses NUL, which a json column keeps
+        return None
     params = (new.seq, new.hash, new.signature, head.seq, head.hash, head.signature, rows)
     added = await driver.fetchval(APPEND, *params)
     if added == 0:
