@@ -14,6 +14,13 @@ writer keeps one connection of its own; when it is lost, the batch is tried agai
 on a new one (if the lost commit had in fact gone through, the records appear twice —
 never a gap). After each commit the new signed head goes to the witness
 (:mod:`enclave.audit.witness`), outside the database.
+
+What a batch costs: on PostgreSQL ONE round trip, a single statement that extends the
+head the writer last signed (:mod:`enclave.audit.append_pg`), falling back to the locked
+path (:func:`extend`, five round trips) only when the head moved under it; on a SQLite
+file ONE hop to the writer's thread, which runs the whole transaction on a connection of
+its own (:mod:`enclave.audit.append_sqlite`). Anything else (an in-memory SQLite) takes
+the locked path.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -31,6 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from enclave.audit import append_pg, append_sqlite
 from enclave.audit.chain import (
     GENESIS,
     AuditEntry,
@@ -80,6 +90,7 @@ class AuditWriter:
         max_batch: int = MAX_BATCH,
         max_queue: int = MAX_QUEUE,
         witness: Witness | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.sessions = sessions
         self.key = key
@@ -93,6 +104,10 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._conn: AsyncConnection | None = None
+        self._head: Head | None = None  # the head this writer last committed
+        self._sqlite: sqlite3.Connection | None = None  # used on the executor's thread only
+        self._executor = executor  # SQLite: the one thread a batch runs on
+        self._owns_executor = executor is None
 
     def start(self) -> None:
         """Start the writer task (``write`` also starts it on first use)."""
@@ -124,6 +139,10 @@ class AuditWriter:
             await self._queue.put(None)
             await self._task
         await self._disconnect()
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sqlite)
+            if self._owns_executor:
+                self._executor.shutdown(wait=False)
         if self.witness is not None:
             await self.witness.aclose()
 
@@ -197,25 +216,81 @@ class AuditWriter:
 
     async def append(self, entries: list[AuditEntry]) -> int:
         """Link and insert ``entries`` in one transaction; the seq of the last one."""
-        conn = await self._connection()
+        engine = self._engine()
+        sqlite_file = append_sqlite.file_path(engine.url) if engine.name == "sqlite" else None
         try:
-            async with conn.begin():
-                head = await extend(conn, self.key, entries)
+            if sqlite_file is not None:
+                head = await self._append_sqlite(sqlite_file, entries)
+            else:
+                fast = await self._append_pg(entries) if engine.name == "postgresql" else None
+                head = fast or await self._append_locked(entries)
         except BaseException:
-            await self._disconnect()  # whatever went wrong, the next batch starts afresh
+            self._head = None
             raise
+        self._head = head
         self.batches += 1
         if self.witness is not None:
             self.witness.note(head)
         return head.seq
 
+    async def _append_locked(self, entries: list[AuditEntry]) -> Head:
+        conn = await self._connection()
+        try:
+            async with conn.begin():
+                return await extend(conn, self.key, entries)
+        except BaseException:
+            await self._disconnect()  # whatever went wrong, the next batch starts afresh
+            raise
+
+    async def _append_pg(self, entries: list[AuditEntry]) -> Head | None:
+        """One round trip after the head this writer knows; None: take the locked path
+        (no head known yet, it moved, or the statement failed: the locked path tells why)."""
+        if self._head is None:
+            return None
+        conn = await self._connection()
+        driver = (await conn.get_raw_connection()).driver_connection
+        try:
+            return await append_pg.append(driver, self.key, self._head, entries)
+        except Exception as exc:
+            log.debug("audit: one-statement append failed (%s); taking the locked path", exc)
+            # SQLAlchemy did not see the failure: drop the connection rather than pool it
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            await self._disconnect()
+            return None
+
+    async def _append_sqlite(self, path: str, entries: list[AuditEntry]) -> Head:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="audit-sqlite")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._sqlite_batch, path, entries)
+
+    def _sqlite_batch(self, path: str, entries: list[AuditEntry]) -> Head:
+        """On the executor's thread: the whole transaction (see append_sqlite)."""
+        if self._sqlite is None:
+            self._sqlite = append_sqlite.connect(path)
+        try:
+            return append_sqlite.append(self._sqlite, self.key, entries)
+        except BaseException:
+            self._close_sqlite()  # whatever went wrong, the next batch starts afresh
+            raise
+
+    def _close_sqlite(self) -> None:
+        conn, self._sqlite = self._sqlite, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    def _engine(self) -> AsyncEngine:
+        engine = self.sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("AuditWriter needs a sessionmaker bound to an AsyncEngine")
+        return engine
+
     async def _connection(self) -> AsyncConnection:
         """The writer's own connection: no pool round trip per batch."""
         if self._conn is None or self._conn.closed:
-            engine = self.sessions.kw.get("bind")
-            if not isinstance(engine, AsyncEngine):
-                raise TypeError("AuditWriter needs a sessionmaker bound to an AsyncEngine")
-            self._conn = await engine.connect()
+            self._conn = await self._engine().connect()
         return self._conn
 
     async def _disconnect(self) -> None:
@@ -243,10 +318,7 @@ async def extend(conn: AsyncConnection, key: bytes, entries: list[AuditEntry]) -
     """In the caller's transaction: lock the head, append ``entries``, sign the new head."""
     head = await lock_head(conn, key)
     if not head_is_genuine(key, head):
-        raise AuditUnavailable(
-            "the audit chain's head has an invalid signature (tampered, or secret.key was "
-            "replaced: `enclave audit resign --old-key FILE`): run `enclave audit verify`"
-        )
+        raise AuditUnavailable(append_sqlite.TAMPERED_HEAD)
     seq, prev = head.seq, head.hash
     rows: list[dict[str, Any]] = []
     for entry in entries:
@@ -301,6 +373,8 @@ def fit(entry: AuditEntry) -> AuditEntry:
 def _entry_specific(exc: Exception) -> bool:
     """Could this failure be one entry's fault (rather than the database's)?"""
     if isinstance(exc, IntegrityError | DataError | TypeError | ValueError):
+        return True
+    if isinstance(exc, append_sqlite.ENTRY_SPECIFIC):
         return True
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
