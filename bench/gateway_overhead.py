@@ -55,6 +55,7 @@ import yaml  # noqa: E402
 
 from bench import litellm_env, loadgen  # noqa: E402
 from bench.common import console_script, warn_if_busy  # noqa: E402
+from bench.held_streams import audited_streams  # noqa: E402
 from bench.machine import (  # noqa: E402
     CpuProbe,
     choose_cpus,
@@ -152,6 +153,9 @@ def many_streams(bench: Bench, logs: Path, proxy_cpu: int | None) -> dict[str, A
         pids = {"proxy": gateway.pid, "fake": slow.pid, "loadgen": os.getpid()}
         print(f"  {a.streams} streams through one enclave process ...", flush=True)
         through = burst(bench, gateway, pids, gateway.pid)
+        if a.held_rounds:
+            print(f"  {a.streams} streams through audited gateways ...", flush=True)
+            through["audited"] = audited_streams(bench, slow, logs, proxy_cpu, a.held_rounds)
     through["direct"] = direct
     through["pass"] = through["completed"] == a.streams
     return through
@@ -320,6 +324,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams-tokens", type=int, default=50)
     parser.add_argument("--streams-itl-ms", type=int, default=100)
     parser.add_argument(
+        "--held-rounds",
+        type=int,
+        help="interleaved rounds of the streams through audited gateways (2; quick 1; 0 skips)",
+    )
+    parser.add_argument(
         "--drain",
         type=float,
         default=60.0,
@@ -345,6 +354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.throughput_seconds = args.throughput_seconds or (3.0 if quick else 8.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
     args.access_log = (not quick) if args.access_log is None else args.access_log
+    args.held_rounds = (1 if quick else 2) if args.held_rounds is None else args.held_rounds
     if args.tokens < 1 or args.rate <= 0 or args.concurrency < 1 or args.streams_tokens < 1:
         parser.error("--tokens, --rate, --concurrency and --streams-tokens must be positive")
     return args

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import held_streams
+
 ADDED_P50_TARGET_MS = 1.0
 ADDED_P99_TARGET_MS = 5.0
 PER_CORE_RATIO_TARGET = 3.0
@@ -34,6 +36,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool | None]:
         out[f"per_core_{mode}"] = None if ratio is None else ratio >= PER_CORE_RATIO_TARGET
     streams = results.get("streams")
     out["streams"] = None if streams is None else bool(streams["pass"])
+    held = (streams or {}).get("audited")
+    out["held_streams_cpu"] = None if held is None else bool(held["pass"])
     return out
 
 
@@ -234,6 +238,9 @@ def streams_rows(streams: dict[str, Any], verdict: dict[str, bool | None]) -> No
     )
     if streams["first_error"]:
         print(f"  first error: {streams['first_error']}")
+    if streams.get("audited"):
+        held_streams.rows(streams["audited"])
+        print(f"  {word(verdict['held_streams_cpu'])}")
 
 
 def errors(t: dict[str, Any], names: list[str]) -> None:

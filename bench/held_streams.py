@@ -1,0 +1,94 @@
+"""Held streams through an audited gateway: the CPU one relayed event costs.
+
+Part of ``bench/gateway_overhead.py`` (target of the speed issue: <= 10 us of gateway CPU
+per relayed event with authentication, limits, metrics and strict audit on). N streams are
+held at once against the slow fake, through ``enclave serve`` with ``auth.mode: on``, an
+API key with a rate limit (``--rpm``, high enough never to refuse), strict audit on SQLite
+and ``/metrics``; the gateway's CPU time over the burst, divided by the events it relayed
+(N x (tokens + role chunk + finish chunk + [DONE])), is the figure. With ``--baseline-src``
+the same gateway from another checkout runs in the same process of measurement, bursts
+interleaved, so the ratio is read from one run.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen
+from bench.auth_overhead import Gateway, make_key, run_gateway
+from bench.machine import cpu_seconds
+from bench.measure import Bench
+from bench.servers import HOST, MODEL, PROMPT, Server
+
+THIS = "enclave"
+BASE = "enclave@base"
+TARGET_US = 10.0
+
+
+def audited_streams(
+    bench: Bench, slow: Server, logs: Path, proxy_cpu: int | None, rounds: int
+) -> dict[str, Any]:
+    """Bursts of held streams through the audited gateway(s), interleaved; CPU per event."""
+    a = bench.args
+    sources = {THIS: None, **({BASE: str(a.baseline_src)} if a.baseline_src else {})}
+    found: dict[str, list[float]] = {name: [] for name in sources}
+    failed: dict[str, int] = dict.fromkeys(sources, 0)
+    with ExitStack() as stack:
+        gateways: dict[str, Gateway] = {}
+        for name, src in sources.items():
+            gateway = stack.enter_context(
+                run_gateway(f"held-{name}", slow, proxy_cpu, logs, None, src=src)
+            )
+            gateway.key = make_key(gateway)
+            gateways[name] = gateway
+        for turn in range(rounds):
+            for name, gateway in gateways.items():
+                us, bad = one_burst(bench, gateway, a.streams, a.streams_tokens)
+                print(f"  round {turn + 1}: {name} {us:.1f} us per event", flush=True)
+                found[name].append(us)
+                failed[name] += bad
+    out: dict[str, Any] = {
+        "streams": a.streams,
+        "tokens_per_stream": a.streams_tokens,
+        "rounds": rounds,
+        "us_per_event": {name: min(values) for name, values in found.items()},
+        "all_us_per_event": found,
+        "failed": failed,
+    }
+    if BASE in found:
+        out["ratio_to_base"] = out["us_per_event"][THIS] / out["us_per_event"][BASE]
+    out["pass"] = out["us_per_event"][THIS] <= TARGET_US and not any(failed.values())
+    return out
+
+
+def one_burst(bench: Bench, gateway: Gateway, streams: int, tokens: int) -> tuple[float, int]:
+    """The gateway's CPU microseconds per relayed event over one burst; failed streams."""
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+    port = gateway.server.port
+    request = loadgen.Request.chat(HOST, port, body, expect_tokens=tokens, headers=headers)
+    bench.verify(gateway.server.name, request, count=2)
+    pid = gateway.server.pid
+    before = cpu_seconds(pid)
+    run = bench.run(loadgen.burst(request, streams), 300)
+    used = cpu_seconds(pid) - before
+    events = streams * (tokens + 3)  # role chunk, N tokens, finish, [DONE]
+    return used / events * 1e6, len(run.failed)
+
+
+def rows(held: dict[str, Any]) -> None:
+    """The report's lines for :func:`audited_streams`."""
+    n, tokens = held["streams"], held["tokens_per_stream"]
+    print(
+        f"-- {n} streams held through an audited gateway (auth, rate limit, metrics, strict "
+        f"audit; {tokens} chunks each; best of {held['rounds']} interleaved rounds)"
+    )
+    for name, us in held["us_per_event"].items():
+        note = f"  target <= {TARGET_US:g} us" if name == THIS else ""
+        bad = held["failed"][name]
+        print(f"  {name:<14} {us:6.1f} us of gateway CPU per relayed event{note}"
+              + (f"  ({bad} streams failed)" if bad else ""))  # fmt: skip
+    if "ratio_to_base" in held:
+        print(f"  enclave / enclave@base: {held['ratio_to_base']:.2f}x CPU per event")
