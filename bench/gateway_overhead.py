@@ -1,4 +1,4 @@
-"""Gateway overhead: direct vs through ``enclave serve`` vs through LiteLLM's proxy.
+"""Gateway overhead: direct vs through ``enclave serve``, nginx and LiteLLM's proxy.
 
 Targets (gateway issue): against the same fake upstream, added latency p50 <= 1 ms and
 p99 <= 5 ms at 200 req/s; at least 3x LiteLLM's requests/s per core; 1,000 concurrent
@@ -66,12 +66,14 @@ from bench.machine import (  # noqa: E402
     steal_ticks,
 )
 from bench.measure import Bench, ms  # noqa: E402
+from bench.nginx_proxy import run_nginx  # noqa: E402
 from bench.overhead_report import (  # noqa: E402
     BASELINE,
     DIRECT,
     ENCLAVE,
     ENCLAVE_LOG,
     LITELLM,
+    NGINX,
     report,
     verdicts,
 )
@@ -244,6 +246,10 @@ def measure(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             )
             results["targets"][ENCLAVE] = bench.target(ENCLAVE, gateway, fake)
             results["enclave_rss_mib"] = memory_kib(gateway.pid).get("VmHWM", 0) / 1024
+        if args.nginx:
+            with run_nginx(fake, proxy_cpu, logs) as proxy:
+                print(f"nginx on port {proxy.port} (pid {proxy.pid}), CPU {proxy_cpu}", flush=True)
+                results["targets"][NGINX] = bench.target(NGINX, proxy, fake)
         if exe is not None:
             with run_litellm(exe, fake, proxy_cpu, logs) as proxy:
                 print(
@@ -314,6 +320,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "commit) as the column enclave@base, for a before/after in one run",
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (and its install)")
+    parser.add_argument(
+        "--no-nginx", dest="nginx", action="store_false", help="skip nginx (Debian's package)"
+    )
     parser.add_argument("--tokens", type=int, default=16, help="words per reply (fast fake)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests/s")
     parser.add_argument("--latency-seconds", type=float, help="open-loop window (10; quick 3)")

@@ -20,11 +20,10 @@ from bench import loadgen
 from bench.auth_overhead import Gateway, make_key, run_gateway
 from bench.machine import cpu_seconds
 from bench.measure import Bench
+from bench.overhead_report import BASELINE as BASE
+from bench.overhead_report import ENCLAVE as THIS
+from bench.overhead_report import HELD_US_TARGET as TARGET_US
 from bench.servers import HOST, MODEL, PROMPT, Server
-
-THIS = "enclave"
-BASE = "enclave@base"
-TARGET_US = 10.0
 
 
 def audited_streams(
@@ -76,19 +75,3 @@ def one_burst(bench: Bench, gateway: Gateway, streams: int, tokens: int) -> tupl
     used = cpu_seconds(pid) - before
     events = streams * (tokens + 3)  # role chunk, N tokens, finish, [DONE]
     return used / events * 1e6, len(run.failed)
-
-
-def rows(held: dict[str, Any]) -> None:
-    """The report's lines for :func:`audited_streams`."""
-    n, tokens = held["streams"], held["tokens_per_stream"]
-    print(
-        f"-- {n} streams held through an audited gateway (auth, rate limit, metrics, strict "
-        f"audit; {tokens} chunks each; best of {held['rounds']} interleaved rounds)"
-    )
-    for name, us in held["us_per_event"].items():
-        note = f"  target <= {TARGET_US:g} us" if name == THIS else ""
-        bad = held["failed"][name]
-        print(f"  {name:<14} {us:6.1f} us of gateway CPU per relayed event{note}"
-              + (f"  ({bad} streams failed)" if bad else ""))  # fmt: skip
-    if "ratio_to_base" in held:
-        print(f"  enclave / enclave@base: {held['ratio_to_base']:.2f}x CPU per event")
