@@ -274,10 +274,14 @@ def held_rows(held: dict[str, Any]) -> None:
     for name, us in held["us_per_event"].items():
         note = f"  target <= {HELD_US_TARGET:g} us" if name == ENCLAVE else ""
         bad = held["failed"][name]
-        print(f"  {name:<14} {us:6.1f} us of gateway CPU per relayed event{note}"
+        extra = held["marginal_us_per_event"][name]
+        print(f"  {name:<14} {us:6.1f} us of gateway CPU per relayed event all in, "
+              f"{extra:5.1f} us marginal (the relay){note}"
               + (f"  ({bad} streams failed)" if bad else ""))  # fmt: skip
     if "ratio_to_base" in held:
-        print(f"  enclave / enclave@base: {held['ratio_to_base']:.2f}x CPU per event")
+        marginal = held.get("marginal_ratio_to_base")
+        print(f"  enclave / enclave@base: {held['ratio_to_base']:.2f}x CPU per event all in, "
+              + (f"{marginal:.2f}x marginal" if marginal else "marginal n/a"))  # fmt: skip
 
 
 def errors(t: dict[str, Any], names: list[str]) -> None:
