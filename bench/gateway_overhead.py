@@ -1,4 +1,4 @@
-"""Gateway overhead: direct vs through ``enclave serve`` vs through LiteLLM's proxy.
+"""Gateway overhead: direct vs through ``enclave serve``, nginx and LiteLLM's proxy.
 
 Targets (gateway issue): against the same fake upstream, added latency p50 <= 1 ms and
 p99 <= 5 ms at 200 req/s; at least 3x LiteLLM's requests/s per core; 1,000 concurrent
@@ -55,6 +55,7 @@ import yaml  # noqa: E402
 
 from bench import litellm_env, loadgen  # noqa: E402
 from bench.common import console_script, warn_if_busy  # noqa: E402
+from bench.held_streams import audited_streams  # noqa: E402
 from bench.machine import (  # noqa: E402
     CpuProbe,
     choose_cpus,
@@ -65,12 +66,14 @@ from bench.machine import (  # noqa: E402
     steal_ticks,
 )
 from bench.measure import Bench, ms  # noqa: E402
+from bench.nginx_proxy import run_nginx  # noqa: E402
 from bench.overhead_report import (  # noqa: E402
     BASELINE,
     DIRECT,
     ENCLAVE,
     ENCLAVE_LOG,
     LITELLM,
+    NGINX,
     report,
     verdicts,
 )
@@ -152,6 +155,9 @@ def many_streams(bench: Bench, logs: Path, proxy_cpu: int | None) -> dict[str, A
         pids = {"proxy": gateway.pid, "fake": slow.pid, "loadgen": os.getpid()}
         print(f"  {a.streams} streams through one enclave process ...", flush=True)
         through = burst(bench, gateway, pids, gateway.pid)
+        if a.held_rounds:
+            print(f"  {a.streams} streams through audited gateways ...", flush=True)
+            through["audited"] = audited_streams(bench, slow, logs, proxy_cpu, a.held_rounds)
     through["direct"] = direct
     through["pass"] = through["completed"] == a.streams
     return through
@@ -240,6 +246,10 @@ def measure(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             )
             results["targets"][ENCLAVE] = bench.target(ENCLAVE, gateway, fake)
             results["enclave_rss_mib"] = memory_kib(gateway.pid).get("VmHWM", 0) / 1024
+        if args.nginx:
+            with run_nginx(fake, proxy_cpu, logs) as proxy:
+                print(f"nginx on port {proxy.port} (pid {proxy.pid}), CPU {proxy_cpu}", flush=True)
+                results["targets"][NGINX] = bench.target(NGINX, proxy, fake)
         if exe is not None:
             with run_litellm(exe, fake, proxy_cpu, logs) as proxy:
                 print(
@@ -310,6 +320,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "commit) as the column enclave@base, for a before/after in one run",
     )
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (and its install)")
+    parser.add_argument(
+        "--no-nginx", dest="nginx", action="store_false", help="skip nginx (Debian's package)"
+    )
     parser.add_argument("--tokens", type=int, default=16, help="words per reply (fast fake)")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests/s")
     parser.add_argument("--latency-seconds", type=float, help="open-loop window (10; quick 3)")
@@ -319,6 +332,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=1000, help="concurrent streams (0: skip)")
     parser.add_argument("--streams-tokens", type=int, default=50)
     parser.add_argument("--streams-itl-ms", type=int, default=100)
+    parser.add_argument(
+        "--held-rounds",
+        type=int,
+        help="interleaved rounds of the streams through audited gateways (2; quick 1; 0 skips)",
+    )
     parser.add_argument(
         "--drain",
         type=float,
@@ -345,6 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.throughput_seconds = args.throughput_seconds or (3.0 if quick else 8.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if quick else 2.0)
     args.access_log = (not quick) if args.access_log is None else args.access_log
+    args.held_rounds = (1 if quick else 2) if args.held_rounds is None else args.held_rounds
     if args.tokens < 1 or args.rate <= 0 or args.concurrency < 1 or args.streams_tokens < 1:
         parser.error("--tokens, --rate, --concurrency and --streams-tokens must be positive")
     return args

@@ -9,7 +9,9 @@ ADDED_P99_TARGET_MS = 5.0
 PER_CORE_RATIO_TARGET = 3.0
 DIRECT, ENCLAVE, LITELLM, ENCLAVE_LOG = "direct", "enclave", "litellm", "enclave+log"
 BASELINE = "enclave@base"  # --baseline-src: enclave served from another commit's src/
+NGINX = "nginx"  # Debian's nginx, a plain reverse proxy: the floor for a proxy
 MODES = ("plain", "stream")
+HELD_US_TARGET = 10.0  # gateway CPU per relayed event, audited held streams
 WIDTH = 14
 
 
@@ -34,6 +36,8 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool | None]:
         out[f"per_core_{mode}"] = None if ratio is None else ratio >= PER_CORE_RATIO_TARGET
     streams = results.get("streams")
     out["streams"] = None if streams is None else bool(streams["pass"])
+    held = (streams or {}).get("audited")
+    out["held_streams_cpu"] = None if held is None else bool(held["pass"])
     return out
 
 
@@ -70,7 +74,7 @@ def report(
     results: dict[str, Any], config: dict[str, Any], verdict: dict[str, bool | None]
 ) -> None:
     t = results["targets"]
-    names = [n for n in (DIRECT, BASELINE, ENCLAVE, LITELLM, ENCLAVE_LOG) if n in t]
+    names = [n for n in (DIRECT, BASELINE, ENCLAVE, NGINX, LITELLM, ENCLAVE_LOG) if n in t]
     print()
     header(results, config)
     row("", names)
@@ -82,6 +86,8 @@ def report(
     streams = results.get("streams")
     if streams:
         streams_rows(streams, verdict)
+    if NGINX in t:
+        nginx_rows(t)
     errors(t, names)
     intruders(t, names, config)
     print()
@@ -234,6 +240,48 @@ def streams_rows(streams: dict[str, Any], verdict: dict[str, bool | None]) -> No
     )
     if streams["first_error"]:
         print(f"  first error: {streams['first_error']}")
+    if streams.get("audited"):
+        held_rows(streams["audited"])
+        print(f"  {word(verdict['held_streams_cpu'])}")
+
+
+def nginx_rows(t: dict[str, Any]) -> None:
+    """enclave against nginx, the floor for a proxy: req/s per core, added p50/p99."""
+    print("-- enclave / nginx")
+    for mode in MODES:
+        thr = {n: t[n][mode]["throughput"] for n in (ENCLAVE, NGINX)}
+        per = [thr[n].get("rps_per_proxy_core") for n in (ENCLAVE, NGINX)]
+        ratio = f"{per[0] / per[1]:.2f}x" if per[0] and per[1] else "-"
+        direct = t[DIRECT][mode]["latency"]["latency_ms"]
+        added = {
+            q: [t[n][mode]["latency"]["latency_ms"][q] - direct[q] for n in (ENCLAVE, NGINX)]
+            for q in ("p50", "p99")
+        }
+        print(
+            f"  {mode:6} req/s per proxy core {ratio}; added p50 {added['p50'][0]:+.2f} vs "
+            f"{added['p50'][1]:+.2f} ms; added p99 {added['p99'][0]:+.2f} vs "
+            f"{added['p99'][1]:+.2f} ms"
+        )
+
+
+def held_rows(held: dict[str, Any]) -> None:
+    """The lines of ``bench/held_streams.py``'s run."""
+    n, tokens = held["streams"], held["tokens_per_stream"]
+    print(
+        f"-- {n} streams held through an audited gateway (auth, rate limit, metrics, strict "
+        f"audit; {tokens} chunks each; best of {held['rounds']} interleaved rounds)"
+    )
+    for name, us in held["us_per_event"].items():
+        note = f"  target <= {HELD_US_TARGET:g} us" if name == ENCLAVE else ""
+        bad = held["failed"][name]
+        extra = held["marginal_us_per_event"][name]
+        print(f"  {name:<14} {us:6.1f} us of gateway CPU per relayed event all in, "
+              f"{extra:5.1f} us marginal (the relay){note}"
+              + (f"  ({bad} streams failed)" if bad else ""))  # fmt: skip
+    if "ratio_to_base" in held:
+        marginal = held.get("marginal_ratio_to_base")
+        print(f"  enclave / enclave@base: {held['ratio_to_base']:.2f}x CPU per event all in, "
+              + (f"{marginal:.2f}x marginal" if marginal else "marginal n/a"))  # fmt: skip
 
 
 def errors(t: dict[str, Any], names: list[str]) -> None:

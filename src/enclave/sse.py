@@ -112,6 +112,47 @@ class Decoder:
         return None
 
 
+class Frames:
+    """Split a stream into events, keeping the bytes of each event already written the
+    way :func:`encode` writes it (``data: X`` on one line, then a blank line, ``\\n``
+    line ends): a relay passes those on untouched. Any other event (comments, ``event:``,
+    several ``data:`` lines, ``\\r`` line ends) comes back decoded, as an :class:`Event`,
+    and a stream that uses ``\\r`` is decoded from then on.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._decoder: Decoder | None = None  # once the stream used ``\\r``
+        self.ended = False  # the upstream's bytes have all been split
+
+    def feed(self, chunk: bytes) -> list[bytes | Event]:
+        """The whole events in ``chunk`` and what came before it: each is the event's
+        bytes (``data: X\\n\\n``) where they are as :func:`encode` writes them, else the
+        decoded :class:`Event`."""
+        if self._decoder is None and b"\r" in chunk:
+            self._decoder = Decoder()
+            chunk, self._buffer = self._buffer + chunk, b""
+        if self._decoder is not None:
+            return list(self._decoder.feed(chunk))
+        buffer = self._buffer + chunk if self._buffer else chunk
+        *whole, self._buffer = buffer.split(b"\n\n")
+        out: list[bytes | Event] = []
+        for frame in whole:
+            if frame.startswith(b"data: ") and b"\n" not in frame:
+                out.append(frame + b"\n\n")
+            elif frame:
+                out.extend(Decoder().feed(frame + b"\n\n"))
+        return out
+
+    def flush(self) -> list[bytes | Event]:
+        """Whatever is pending once the stream has ended (it may lack the blank line)."""
+        self.ended = True
+        decoder = self._decoder or Decoder()
+        events = decoder.feed(self._buffer)
+        self._buffer = b""
+        return [*events, *decoder.flush()]
+
+
 def decode(chunks: Iterable[bytes]) -> Iterator[Event]:
     decoder = Decoder()
     for chunk in chunks:

@@ -15,7 +15,7 @@ import pytest
 from enclave import sse
 from enclave.config import LimitsSettings, load_settings
 from enclave.errors import ConfigError, InvalidRequest
-from enclave.gateway.calls import OpenedStream
+from enclave.gateway.calls import OpenedStream, as_event, first_event
 from enclave.gateway.chat.relay import names_other_model, relay
 from enclave.gateway.completions import check_prompts
 from enclave.router import CallRecord
@@ -113,6 +113,10 @@ class Upstream:
         for data in [*self.data, sse.DONE_DATA]:
             yield sse.Event(data)
 
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for data in [*self.data, sse.DONE_DATA]:
+            yield sse.encode(data)
+
     async def aclose(self) -> None:
         return None
 
@@ -123,8 +127,9 @@ async def test_a_spaced_first_event_naming_the_model_is_relayed_untouched() -> N
     lease = await router.resolve("m", "chat").acquire()
     chunks = ['{"id": "c1", "model": "m", "choices": []}', '{"id": "c1", "model": "m"}']
     upstream = Upstream(chunks)
-    events = upstream.events()
-    opened = OpenedStream(upstream, events, await anext(events))
+    body, frames = upstream.chunks(), sse.Frames()
+    found = await first_event(body, frames)
+    opened = OpenedStream(upstream, body, frames, as_event(found[0]), found[1:])
     out = relay(opened, lease, CallRecord(model="m"), public="m", started=time.perf_counter(),
                 strip_usage=False)  # fmt: skip
     assert [part async for part in out] == [*map(sse.encode, chunks), sse.DONE]

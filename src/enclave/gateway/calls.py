@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from enclave.errors import ClientGone, UpstreamError, UpstreamTimeout
 from enclave.router import Lease
-from enclave.sse import Event
+from enclave.sse import Event, Frames
 from enclave.upstream import ChatStream
 
 T = TypeVar("T")
@@ -27,8 +27,26 @@ Kind = Literal["chat", "completions", "embeddings"]
 @dataclass(slots=True)
 class OpenedStream:
     stream: ChatStream
-    events: AsyncIterator[Event]
+    chunks: AsyncIterator[bytes]  # the body's bytes after those already split
+    frames: Frames  # splits them into events
     first: Event
+    rest: list[bytes | Event]  # the events that came with the first one
+
+
+async def first_event(chunks: AsyncIterator[bytes], frames: Frames) -> list[bytes | Event]:
+    """The stream's events up to and including its first one (none: it ended)."""
+    while not frames.ended:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return frames.flush()
+        if found := frames.feed(chunk):
+            return found
+    return []
+
+
+def as_event(item: bytes | Event) -> Event:
+    return item if isinstance(item, Event) else Event(item[6:-2].decode())
 
 
 async def bounded(awaitable: Awaitable[T], seconds: float, what: str) -> T:
@@ -75,19 +93,20 @@ def open_stream(
         if endpoint == "completions":
             opens = upstream.open_completions_stream
         stream = await bounded(opens(wire), limit, what)
-        events = stream.events()
+        chunks, frames = stream.chunks(), Frames()
         try:
-            first = await bounded(anext(events), limit, what)
-        except StopAsyncIteration:
-            await stream.aclose()
-            raise UpstreamError(f"upstream {member.name} ended the stream at once") from None
+            found = await bounded(first_event(chunks, frames), limit, what)
         except BaseException:
             await stream.aclose()
             raise
+        if not found:
+            await stream.aclose()
+            raise UpstreamError(f"upstream {member.name} ended the stream at once")
+        first = as_event(found[0])
         if first.data.startswith('{"error"'):
             await stream.aclose()
             raise UpstreamError(f"upstream {member.name} failed at the start: {first.data[:300]}")
-        return OpenedStream(stream, events, first)
+        return OpenedStream(stream, chunks, frames, first, found[1:])
 
     return call
 

@@ -32,6 +32,10 @@ class ChatStream(Protocol):
 
     def events(self) -> AsyncIterator[Event]: ...
 
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive (what :meth:`events` decodes)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -43,14 +43,18 @@ class _HTTPChatStream:
 
     async def events(self) -> AsyncIterator[Event]:
         decoder = Decoder()
-        try:
-            async for chunk in self._response.iter_chunks():
-                for event in decoder.feed(chunk):
-                    yield event
-        except UpstreamError as exc:
-            raise UpstreamError(f"upstream {self._name} broke off the stream: {exc}") from exc
+        async for chunk in self.chunks():
+            for event in decoder.feed(chunk):
+                yield event
         for event in decoder.flush():
             yield event
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.iter_chunks():
+                yield chunk
+        except UpstreamError as exc:
+            raise UpstreamError(f"upstream {self._name} broke off the stream: {exc}") from exc
 
     async def aclose(self) -> None:
         await self._response.aclose()

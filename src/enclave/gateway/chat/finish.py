@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
-from enclave.gateway.chat.model import Model
+from enclave.gateway.chat.model import Model, Plain
 from enclave.gateway.chat.prepare import Prompt
 from enclave.gateway.chat.relay import Streamed, close_stream
 from enclave.router import CallRecord
@@ -20,6 +20,12 @@ QUEUE_HEADER = "X-Enclave-Queue-Ms"
 MEMBER_HEADER = "X-Enclave-Upstream"
 POOL_HEADER = "X-Enclave-Pool"  # the public model whose pool answered (a fallback's, maybe)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def as_relayed(model: Model) -> bool:
+    """Whether the client gets the relay's bytes as they are (then events read together
+    may go out in one write): nothing reads them one by one on the way."""
+    return isinstance(model, Plain) and model.keeper is None
 
 
 def stream(model: Model, prompt: Prompt, streamed: Streamed) -> StreamingResponse:

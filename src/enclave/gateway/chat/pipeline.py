@@ -22,7 +22,7 @@ async def chat_completions(request: Request, services: Services, scope: ModelSco
     model = await resolve.model(request, services, router, asked, scope)
     prompt = await prepare.prompt(services, router, limits, asked, model)
     if prompt.parsed.stream:
-        streamed = await relay.stream(request, router, prompt)
+        streamed = await relay.stream(request, router, prompt, coalesce=finish.as_relayed(model))
         return finish.stream(model, prompt, streamed)
     result = await relay.complete(request, router, prompt)
     return await finish.complete(model, prompt, result)

@@ -40,8 +40,11 @@ class Streamed:
     events: AsyncGenerator[bytes, None]  # what the client gets, as SSE
 
 
-async def stream(request: Request, router: Router, prompt: Prompt) -> Streamed:
-    """Open the stream on a member (another one while no event has reached the client)."""
+async def stream(
+    request: Request, router: Router, prompt: Prompt, *, coalesce: bool = True
+) -> Streamed:
+    """Open the stream on a member (another one while no event has reached the client);
+    ``coalesce``: see :func:`relay`."""
     key = affinity_key(router.settings.affinity, prompt.body, request.headers)
     strip_usage = not prompt.parsed.wants_usage()
     opened, lease = await router.send(
@@ -51,7 +54,7 @@ async def stream(request: Request, router: Router, prompt: Prompt) -> Streamed:
     started = request.state.started
     events = relay(
         opened, lease, prompt.record, public=prompt.public, started=started,
-        strip_usage=strip_usage, tools=_tool_reader(prompt, lease),
+        strip_usage=strip_usage, tools=_tool_reader(prompt, lease), coalesce=coalesce,
     )  # fmt: skip
     return Streamed(opened, lease, events)
 
@@ -101,29 +104,35 @@ async def relay(
     started: float,
     strip_usage: bool,
     tools: ToolStream | None = None,
+    coalesce: bool = False,
 ) -> AsyncGenerator[bytes, None]:
+    """The client's events. Those that need no change pass through as the upstream's
+    bytes; with ``coalesce``, the events read together go out in one write (else one
+    event per item, as an assistant or a conversation keeper reads them)."""
     member = lease.member
     # Renamed when the member knows the model by another id, or names it otherwise in its
     # events (llama.cpp's /v1/completions stream says its own alias whatever was asked).
     rename = lease.upstream_model != public or names_other_model(opened.first.data, public)
+    edit = _Edit(public, record, strip_usage, rename, tools)
     deadline = started + member.options.total_timeout_s
     ok: bool | None = None
     try:
-        event = opened.first
-        while not event.is_done:
-            data: str | None = event.data
-            if rename or '"usage"' in event.data:
-                data = _adjust(event.data, public, record, strip_usage)
-            if record.ttft_s is None:
-                record.ttft_s = time.perf_counter() - started
-            if tools is not None and data is not None:  # calls written as JSON blocks
-                for out in tools.feed(data):
-                    yield sse.encode(out)
-            elif data is not None:  # the fast path: no tools offered, or not the engine
-                yield sse.encode(data)
-            event = await _next(opened, member.name, member.options.read_timeout_s, deadline)
-        for out in tools.end() if tools is not None else ():
-            yield sse.encode(out)
+        batch: list[bytes | sse.Event] = [opened.first, *opened.rest]
+        if record.ttft_s is None:
+            record.ttft_s = time.perf_counter() - started
+        while True:
+            out: list[bytes] = []
+            done = edit.batch(batch, out)
+            if coalesce and len(out) > 1:
+                yield b"".join(out)
+            else:
+                for piece in out:
+                    yield piece
+            if done:
+                break
+            batch = await _next(opened, member.name, member.options.read_timeout_s, deadline)
+        for last in tools.end() if tools is not None else ():
+            yield sse.encode(last)
         record.outcome, ok = "done", True  # before [DONE]: the audit record is written then
         yield sse.DONE
     except EnclaveError as exc:
@@ -137,19 +146,67 @@ async def relay(
         await opened.stream.aclose()
 
 
+class _Edit:
+    """What the relay does to each event: nothing (the bytes pass), or rename the model,
+    note and maybe drop the usage, read tool calls written as JSON blocks."""
+
+    __slots__ = ("public", "record", "rename", "strip_usage", "tools")
+
+    def __init__(
+        self, public: str, record: CallRecord, strip_usage: bool, rename: bool,
+        tools: ToolStream | None,
+    ) -> None:  # fmt: skip
+        self.public, self.record, self.strip_usage = public, record, strip_usage
+        self.rename, self.tools = rename, tools
+
+    def batch(self, batch: list[bytes | sse.Event], out: list[bytes]) -> bool:
+        """Append the client's bytes for ``batch`` to ``out``; whether it held [DONE]."""
+        plain = not self.rename and self.tools is None
+        for item in batch:
+            if isinstance(item, bytes):
+                if item == sse.DONE:
+                    return True
+                if plain and b'"usage"' not in item:  # the fast path: as it came
+                    out.append(item)
+                    continue
+                data = item[6:-2].decode()
+            elif item.is_done:
+                return True
+            else:
+                data = item.data
+            self.event(data, out)
+        return False
+
+    def event(self, data: str, out: list[bytes]) -> None:
+        changed: str | None = data
+        if self.rename or '"usage"' in data:
+            changed = _adjust(data, self.public, self.record, self.strip_usage)
+        if changed is None:
+            return
+        if self.tools is None:
+            out.append(sse.encode(changed))
+            return
+        out.extend(sse.encode(piece) for piece in self.tools.feed(changed))
+
+
 async def close_stream(opened: OpenedStream, lease: Lease) -> None:
     """Give the lease back and close the upstream; a no-op after a finished relay."""
     lease.done(None)
     await opened.stream.aclose()
 
 
-async def _next(opened: OpenedStream, name: str, read_s: float, deadline: float) -> sse.Event:
+async def _next(
+    opened: OpenedStream, name: str, read_s: float, deadline: float
+) -> list[bytes | sse.Event]:
+    """The events of the next bytes the upstream sends (maybe none: half an event)."""
+    if opened.frames.ended:
+        raise UpstreamError(f"upstream {name} ended the stream without [DONE]")
     limit = min(read_s, deadline - time.perf_counter())
     try:
         async with asyncio.timeout(max(limit, 0)):
-            return await anext(opened.events)
+            return opened.frames.feed(await anext(opened.chunks))
     except StopAsyncIteration:
-        raise UpstreamError(f"upstream {name} ended the stream without [DONE]") from None
+        return opened.frames.flush()
     except TimeoutError:
         which = "read_timeout_s" if limit == read_s else "total_timeout_s"
         raise UpstreamTimeout(f"upstream {name} stopped sending mid-stream ({which})") from None

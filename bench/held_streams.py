@@ -1,0 +1,90 @@
+"""Held streams through an audited gateway: the CPU one relayed event costs.
+
+Part of ``bench/gateway_overhead.py`` (target of the speed issue: <= 10 us of gateway CPU
+per relayed event with authentication, limits, metrics and strict audit on). N streams are
+held at once against the slow fake, through ``enclave serve`` with ``auth.mode: on``, an
+API key with a rate limit (``--rpm``, high enough never to refuse), strict audit on SQLite
+and ``/metrics``; the gateway's CPU time over the burst, divided by the events it relayed
+(N x (tokens + role chunk + finish chunk + [DONE])), is the figure, all in: each call's
+key check, rate limit and audit record are shared among its events. The relay's own cost
+is the marginal one: the same burst with three times the tokens, the extra CPU over the
+extra events. With ``--baseline-src``
+the same gateway from another checkout runs in the same process of measurement, bursts
+interleaved, so the ratio is read from one run.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen
+from bench.auth_overhead import Gateway, make_key, run_gateway
+from bench.machine import cpu_seconds
+from bench.measure import Bench
+from bench.overhead_report import BASELINE as BASE
+from bench.overhead_report import ENCLAVE as THIS
+from bench.overhead_report import HELD_US_TARGET as TARGET_US
+from bench.servers import HOST, MODEL, PROMPT, Server
+
+
+def audited_streams(
+    bench: Bench, slow: Server, logs: Path, proxy_cpu: int | None, rounds: int
+) -> dict[str, Any]:
+    """Bursts of held streams through the audited gateway(s), interleaved; CPU per event."""
+    a = bench.args
+    sources = {THIS: None, **({BASE: str(a.baseline_src)} if a.baseline_src else {})}
+    found: dict[str, list[float]] = {name: [] for name in sources}
+    marginal: dict[str, list[float]] = {name: [] for name in sources}
+    failed: dict[str, int] = dict.fromkeys(sources, 0)
+    with ExitStack() as stack:
+        gateways: dict[str, Gateway] = {}
+        for name, src in sources.items():
+            gateway = stack.enter_context(
+                run_gateway(f"held-{name}", slow, proxy_cpu, logs, None, src=src)
+            )
+            gateway.key = make_key(gateway)
+            gateways[name] = gateway
+        for turn in range(rounds):
+            for name, gateway in gateways.items():
+                tokens = a.streams_tokens
+                cpu, bad = one_burst(bench, gateway, a.streams, tokens)
+                more, worse = one_burst(bench, gateway, a.streams, 3 * tokens)
+                us = cpu / (a.streams * (tokens + 3)) * 1e6
+                extra = (more - cpu) / (a.streams * 2 * tokens) * 1e6
+                print(f"  round {turn + 1}: {name} {us:.1f} us per event all in, "
+                      f"{extra:.1f} us marginal", flush=True)  # fmt: skip
+                found[name].append(us)
+                marginal[name].append(extra)
+                failed[name] += bad + worse
+    out: dict[str, Any] = {
+        "streams": a.streams,
+        "tokens_per_stream": a.streams_tokens,
+        "rounds": rounds,
+        "us_per_event": {name: min(values) for name, values in found.items()},
+        "marginal_us_per_event": {name: min(values) for name, values in marginal.items()},
+        "all_us_per_event": found,
+        "all_marginal_us_per_event": marginal,
+        "failed": failed,
+    }
+    if BASE in found:
+        out["ratio_to_base"] = out["us_per_event"][THIS] / out["us_per_event"][BASE]
+        base = out["marginal_us_per_event"][BASE]
+        out["marginal_ratio_to_base"] = out["marginal_us_per_event"][THIS] / base if base else None
+    out["pass"] = out["us_per_event"][THIS] <= TARGET_US and not any(failed.values())
+    return out
+
+
+def one_burst(bench: Bench, gateway: Gateway, streams: int, tokens: int) -> tuple[float, int]:
+    """The gateway's CPU seconds over one burst of ``tokens``-token streams; failed ones."""
+    headers = {"Authorization": f"Bearer {gateway.key}"}
+    message = {"role": "user", "content": PROMPT}
+    body = {"model": MODEL, "messages": [message], "stream": True, "max_tokens": tokens}
+    port = gateway.server.port
+    request = loadgen.Request.chat(HOST, port, body, expect_tokens=tokens, headers=headers)
+    bench.verify(gateway.server.name, request, count=2)
+    pid = gateway.server.pid
+    before = cpu_seconds(pid)
+    run = bench.run(loadgen.burst(request, streams), 300)
+    return cpu_seconds(pid) - before, len(run.failed)
