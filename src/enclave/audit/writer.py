@@ -64,6 +64,8 @@ MAX_QUEUE = 100_000  # records waiting; beyond, writes fail (the database is not
 _STRING_FIELDS = (
     "kind", "action", "request_id", "user", "key_prefix", "client_ip", "model", "member",
 )  # fmt: skip
+_INT_FIELDS = ("status", "tokens_in", "tokens_out", "latency_ms")  # INTEGER columns
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _LENGTHS: dict[str, int] = {
     name: int(AuditRecord.__table__.c[name].type.length)  # type: ignore[attr-defined]
     for name in _STRING_FIELDS
@@ -355,7 +357,9 @@ async def lock_head(conn: AsyncConnection, key: bytes) -> Head:
 
 def fit(entry: AuditEntry) -> AuditEntry:
     """``entry`` as it will be stored (and hashed): a canonical ``ts``, strings cut to
-    their column and without NUL (PostgreSQL refuses it), ``detail`` as plain JSON."""
+    their column and without NUL (PostgreSQL refuses it), integers the columns cannot
+    hold moved to ``detail["out_of_range"]`` (an upstream's odd usage), ``detail`` as
+    plain JSON."""
     changes: dict[str, Any] = {"ts": iso_utc(datetime.fromisoformat(entry.ts))}
     for name in _STRING_FIELDS:
         value = getattr(entry, name)
@@ -366,8 +370,22 @@ def fit(entry: AuditEntry) -> AuditEntry:
     if entry.content is not None and "\x00" in entry.content:
         changes["content"] = entry.content.replace("\x00", "")
     changes["images"] = [str(image) for image in entry.images]
-    changes["detail"] = json.loads(json.dumps(dict(entry.detail), default=str, allow_nan=False))
+    detail = dict(entry.detail)
+    odd = {name: value for name in _INT_FIELDS if _unstorable(value := getattr(entry, name))}
+    if odd:  # kept in detail, as reported; the column gets NULL
+        changes.update(dict.fromkeys(odd))
+        detail["out_of_range"] = odd
+    changes["detail"] = json.loads(json.dumps(detail, default=str, allow_nan=False))
     return replace(entry, **changes)
+
+
+def _unstorable(value: object) -> bool:
+    """Would an INTEGER column (int32 on PostgreSQL) refuse ``value`` or store another one
+    than was hashed (``True`` comes back as ``1``)? Either would fail the whole batch or
+    make ``enclave audit verify`` call the record edited."""
+    if value is None:
+        return False
+    return type(value) is not int or not INT32_MIN <= value <= INT32_MAX
 
 
 def _entry_specific(exc: Exception) -> bool:
