@@ -23,16 +23,17 @@ def _sized(parallel: int, ctx_size: int, host: Host, kv: int | None = QWEN_1_5B)
     return found.parallel, found.ctx_size
 
 
-def test_two_slots_a_core_and_4096_tokens_a_slot() -> None:
+def test_a_slot_a_core_and_4096_tokens_a_slot() -> None:
     two_cores = size(0, 0, host=Host(2, 16 * GIB), kv_bytes_per_token=QWEN_1_5B)
-    assert (two_cores.parallel, two_cores.ctx_size, two_cores.slot_context) == (4, 16384, 4096)
-    assert "4 slots x 4096 tokens (2 cores, KV cache 448 MiB" in two_cores.why
+    assert (two_cores.parallel, two_cores.ctx_size, two_cores.slot_context) == (2, 8192, 4096)
+    assert "2 slots x 4096 tokens (2 cores, KV cache 224 MiB" in two_cores.why
     assert _sized(0, 0, Host(1, 16 * GIB)) == (2, 8192)
+    assert _sized(0, 0, Host(8, 16 * GIB)) == (8, 8 * 4096)
     assert _sized(0, 0, Host(64, 512 * GIB)) == (16, 16 * 4096)
 
 
 def test_slots_are_dropped_then_context_when_the_cache_would_not_fit() -> None:
-    # a quarter of 1 GiB holds 9,362 tokens of 28 KiB: two slots of 4,096
+    # a quarter of 1 GiB holds 9,362 tokens of 28 KiB: two slots of 4,096, not eight
     assert _sized(0, 0, Host(8, GIB)) == (2, 8192)
     # a quarter of 256 MiB holds 2,340: one slot, the context cut to what fits
     assert _sized(0, 0, Host(8, GIB // 4)) == (1, 2340)

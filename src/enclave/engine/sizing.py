@@ -2,12 +2,11 @@
 
 ``engine.parallel`` and ``engine.ctx_size`` of 0 (the defaults) mean "size them here":
 
-- **slots** (``parallel``): two per core, at least 2 and at most 16. On a CPU, decoding
-  is bound by memory bandwidth: one step reads every weight once however many sequences
-  it advances, so a step for four sequences costs little more than a step for one, and
-  requests that would wait for a slot are answered together instead (10 concurrent
-  users on two cores: see docs/performance.md). More slots than two per core stop paying:
-  the step turns compute-bound and each user's tokens/s drops.
+- **slots** (``parallel``): one per core, at least 2 and at most 16. Decoding one
+  sequence on a CPU is bound by memory bandwidth and leaves compute idle, which a batch
+  of sequences uses; but each sequence of a batch costs its own arithmetic, so the gain
+  ends when the step turns compute-bound. On 2 cores, 4 slots answered 10 concurrent
+  users no faster than 2 (docs/performance.md), so the rule gives 2 there, as before.
 - **context** (``ctx_size``): 4,096 tokens per slot, what one request could use before
   (8,192 shared by 2 slots), so a prompt that fitted still fits.
 - **memory**: the KV cache (K and V for every token of every slot, 16-bit, as llama.cpp
@@ -29,7 +28,7 @@ from typing import Any, BinaryIO
 
 from enclave.errors import ConfigError
 
-SLOTS_PER_CORE = 2
+SLOTS_PER_CORE = 1
 MIN_SLOTS = 2
 MAX_SLOTS = 16
 SLOT_CONTEXT = 4096  # tokens per slot
