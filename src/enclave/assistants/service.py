@@ -31,6 +31,7 @@ from enclave.assistants.prompt import (
 from enclave.errors import ConfigError, Conflict, InvalidRequest, ModelNotFound, NotFound
 from enclave.profiles import PREFIX, AssistantProfile
 from enclave.protocol import ModelCard
+from enclave.vectors.queries import QueryVectors
 
 if TYPE_CHECKING:
     from enclave.assistants.conversations import Conversations, ProfileRows
@@ -106,7 +107,10 @@ class Assistants:
         memory: Callable[[], Awaitable[MemoryService]],
         chat: Chat,
         spawn: Spawn,
+        query_vectors: Callable[[], QueryVectors] = QueryVectors,
     ) -> None:
+        """``query_vectors`` makes what keeps a call's query vectors (the benchmark passes
+        one that keeps none, to measure what embedding the question once saves)."""
         self._configured = configured
         self.rows = rows
         self.conversations = conversations
@@ -114,6 +118,7 @@ class Assistants:
         self._memory = memory
         self._chat = chat
         self._spawn = spawn
+        self._query_vectors = query_vectors
         self._stored: dict[str, AssistantProfile] = {}
         self._loaded_at = float("-inf")
 
@@ -188,8 +193,11 @@ class Assistants:
         conversation.assistant, conversation.kind = profile.public, "assistant"  # answering now
         memory_subject = memory_subject_of(profile, subject, external)
         memory = await self._memory() if memory_subject is not None else None
-        memories, recent = await _recall(memory, profile, memory_subject, external, question)
-        sources = await self._retrieve(profile, question)
+        queries = self._query_vectors()  # the question embedded once: memory and knowledge
+        memories, recent = await _recall(
+            memory, profile, memory_subject, external, question, queries=queries
+        )
+        sources = await self._retrieve(profile, question, queries)
         history = await self._history(profile, conversation, messages)
         client_system = [text_of(m) for m in messages if m.get("role") in ("system", "developer")]
         system = system_prompt(
@@ -203,14 +211,17 @@ class Assistants:
         return Turn(profile, wire, conversation, subject, memory_subject, question, sources, actor,
                     memory=memory)  # fmt: skip
 
-    async def _retrieve(self, profile: AssistantProfile, question: str) -> list[Source]:
+    async def _retrieve(
+        self, profile: AssistantProfile, question: str, queries: QueryVectors
+    ) -> list[Source]:
         if not profile.knowledge or not question.strip():
             return []
         settings = profile.retrieval
         try:
             hits = await self._knowledge().search(
-                profile.knowledge, question, k=settings.top_k, mode=settings.mode
-            )
+                profile.knowledge, question, k=settings.top_k, mode=settings.mode,
+                queries=queries,
+            )  # fmt: skip
         except NotFound as exc:  # a knowledge base of the profile is gone: say which
             raise ConfigError(
                 f"{profile.public} is misconfigured: {exc.message}; create it with "
@@ -325,6 +336,8 @@ async def _recall(
     memory_subject: str | None,
     external: str,
     question: str,
+    *,
+    queries: QueryVectors,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """The memories and (``memory: user``) recent turns of other conversations the profile
     asks for; nothing with memory off."""
@@ -333,8 +346,9 @@ async def _recall(
     recent = profile.recent if profile.memory == "user" else 0
     window = profile.recent + profile.history
     return await memory.recall(
-        memory_subject, question, k=profile.memories, recent=recent, window=window, besides=external
-    )
+        memory_subject, question, k=profile.memories, recent=recent, window=window,
+        besides=external, queries=queries,
+    )  # fmt: skip
 
 
 def memory_subject_of(profile: AssistantProfile, subject: str, external: str) -> str | None:

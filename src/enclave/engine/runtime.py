@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from enclave.config import EngineSettings
+from enclave.engine.sizing import Host, Sizing, kv_bytes_per_token, size
 from enclave.engine.supervisor import EngineSupervisor, SupervisorOptions
 from enclave.errors import EnclaveError
 from enclave.upstream.openai import HTTPUpstream, make_client
@@ -35,14 +36,23 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def child_command(settings: EngineSettings, model: Path, port: int) -> list[str]:
+def engine_sizing(settings: EngineSettings, model: Path) -> Sizing:
+    """The engine's slots and context: the settings', or sized from this host."""
+    return size(settings.parallel, settings.ctx_size, host=Host.this(),
+                kv_bytes_per_token=kv_bytes_per_token(model))  # fmt: skip
+
+
+def child_command(
+    settings: EngineSettings, model: Path, port: int, sizing: Sizing | None = None
+) -> list[str]:
+    sizing = sizing or engine_sizing(settings, model)
     command = [
         sys.executable, "-m", "enclave.engine.child",
         "--model", str(model),
         "--port", str(port),
         "--threads", str(settings.threads or cpu_threads()),
-        "--ctx-size", str(settings.ctx_size),
-        "--parallel", str(settings.parallel),
+        "--ctx-size", str(sizing.ctx_size),
+        "--parallel", str(sizing.parallel),
         "--parent", str(os.getpid()),
     ]  # fmt: skip
     for name in settings.public_names():
@@ -68,8 +78,10 @@ class Engine:
         port = settings.port or free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self._context_length: int | None = None
+        self.sizing = engine_sizing(settings, model)
+        log.info("engine: %s", self.sizing.why)
         self.supervisor = EngineSupervisor(
-            [] if attach else child_command(settings, model, port),
+            [] if attach else child_command(settings, model, port, self.sizing),
             self.base_url,
             log_path=log_path,
             options=SupervisorOptions(startup_timeout=settings.startup_timeout_s),
@@ -80,7 +92,7 @@ class Engine:
 
     def context_length(self) -> int:
         """Tokens one request may use, prompt included (llama.cpp's context per slot)."""
-        return self._context_length or self.settings.ctx_size // self.settings.parallel
+        return self._context_length or self.sizing.slot_context
 
     async def _learn_context(self) -> None:
         try:

@@ -58,6 +58,7 @@ from enclave.knowledge.repository import (
 )
 from enclave.knowledge.sandbox import Stopper, extract_isolated
 from enclave.knowledge.segment import index_text, query_terms
+from enclave.vectors.queries import QueryVectors
 
 if TYPE_CHECKING:
     from enclave.audit.writer import AuditWriter
@@ -380,9 +381,17 @@ class KnowledgeBases:
     # search
 
     async def search(
-        self, names: str | Sequence[str], query: str, *, k: int = 5, mode: Mode = "hybrid"
+        self,
+        names: str | Sequence[str],
+        query: str,
+        *,
+        k: int = 5,
+        mode: Mode = "hybrid",
+        queries: QueryVectors | None = None,
     ) -> builtins.list[Hit]:
-        """The ``k`` best chunks for ``query`` in one knowledge base or several."""
+        """The ``k`` best chunks for ``query`` in one knowledge base or several. The query
+        is embedded once per embedding model, kept in ``queries`` (one per call, shared
+        with the call's other searches) or in one made for this search."""
         if not query.strip():
             raise InvalidRequest("the query is empty", param="query")
         if not 1 <= k <= MAX_K:
@@ -394,9 +403,10 @@ class KnowledgeBases:
         words = await asyncio.to_thread(query_terms, query) if mode != "vector" else []
         vector_lists: builtins.list[Scored] = []
         keyword_lists: builtins.list[Scored] = []
+        queries = queries if queries is not None else QueryVectors()
         for kb in kbs:
             if mode != "keyword":
-                vector_lists.append(await self._vector(kb, query, depth))
+                vector_lists.append(await self._vector(kb, queries, query, depth))
             if mode != "vector":
                 keyword_lists.append(await self.repo.keyword(kb.id, words, depth))
         return await self._hits(kbs, vector_lists, keyword_lists, k, mode)
@@ -423,8 +433,8 @@ class KnowledgeBases:
             if (c := stored.get(cid)) is not None
         ]  # fmt: skip
 
-    async def _vector(self, kb: KbInfo, query: str, k: int) -> Scored:
-        vector = await self._embedder(kb).query(query)
+    async def _vector(self, kb: KbInfo, queries: QueryVectors, query: str, k: int) -> Scored:
+        vector = await queries.of(self._embedder(kb), query)
         if vector.shape != (1, kb.dims):
             raise UpstreamError(
                 f"the embedder of {kb.name} returned a query vector of shape {vector.shape}; "

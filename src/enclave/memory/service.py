@@ -41,6 +41,7 @@ from enclave.memory.repository import (
 )
 from enclave.store.models_memory import Memory, RecentTurn
 from enclave.store.repos import Clock, utcnow
+from enclave.vectors.queries import QueryVectors
 
 if TYPE_CHECKING:
     from enclave.audit.writer import AuditWriter
@@ -191,12 +192,23 @@ class MemoryService:
         return await self.repo.list(user, max(1, limit), max(0, offset))
 
     async def search(
-        self, user: str, query: str, k: int = 5, *, min_score: float = 0.0, touch: bool = True
+        self,
+        user: str,
+        query: str,
+        k: int = 5,
+        *,
+        min_score: float = 0.0,
+        touch: bool = True,
+        queries: QueryVectors | None = None,
     ) -> builtins.list[Hit]:
-        """The user's ``k`` memories nearest in meaning to ``query``, best first."""
+        """The user's ``k`` memories nearest in meaning to ``query``, best first (its
+        vector taken from ``queries`` when the call already embedded it)."""
         if not query.strip():
             raise InvalidRequest("an empty search query")
-        vector = await self.embedder.query(query)
+        if queries is not None:
+            vector = await queries.of(self.embedder, query)
+        else:
+            vector = await self.embedder.query(query)
         found = await self.vectors.search(user, vector, max(1, k))
         rows = await self.repo.by_ids(user, [item for item, _ in found])
         hits = [Hit(rows[i], s) for i, s in found if i in rows and s >= min_score]
@@ -215,15 +227,25 @@ class MemoryService:
         return counts
 
     async def recall(
-        self, user: str, query: str, *, k: int, recent: int = 0, window: int = 0, besides: str = ""
+        self,
+        user: str,
+        query: str,
+        *,
+        k: int,
+        recent: int = 0,
+        window: int = 0,
+        besides: str = "",
+        queries: QueryVectors | None = None,
     ) -> Recalled:
         """What an assistant is told about ``user`` before it answers ``query``: the ``k``
         memories nearest in meaning (none for an empty query), and the newest ``recent``
         turns among the user's last ``window`` that are not of the conversation
-        ``besides`` (the one being answered, whose history goes in whole)."""
+        ``besides`` (the one being answered, whose history goes in whole). The query's
+        vector is shared through ``queries`` with the call's other searches."""
         memories: builtins.list[str] = []
         if k and query.strip():
-            memories = [hit.memory.text for hit in await self.search(user, query, k)]
+            hits = await self.search(user, query, k, queries=queries)
+            memories = [hit.memory.text for hit in hits]
         turns: builtins.list[tuple[str, str]] = []
         if recent:
             rows = await self.recent(user, window)

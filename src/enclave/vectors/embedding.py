@@ -55,6 +55,7 @@ class LocalEmbedder:
 
     name = "multilingual-e5-small"
     dims = 384
+    source = "local"  # where the vectors come from (see enclave.vectors.queries)
 
     def __init__(self) -> None:
         from enclave.engine.embedder import shared
@@ -91,7 +92,8 @@ class RemoteEmbedder:
     ) -> None:
         self.name = model
         self.dims = dims
-        self._url = base_url.rstrip("/") + "/embeddings"
+        self.source = base_url.rstrip("/")
+        self._url = self.source + "/embeddings"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._batch = batch
         self._timeout = timeout_s
