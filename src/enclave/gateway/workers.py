@@ -38,6 +38,8 @@ from enclave.config import ConfigSource, Settings, apply_overrides
 from enclave.errors import ConfigError
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from enclave.engine.runtime import Engine
 
 log = logging.getLogger("enclave.gateway")
@@ -135,6 +137,8 @@ class Pool:
         self.model = model
         self.processes: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = False
+        self._stopped = asyncio.Event()  # set with ``stopping``: ends a back-off at once
+        self._spawning = asyncio.Lock()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -174,25 +178,48 @@ class Pool:
         backoff, failures = Backoff(), 0
         while not self.stopping:
             started = time.monotonic()
-            process = await self._spawn(index)
-            code = await process.wait()
+            process = await self._run_once(index)
             if self.stopping:
                 return
             ran = time.monotonic() - started
             failures = 1 if ran >= backoff.stable_after else failures + 1
             delay = backoff.delay(failures)
-            log.warning(
-                "worker %d (pid %d) exited with code %s; restarting it in %.0fs",
-                index, process.pid, code, delay,
-            )  # fmt: skip
-            await asyncio.sleep(delay)
+            if process is not None:
+                log.warning(
+                    "worker %d (pid %d) exited with code %s; restarting it in %.0fs",
+                    index, process.pid, process.returncode, delay,
+                )  # fmt: skip
+            with contextlib.suppress(TimeoutError):  # a stop does not wait for the back-off
+                await asyncio.wait_for(self._stopped.wait(), delay)
+
+    async def _run_once(self, index: int) -> asyncio.subprocess.Process | None:
+        """Start worker ``index`` and wait for it to exit (None: it could not start)."""
+        try:
+            process = await self._spawn(index)
+        except OSError as exc:  # fork or pipe refused: the keeper tries again later
+            log.error("worker %d could not be started: %s", index, exc)
+            return None
+        if self.stopping:  # started while the pool stopped: it missed the SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        await process.wait()
+        return process
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         sock = self.sockets[index]
         spec = WorkerSpec(self.settings, self.source, sock.fileno(), index, os.getpid(), self.model)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", __name__, stdin=asyncio.subprocess.PIPE, pass_fds=[sock.fileno()]
-        )  # fmt: skip
+        # The worker starts with SIGHUP blocked (the mask is inherited): one passed on
+        # before its app listens for it waits, instead of ending it (SIGHUP's default).
+        # One spawn at a time, so that each puts back the parent's own mask.
+        async with self._spawning:
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", __name__, stdin=asyncio.subprocess.PIPE,
+                    pass_fds=[sock.fileno()],
+                )  # fmt: skip
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         assert process.stdin is not None
         process.stdin.write(pickle.dumps(spec))
         await process.stdin.drain()
@@ -206,6 +233,7 @@ class Pool:
         from enclave.gateway.serve import GRACEFUL_S
 
         self.stopping = True
+        self._stopped.set()
         self.forward(signal.SIGTERM)
         _, late = await asyncio.wait(keepers, timeout=GRACEFUL_S + STOP_MARGIN_S)
         for process in self.processes.values():
@@ -230,6 +258,9 @@ def run_worker(spec: WorkerSpec) -> None:
     from enclave.gateway.serve import raise_file_limit, setup_logging, uvicorn_options
     from enclave.gateway.services import build_services
 
+    # SIGHUP stays blocked (see Pool._spawn) until the app listens for it; without a
+    # config file to reload, this handler takes it (not SIG_IGN: children inherit that)
+    signal.signal(signal.SIGHUP, _no_reload)
     _die_with_parent(spec.parent)
     os.umask(0o077)
     settings = spec.settings
@@ -239,7 +270,23 @@ def run_worker(spec: WorkerSpec) -> None:
     app = create_app(settings, services=services, source=spec.source)
     sock = socket.socket(fileno=spec.fd)
     config = uvicorn.Config(app, **uvicorn_options(settings))
-    uvicorn.Server(config).run(sockets=[sock])
+    _server(config).run(sockets=[sock])
+
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, that lets SIGHUP in once the app has started (and handles it)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)  # the app's startup included
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one held: reloaded
+
+    return Server(config)
+
+
+def _no_reload(_signum: int, _frame: object) -> None:
+    log.warning("SIGHUP ignored: no config file to reload")
 
 
 def _die_with_parent(parent: int) -> None:
