@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from enclave.config import EngineSettings
+from enclave.engine import speculative
 from enclave.engine.supervisor import EngineSupervisor, SupervisorOptions
 from enclave.errors import EnclaveError
 from enclave.upstream.openai import HTTPUpstream, make_client
@@ -35,7 +36,9 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def child_command(settings: EngineSettings, model: Path, port: int) -> list[str]:
+def child_command(
+    settings: EngineSettings, model: Path, port: int, draft: Path | None = None
+) -> list[str]:
     command = [
         sys.executable, "-m", "enclave.engine.child",
         "--model", str(model),
@@ -47,20 +50,27 @@ def child_command(settings: EngineSettings, model: Path, port: int) -> list[str]
     ]  # fmt: skip
     for name in settings.public_names():
         command += ["--alias", name]
-    return command
+    return command + speculative.child_args(settings, draft)
 
 
 class Engine:
     """The llama.cpp child, its supervisor, and the upstream that talks to it."""
 
-    def __init__(self, settings: EngineSettings, model: Path, *, log_path: Path | None) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        model: Path,
+        *,
+        log_path: Path | None,
+        draft: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.model = model
         port = settings.port or free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self._context_length: int | None = None
         self.supervisor = EngineSupervisor(
-            child_command(settings, model, port),
+            child_command(settings, model, port, draft),
             self.base_url,
             log_path=log_path,
             options=SupervisorOptions(startup_timeout=settings.startup_timeout_s),
