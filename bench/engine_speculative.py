@@ -158,6 +158,19 @@ def servers(args: argparse.Namespace, home: Path) -> Iterator[tuple[dict[str, st
         with run_process(pinned(plain, args.cpus), health_url=f"{url}/health", timeout=300):
             urls = {PLAIN: f"{url}/v1/chat/completions", SPEC: f"{gateway}/v1/chat/completions"}
             yield urls, _arg(child, "--alias")
+            print(acceptance(httpx.get(f"{gateway}/metrics", trust_env=False, timeout=10).text))
+
+
+def acceptance(metrics: str) -> str:
+    """The gateway's drafted and accepted token counters, summed over models."""
+    totals = dict.fromkeys(("draft", "accepted"), 0.0)
+    for line in metrics.splitlines():
+        for kind in totals:
+            if line.startswith(f"enclave_speculative_{kind}_tokens_total"):
+                totals[kind] += float(line.rsplit(" ", 1)[1])
+    drafted, accepted = totals["draft"], totals["accepted"]
+    share = f" ({accepted / drafted:.0%})" if drafted else ""
+    return f"drafted {drafted:.0f} tokens, accepted {accepted:.0f}{share}"
 
 
 def _arg(args: list[str], name: str) -> str:
