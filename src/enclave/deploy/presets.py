@@ -184,6 +184,7 @@ def build(
     tp: int | None = None,
     max_num_seqs: int | None = None,
     api_key: bool = True,
+    ngram_speculation: bool = False,
 ) -> Launch:
     """The launch of ``preset`` with the operator's choices; defaults come from the preset."""
     path = model_path or f"/models/{preset.directory_name}"
@@ -194,6 +195,7 @@ def build(
         *_serving_flags(preset, served, host, port, api_key),
         *_model_flags(preset, tp_size, seqs),
         *_feature_flags(preset),
+        *([NGRAM_SPECULATION] if ngram_speculation else []),
     ]
     return Launch(
         preset=preset,
@@ -317,6 +319,19 @@ def _feature_flags(preset: Preset) -> list[Setting]:
             "calling docs name hermes for Qwen models (qwen3_xml is for Qwen3-Coder)",
         ),
     ]
+
+
+NGRAM_SPECULATION = Setting(
+    "--speculative-config",
+    json.dumps({"method": "ngram", "num_speculative_tokens": 5, "prompt_lookup_max": 4}),
+    "n-gram (prompt lookup) speculative decoding: vLLM looks for the last few tokens (up to "
+    "prompt_lookup_max = 4) earlier in the prompt and answer, proposes the 5 tokens that "
+    "followed, and checks them in one forward pass. It needs no draft model and does not "
+    "change what the model answers. It pays off where answers repeat the prompt (code "
+    "edits, rewrites, extraction) at low to medium load; on a busy server, where batching "
+    "already fills the GPU, the checks of rejected drafts cost throughput, so it is off by "
+    "default (enclave's embedded engine does the same on the CPU: engine.speculative)",
+)
 
 
 def upstream_entry(

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from enclave.engine import speculative
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -42,6 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--alias", action="append", default=[])
     parser.add_argument("--parent", type=int, default=os.getppid())
+    speculative.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -67,6 +70,7 @@ def build_params(args: argparse.Namespace) -> Any:
     # block instead (enclave.gateway.chat.toolcalls).
     params.use_jinja = True
     params.enable_chat_template = True
+    speculative.apply(params, args)
     return params
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from enclave.config import EngineSettings
+from enclave.engine import speculative
 from enclave.engine.sizing import Host, Sizing, kv_bytes_per_token, size
 from enclave.engine.supervisor import EngineSupervisor, SupervisorOptions
 from enclave.errors import EnclaveError
@@ -43,7 +44,11 @@ def engine_sizing(settings: EngineSettings, model: Path) -> Sizing:
 
 
 def child_command(
-    settings: EngineSettings, model: Path, port: int, sizing: Sizing | None = None
+    settings: EngineSettings,
+    model: Path,
+    port: int,
+    sizing: Sizing | None = None,
+    draft: Path | None = None,
 ) -> list[str]:
     sizing = sizing or engine_sizing(settings, model)
     command = [
@@ -57,7 +62,7 @@ def child_command(
     ]  # fmt: skip
     for name in settings.public_names():
         command += ["--alias", name]
-    return command
+    return command + speculative.child_args(settings, draft)
 
 
 class Engine:
@@ -70,6 +75,7 @@ class Engine:
         *,
         log_path: Path | None,
         attach: bool = False,
+        draft: Path | None = None,
     ) -> None:
         """With ``attach``, another process runs the child on ``settings.port`` (a worker
         of ``enclave serve --workers N``): this one only follows its health."""
@@ -81,7 +87,7 @@ class Engine:
         self.sizing = engine_sizing(settings, model)
         log.info("engine: %s", self.sizing.why)
         self.supervisor = EngineSupervisor(
-            [] if attach else child_command(settings, model, port, self.sizing),
+            [] if attach else child_command(settings, model, port, self.sizing, draft),
             self.base_url,
             log_path=log_path,
             options=SupervisorOptions(startup_timeout=settings.startup_timeout_s),

@@ -1,7 +1,8 @@
 """``GET /metrics``: Prometheus text format (prometheus-client), one registry per app.
 
 Per call: requests by route, model, member and status; time to first token, latency and
-queue wait; tokens in and out; retries; calls a fallback pool answered. At scrape time,
+queue wait; tokens in and out; speculative decoding's drafted and accepted tokens (and the
+acceptance ratio per request); retries; calls a fallback pool answered. At scrape time,
 from the current router: each member's health, breaker state and calls in flight, and
 each pool's queue.
 """
@@ -24,6 +25,7 @@ ROUTES = frozenset(
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600,
 )  # fmt: skip
+RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 BREAKER_STATES = ("closed", "half_open", "open")
 
@@ -50,6 +52,18 @@ class Metrics:
         self.tokens = Counter(
             "enclave_tokens", "Tokens from the upstreams' usage reports",
             ["model", "member", "direction"], registry=self.registry,
+        )  # fmt: skip
+        self.drafted = Counter(
+            "enclave_speculative_draft_tokens", "Tokens drafted by speculative decoding "
+            "(llama.cpp's timings.draft_n)", ["model", "member"], registry=self.registry,
+        )  # fmt: skip
+        self.accepted = Counter(
+            "enclave_speculative_accepted_tokens", "Drafted tokens the model accepted "
+            "(timings.draft_n_accepted)", ["model", "member"], registry=self.registry,
+        )  # fmt: skip
+        self.acceptance = Histogram(
+            "enclave_speculative_acceptance_ratio", "Per request: accepted / drafted tokens",
+            ["model"], buckets=RATIO_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.retries = Counter(
             "enclave_retries", "Calls sent again to another member before the first byte",
@@ -93,6 +107,13 @@ class Metrics:
             self.tokens.labels(model, member, "in").inc(record.prompt_tokens)
         if record.completion_tokens:
             self.tokens.labels(model, member, "out").inc(record.completion_tokens)
+        if record.draft_tokens:
+            self._speculated(model, member, record.draft_tokens, record.draft_accepted or 0)
+
+    def _speculated(self, model: str, member: str, drafted: int, accepted: int) -> None:
+        self.drafted.labels(model, member).inc(drafted)
+        self.accepted.labels(model, member).inc(accepted)
+        self.acceptance.labels(model).observe(accepted / drafted)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -312,8 +312,11 @@ def _embedded(
     engine = embedder = ocr = None
     if cfg.enabled and engine_model is not None:
         from enclave.engine.runtime import Engine
+        from enclave.engine.speculative import draft_model
 
-        engine = Engine(cfg, engine_model, log_path=settings.logs_dir / "engine.log", attach=attach)
+        log_path = settings.logs_dir / "engine.log"
+        draft = None if attach else draft_model(settings)
+        engine = Engine(cfg, engine_model, log_path=log_path, attach=attach, draft=draft)
     if cfg.embeddings:
         from enclave.engine.embedder import shared
         from enclave.engine.local_embeddings import LocalEmbeddingsUpstream

@@ -21,6 +21,8 @@ class CallRecord:
     stream: bool = False
     images: list[str] = field(default_factory=list)  # SHA-256 of each image, for the audit
     content: str | None = None  # what the audit keeps of the request (audit.content)
+    draft_tokens: int | None = None  # speculative decoding: tokens drafted, and accepted
+    draft_accepted: int | None = None
 
     def usage(self, usage: object) -> None:
         """Take the token counts from an OpenAI ``usage`` object, when there is one."""
@@ -29,3 +31,11 @@ class CallRecord:
             self.prompt_tokens = prompt if isinstance(prompt, int) else self.prompt_tokens
             if isinstance(completion, int):
                 self.completion_tokens = completion
+
+    def timings(self, value: object) -> None:
+        """Take the speculative decoding counts from llama.cpp's ``timings`` object
+        (``draft_n``, ``draft_n_accepted``; there only when the engine drafted)."""
+        if isinstance(value, dict):
+            drafted, accepted = value.get("draft_n"), value.get("draft_n_accepted")
+            if isinstance(drafted, int) and isinstance(accepted, int):
+                self.draft_tokens, self.draft_accepted = drafted, accepted

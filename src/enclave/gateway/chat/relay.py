@@ -74,6 +74,7 @@ async def complete(request: Request, router: Router, prompt: Prompt) -> dict[str
         raise
     lease.done(True)
     record.usage(result.get("usage"))
+    record.timings(result.get("timings"))
     record.ttft_s = time.perf_counter() - request.state.started
     result["model"] = prompt.public
     if (names := _tool_names(prompt, lease)) is not None:
@@ -234,6 +235,7 @@ def _adjust(data: str, public: str, record: CallRecord, strip_usage: bool) -> st
         chunk["model"] = public
     if chunk.get("usage") is not None:
         record.usage(chunk["usage"])
+        record.timings(chunk.get("timings"))
         if strip_usage:
             if not chunk.get("choices"):
                 return None  # the usage-only chunk we asked for
