@@ -58,15 +58,12 @@ class Reloader:
             log.error("config reload (%s) refused, keeping the running config: %s", reason, exc)
             self.on_result("refused")
             return False
-        old = self.current()
-        stuck = [name for name in RESTART_ONLY if _value(new, name) != _value(old, name)]
+        new, stuck = keep_running(new, self.current())
         if stuck:
             log.warning(
                 "config reload: %s change(s) only on restart (needs a restart; the running "
                 "value stays)", ", ".join(stuck),
             )  # fmt: skip
-            for name in stuck:
-                new = _keep(new, old, name)
         try:
             self.apply(new)
         except ConfigError as exc:
@@ -93,6 +90,14 @@ class Reloader:
             if seen != self._seen and seen is not None:
                 self._seen = seen
                 self.reload(f"{self.path} changed")
+
+
+def keep_running(new: Settings, old: Settings) -> tuple[Settings, list[str]]:
+    """``new`` with the :data:`RESTART_ONLY` settings of ``old``, and those that differed."""
+    stuck = [name for name in RESTART_ONLY if _value(new, name) != _value(old, name)]
+    for name in stuck:
+        new = _keep(new, old, name)
+    return new, stuck
 
 
 def _value(settings: Settings, dotted: str) -> object:

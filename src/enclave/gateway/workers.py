@@ -263,7 +263,7 @@ def run_worker(spec: WorkerSpec) -> None:
     signal.signal(signal.SIGHUP, _no_reload)
     _die_with_parent(spec.parent)
     os.umask(0o077)
-    settings = spec.settings
+    settings = _current(spec)
     setup_logging(settings)
     raise_file_limit()
     services = build_services(settings, engine_model=spec.engine_model, attach_engine=True)
@@ -283,6 +283,22 @@ def _server(config: uvicorn.Config) -> uvicorn.Server:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # one held: reloaded
 
     return Server(config)
+
+
+def _current(spec: WorkerSpec) -> Settings:
+    """The config the running workers have: the file read again (a worker restarted after
+    a reload must not serve the config the pool started with), but what only a restart
+    applies as the parent has it (every worker on one database, home and engine)."""
+    if spec.source is None:
+        return spec.settings
+    from enclave.gateway.reload import keep_running
+
+    try:
+        return keep_running(spec.source.load(), spec.settings)[0]
+    except ConfigError as exc:
+        log.error("worker %d: the config does not load, so it starts with the pool's: %s",
+                  spec.index, exc)  # fmt: skip
+        return spec.settings
 
 
 def _no_reload(_signum: int, _frame: object) -> None:
