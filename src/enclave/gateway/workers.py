@@ -162,9 +162,10 @@ class Pool:
         if self.model is None:
             return None
         from enclave.engine.runtime import Engine
+        from enclave.engine.speculative import draft_model
 
-        cfg = self.settings.engine
-        return Engine(cfg, self.model, log_path=self.settings.logs_dir / "engine.log")
+        cfg, log_path = self.settings.engine, self.settings.logs_dir / "engine.log"
+        return Engine(cfg, self.model, log_path=log_path, draft=draft_model(self.settings))
 
     def forward(self, sig: int) -> None:
         for process in self.processes.values():
