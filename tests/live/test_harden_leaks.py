@@ -114,7 +114,7 @@ def test_the_data_directory_database_and_logs_are_the_owners_alone(
         assert mode(path) & 0o077 == 0, f"{path} is {mode(path):04o}"
 
 
-def wait_log(gateway: Gateway, text: str, after: int, timeout: float = 15) -> None:
+def wait_log(gateway: Gateway, text: str, after: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while text not in gateway.log()[after:]:
         assert time.monotonic() < deadline, f"never logged: {text}"

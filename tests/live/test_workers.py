@@ -43,6 +43,7 @@ def config(fake: FakeUpstream) -> dict[str, object]:
         "engine": {"enabled": False, "embeddings": False, "ocr": False},
         "upstreams": [{"name": "f", "base_url": fake.base_url, "models": [MODEL]}],
         "audit": {"witness_interval_s": 0},
+        "watch_config": False,  # reloads by SIGHUP only, so they can be counted
     }
 
 
