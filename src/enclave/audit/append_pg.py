@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from enclave.audit.chain import RECORD_FIELDS, AuditEntry, Head, link, signed_head
+from enclave.audit.chain import RECORD_FIELDS, AuditEntry, Head, linked_rows
 
 HEAD_ID = 1
 _COLUMNS = ", ".join(f'"{name}"' for name in RECORD_FIELDS)
@@ -46,14 +46,8 @@ SELECT count(*) FROM added
 
 def plan(key: bytes, head: Head, entries: list[AuditEntry]) -> tuple[Head, str]:
     """The head after ``entries`` and the records as one JSON array (the statement's $7)."""
-    seq, prev = head.seq, head.hash
-    rows: list[dict[str, Any]] = []
-    for entry in entries:
-        seq += 1
-        digest = link(prev, seq, entry)
-        rows.append({"seq": seq, **entry.as_row(), "prev_hash": prev, "hash": digest})
-        prev = digest
-    return signed_head(key, seq, prev), json.dumps(rows, ensure_ascii=False)
+    rows, new = linked_rows(key, head, entries)
+    return new, json.dumps(rows, ensure_ascii=False)
 
 
 async def append(driver: Any, key: bytes, head: Head, entries: list[AuditEntry]) -> Head | None:

@@ -25,7 +25,7 @@ from enclave.audit.chain import (
     AuditEntry,
     Head,
     head_is_genuine,
-    link,
+    linked_rows,
     signed_head,
 )
 from enclave.errors import AuditUnavailable
@@ -74,16 +74,9 @@ def append(conn: sqlite3.Connection, key: bytes, entries: list[AuditEntry]) -> H
         head = _read_head(conn, key)
         if not head_is_genuine(key, head):
             raise AuditUnavailable(TAMPERED_HEAD)
-        seq, prev = head.seq, head.hash
-        rows = []
-        for entry in entries:
-            seq += 1
-            digest = link(prev, seq, entry)
-            rows.append(_row({"seq": seq, **entry.as_row(), "prev_hash": prev, "hash": digest}))
-            prev = digest
-        conn.executemany(_INSERT, rows)
-        new = signed_head(key, seq, prev)
-        conn.execute(_SET_HEAD, (seq, prev, new.signature, HEAD_ID))
+        rows, new = linked_rows(key, head, entries)
+        conn.executemany(_INSERT, [_row(row) for row in rows])
+        conn.execute(_SET_HEAD, (new.seq, new.hash, new.signature, HEAD_ID))
         conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(sqlite3.Error):

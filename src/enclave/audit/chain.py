@@ -148,6 +148,21 @@ def link(prev_hash: str, seq: int, entry: AuditEntry) -> str:
     return digest.hexdigest()
 
 
+def linked_rows(
+    key: bytes, head: Head, entries: Iterable[AuditEntry]
+) -> tuple[list[dict[str, Any]], Head]:
+    """The records of ``entries`` after ``head``, each linked to the one before, and the
+    new signed head: what every writer inserts and stores."""
+    seq, prev = head.seq, head.hash
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        seq += 1
+        digest = link(prev, seq, entry)
+        rows.append({"seq": seq, **entry.as_row(), "prev_hash": prev, "hash": digest})
+        prev = digest
+    return rows, signed_head(key, seq, prev)
+
+
 def sign(key: bytes, text: str) -> str:
     """HMAC-SHA256 hex of ``text`` with ``key``."""
     return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()

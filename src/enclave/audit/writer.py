@@ -47,7 +47,7 @@ from enclave.audit.chain import (
     Head,
     head_is_genuine,
     iso_utc,
-    link,
+    linked_rows,
     signed_head,
 )
 from enclave.errors import AuditUnavailable
@@ -321,17 +321,10 @@ async def extend(conn: AsyncConnection, key: bytes, entries: list[AuditEntry]) -
     head = await lock_head(conn, key)
     if not head_is_genuine(key, head):
         raise AuditUnavailable(append_sqlite.TAMPERED_HEAD)
-    seq, prev = head.seq, head.hash
-    rows: list[dict[str, Any]] = []
-    for entry in entries:
-        seq += 1
-        digest = link(prev, seq, entry)
-        rows.append({"seq": seq, **entry.as_row(), "prev_hash": prev, "hash": digest})
-        prev = digest
+    rows, new = linked_rows(key, head, entries)
     await conn.execute(_INSERT, rows if len(rows) > 1 else rows[0])
-    new = signed_head(key, seq, prev)
     await conn.execute(
-        _SET_HEAD, {"b_id": HEAD_ID, "b_seq": seq, "b_hash": prev, "b_sig": new.signature}
+        _SET_HEAD, {"b_id": HEAD_ID, "b_seq": new.seq, "b_hash": new.hash, "b_sig": new.signature}
     )
     return new
 
