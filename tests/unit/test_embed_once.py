@@ -8,7 +8,7 @@ bases, as the gateway makes them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from enclave.identity import Actor
 from enclave.knowledge.service import KnowledgeBases
 from enclave.memory.service import MemoryService
 from enclave.profiles import AssistantProfile
-from enclave.store.repos import Store, open_store
+from enclave.store.repos import Store
 from enclave.vectors.embedding import LocalEmbedder
 from enclave.vectors.queries import QueryVectors
 
@@ -52,20 +52,6 @@ class Counted:
     async def query(self, text: str) -> Matrix:
         self.asked.append(text)
         return await self.inner.query(text)
-
-
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'enclave.db'}")
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
 
 
 async def _kbs(store: Store, embedder: Counted) -> KnowledgeBases:

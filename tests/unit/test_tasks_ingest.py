@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from enclave.config import IngestSettings, KnowledgeSettings
 from enclave.errors import Forbidden, InvalidRequest, NotFound
 from enclave.knowledge.service import KnowledgeBases
 from enclave.knowledge.spool import Grant, Spool
-from enclave.store.repos import Store, UserRepo, open_store
+from enclave.store.repos import Store, UserRepo
 from enclave.taskconfig import TaskLimits, TasksSettings
 from enclave.tasks.registry import step_kind
 from enclave.tasks.steps.kb_ingest import Options
@@ -52,20 +51,6 @@ class Run(RecordingContext):
 
     def add_output(self, path: Path) -> None:
         raise AssertionError("kb_ingest writes no output files")
-
-
-@pytest.fixture(scope="module")
-def embedder() -> LocalEmbedder:
-    return LocalEmbedder()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'enclave.db'}")
-    try:
-        yield opened
-    finally:
-        await opened.aclose()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from enclave.tasks.runctx import LeaseLost
 from tests.unit import test_tasks_ingest as base
 from tests.unit.test_tasks_ingest import GOOD, Run, ingest, spooled
 
-embedder, store, spool, kbs, run = base.embedder, base.store, base.spool, base.kbs, base.run
+spool, kbs, run = base.spool, base.kbs, base.run  # embedder and store: tests/unit/conftest.py
 
 pytestmark = pytest.mark.anyio
 

@@ -22,9 +22,10 @@ from enclave.engine import speculative
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent: int) -> None:
-    # Not on Linux, prctl is missing: the watcher thread below still covers it.
-    with contextlib.suppress(OSError):
+def die_with_parent(parent: int) -> None:
+    """This process stops when ``parent`` is gone (PR_SET_PDEATHSIG, and a watch on the
+    pid: where prctl is missing the watcher thread still covers it)."""
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
     def watch() -> None:
@@ -76,7 +77,7 @@ def build_params(args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    _die_with_parent(args.parent)
+    die_with_parent(args.parent)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     import xllamacpp
 

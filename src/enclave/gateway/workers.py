@@ -21,20 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import pickle
 import signal
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from enclave.config import ConfigSource, Settings, apply_overrides
+from enclave.engine.child import die_with_parent
 from enclave.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,7 +45,6 @@ log = logging.getLogger("enclave.gateway")
 
 BACKLOG = 2048  # uvicorn's
 STOP_MARGIN_S = 5.0  # past the workers' graceful shutdown, before they are killed
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -262,7 +260,7 @@ def run_worker(spec: WorkerSpec) -> None:
     # SIGHUP stays blocked (see Pool._spawn) until the app listens for it; without a
     # config file to reload, this handler takes it (not SIG_IGN: children inherit that)
     signal.signal(signal.SIGHUP, _no_reload)
-    _die_with_parent(spec.parent)
+    die_with_parent(spec.parent)
     os.umask(0o077)
     settings = _current(spec)
     setup_logging(settings)
@@ -304,19 +302,6 @@ def _current(spec: WorkerSpec) -> Settings:
 
 def _no_reload(_signum: int, _frame: object) -> None:
     log.warning("SIGHUP ignored: no config file to reload")
-
-
-def _die_with_parent(parent: int) -> None:
-    """A worker whose parent is gone stops (PR_SET_PDEATHSIG, and a watch on the pid)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            threading.Event().wait(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 if __name__ == "__main__":
