@@ -45,6 +45,7 @@ import yaml  # noqa: E402
 
 from bench.common import console_script, warn_if_busy  # noqa: E402
 from bench.engine_stream import Sample, engine_child, stream_once  # noqa: E402
+from enclave.config import EngineSettings  # noqa: E402
 from tests.fakes.procs import ProcessFailed, free_port, run_process  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -140,7 +141,8 @@ def servers(args: argparse.Namespace, home: Path) -> Iterator[tuple[dict[str, st
     port = free_port()
     engine = {"model": args.model, "parallel": 1, "ctx_size": args.ctx_size,
               "embeddings": False, "ocr": False, "speculative": args.speculative,
-              "speculative_draft_max": args.draft_max}  # fmt: skip
+              "speculative_draft_max": args.draft_max,
+              "speculative_ngram_match": args.ngram_match}  # fmt: skip
     engine |= {"threads": args.threads} if args.threads else {}
     config = home / "speculative.yaml"
     config.write_text(yaml.safe_dump({"port": port, "engine": engine}))
@@ -219,8 +221,9 @@ def _geomean(values: list[float]) -> float:
 
 def report(summary: dict[str, Any], args: argparse.Namespace) -> bool:
     print(f"\nengine_speculative  model={args.model}  speculative={args.speculative}  "
-          f"draft_max={args.draft_max}  threads={args.threads or 'auto'}  cpus={args.cpus}  "
-          f"rounds={args.rounds}  max_tokens={args.max_tokens}")  # fmt: skip
+          f"draft_max={args.draft_max}  ngram_match={args.ngram_match}  "
+          f"threads={args.threads or 'auto'}  cpus={args.cpus}  rounds={args.rounds}  "
+          f"max_tokens={args.max_tokens}")  # fmt: skip
     print(f"{'prompt':12}{'group':7}{'plain tok/s':>13}{'spec tok/s':>12}{'ratio':>8}  same text")
     for name, r in summary["prompts"].items():
         print(f"{name:12}{r['group']:7}{r['plain_tps']:13.1f}{r['speculative_tps']:12.1f}"
@@ -254,8 +257,10 @@ def run(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
-    parser.add_argument("--speculative", default="ngram-simple", help="engine.speculative")
+    default = EngineSettings.model_fields["speculative"].default
+    parser.add_argument("--speculative", default=default, help="engine.speculative")
     parser.add_argument("--draft-max", type=int, default=0, help="engine.speculative_draft_max")
+    parser.add_argument("--ngram-match", type=int, default=0, help="engine.speculative_ngram_match")
     parser.add_argument("--threads", type=int, default=0, help="engine threads (0: one per core)")
     parser.add_argument("--cpus", help="pin both servers to these cores (taskset -c LIST)")
     parser.add_argument("--ctx-size", type=int, default=4096)

@@ -101,14 +101,19 @@ class EngineSettings(_Section):
     embedding_model_name: str = "multilingual-e5-small"
     ocr: bool = Field(True, description="read images by OCR for models without vision")
     speculative: str = Field(
-        "ngram-simple",
+        "ngram-mod",
         description="speculative decoding: off, an n-gram type drafting from the text so far ("
         + ", ".join(SPECULATIVE_NGRAM_TYPES)
         + ") or a draft model (a name in the model store or a .gguf path) of the same family",
     )
     speculative_draft_max: int = Field(
-        0, ge=0, le=256, description="most tokens drafted per step; 0 = llama.cpp's default"
-    )
+        0, ge=0, le=256, description="most tokens drafted per step, every type; 0 = llama.cpp's "
+        "default (48 for ngram-simple and ngram-map-*, 64 for ngram-mod, 3 for a draft model)",
+    )  # fmt: skip
+    speculative_ngram_match: int = Field(
+        0, ge=0, le=256, description="n-gram types: the last tokens that must match earlier text "
+        "before a draft is made; 0 = llama.cpp's default (12; 24 for ngram-mod)",
+    )  # fmt: skip
 
     @field_validator("speculative")
     @classmethod

@@ -38,6 +38,7 @@ limits:
 EDIT = f"Repeat this config exactly, with port 8000 changed to 9000.\n\n{CONFIG}"
 FRESH = "Write one sentence about the sea."
 MAX_TOKENS = 80
+DRAFTING = ("ngram-mod", "ngram-simple")  # the default, and the type the issue tried first
 
 
 @dataclass
@@ -75,7 +76,7 @@ def _answers(home: Path, speculative: str) -> Run:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     home = tmp_path_factory.mktemp("speculative")
     prepare(home, TINY)
-    return {name: _answers(home, name) for name in ("off", "ngram-simple")}
+    return {name: _answers(home, name) for name in ("off", *DRAFTING)}
 
 
 def samples(metrics: str, name: str) -> dict[str, float]:
@@ -89,18 +90,22 @@ def samples(metrics: str, name: str) -> dict[str, float]:
     return out
 
 
-def test_at_temperature_0_drafting_does_not_change_the_answers(runs: dict[str, Run]) -> None:
-    plain, drafted = runs["off"], runs["ngram-simple"]
+@pytest.mark.parametrize("kind", DRAFTING)
+def test_at_temperature_0_drafting_does_not_change_the_answers(
+    runs: dict[str, Run], kind: str
+) -> None:
+    plain, drafted = runs["off"], runs[kind]
     assert plain.edit_streamed.strip()
     assert drafted.edit_streamed == plain.edit_streamed
     assert drafted.edit_whole == plain.edit_whole
     assert drafted.fresh == plain.fresh
 
 
-def test_the_drafted_and_accepted_tokens_reach_the_metrics(runs: dict[str, Run]) -> None:
-    drafted = samples(runs["ngram-simple"].metrics, "enclave_speculative_draft_tokens")
-    accepted = samples(runs["ngram-simple"].metrics, "enclave_speculative_accepted_tokens")
-    ratio = samples(runs["ngram-simple"].metrics, "enclave_speculative_acceptance_ratio")
+@pytest.mark.parametrize("kind", DRAFTING)
+def test_the_drafted_and_accepted_tokens_reach_the_metrics(runs: dict[str, Run], kind: str) -> None:
+    drafted = samples(runs[kind].metrics, "enclave_speculative_draft_tokens")
+    accepted = samples(runs[kind].metrics, "enclave_speculative_accepted_tokens")
+    ratio = samples(runs[kind].metrics, "enclave_speculative_acceptance_ratio")
     assert drafted["_total"] > 0
     assert 0 < accepted["_total"] <= drafted["_total"]
     # both edits drafted (streamed: from the final chunk; whole: from the answer)
@@ -110,23 +115,36 @@ def test_the_drafted_and_accepted_tokens_reach_the_metrics(runs: dict[str, Run])
 
 
 @pytest.mark.parametrize(
-    ("setting", "member"),
-    [("ngram-simple", "NGRAM_SIMPLE"), ("ngram-map-k", "NGRAM_MAP_K"),
-     ("ngram-map-k4v", "NGRAM_MAP_K4V"), ("ngram-mod", "NGRAM_MOD"),
-     ("ngram-cache", "NGRAM_CACHE")],
+    ("setting", "member", "lengths"),
+    [("ngram-simple", "NGRAM_SIMPLE", ("ngram_simple", "size_m", "size_n")),
+     ("ngram-map-k", "NGRAM_MAP_K", ("ngram_map_k", "size_m", "size_n")),
+     ("ngram-map-k4v", "NGRAM_MAP_K4V", ("ngram_map_k4v", "size_m", "size_n")),
+     ("ngram-mod", "NGRAM_MOD", ("ngram_mod", "n_max", "n_match")),
+     ("ngram-cache", "NGRAM_CACHE", None)],
 )  # fmt: skip
-def test_the_child_sets_llama_cpps_speculative_type(setting: str, member: str) -> None:
-    base = ["--model", "m.gguf", "--port", "1", "--parent", "1"]
-    params = build_params(parse_args([*base, "--speculative", setting, "--draft-max", "32"]))
+def test_the_child_sets_llama_cpps_speculative_type(
+    setting: str, member: str, lengths: tuple[str, str, str] | None
+) -> None:
+    """The draft and match lengths land on the type's own parameters: llama.cpp's server
+    caps only a draft model's drafts by ``draft.n_max``."""
+    base = ["--model", "m.gguf", "--port", "1", "--parent", "1", "--speculative", setting]
+    params = build_params(parse_args([*base, "--draft-max", "32", "--ngram-match", "6"]))
     assert [t.name for t in params.speculative.types] == [f"COMMON_SPECULATIVE_TYPE_{member}"]
-    assert params.speculative.draft.n_max == 32
     assert params.speculative.draft.mparams.path == ""
+    if lengths is not None:
+        group, draft, match = lengths
+        values = getattr(params.speculative, group)
+        assert (getattr(values, draft), getattr(values, match)) == (32, 6)
+        defaults = getattr(build_params(parse_args(base)).speculative, group)
+        assert (getattr(defaults, draft), getattr(defaults, match)) != (32, 6)
 
 
 def test_the_child_loads_a_draft_model_or_drafts_nothing() -> None:
     base = ["--model", "m.gguf", "--port", "1", "--parent", "1", "--threads", "3"]
-    params = build_params(parse_args([*base, "--speculative", "draft", "--draft-model", "d.gguf"]))
+    draft = ["--speculative", "draft", "--draft-model", "d.gguf", "--draft-max", "5"]
+    params = build_params(parse_args([*base, *draft]))
     assert [t.name for t in params.speculative.types] == ["COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE"]
+    assert params.speculative.draft.n_max == 5
     assert params.speculative.draft.mparams.path == "d.gguf"
     assert params.speculative.draft.cpuparams.n_threads == 3
     off = build_params(parse_args(base))

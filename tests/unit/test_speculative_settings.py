@@ -27,8 +27,10 @@ def test_an_unknown_value_is_refused_naming_the_setting(value: str) -> None:
 
 def test_the_setting_becomes_the_childs_arguments() -> None:
     assert child_args(EngineSettings(speculative="off"), None) == []
-    simple = EngineSettings(speculative="ngram-mod", speculative_draft_max=24)
-    assert child_args(simple, None) == ["--speculative", "ngram-mod", "--draft-max", "24"]
+    mod = EngineSettings(speculative="ngram-mod", speculative_draft_max=24)
+    assert child_args(mod, None) == [
+        "--speculative", "ngram-mod", "--draft-max", "24", "--ngram-match", "0",
+    ]  # fmt: skip
     named = EngineSettings(speculative="qwen2.5-coder-0.5b-instruct")
     assert uses_draft_model(named)
     assert child_args(named, Path("/m/d.gguf")) == [

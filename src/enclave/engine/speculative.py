@@ -61,27 +61,47 @@ def child_args(settings: EngineSettings, draft: Path | None) -> list[str]:
         return []
     kind = DRAFT if draft is not None else settings.speculative
     args = ["--speculative", kind, "--draft-max", str(settings.speculative_draft_max)]
-    return args + (["--draft-model", str(draft)] if draft is not None else [])
+    if draft is not None:
+        return [*args, "--draft-model", str(draft)]
+    return [*args, "--ngram-match", str(settings.speculative_ngram_match)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speculative", choices=[OFF, *_TYPES], default=OFF)
     parser.add_argument("--draft-model", help="the draft model's GGUF (--speculative draft)")
     parser.add_argument("--draft-max", type=int, default=0, help="0 = llama.cpp's default")
+    parser.add_argument("--ngram-match", type=int, default=0, help="0 = llama.cpp's default")
 
 
 def apply(params: Any, args: argparse.Namespace) -> None:
     """Set llama.cpp's speculative parameters (xllamacpp ``CommonParams``) from the
-    child's arguments."""
+    child's arguments.
+
+    llama.cpp's server caps only a draft model's drafts by ``draft.n_max``: an n-gram
+    type drafts its own length (``size_m``; ``n_max`` for ngram-mod), so ``--draft-max``
+    is set on the type's own parameters, and ``--ngram-match`` on its match length."""
     if args.speculative == OFF:
         return
     import xllamacpp
 
     spec = params.speculative
     spec.types = [getattr(xllamacpp.common_speculative_type, _TYPES[args.speculative])]
-    if args.draft_max:
-        spec.draft.n_max = args.draft_max
     if args.speculative == DRAFT:
+        if args.draft_max:
+            spec.draft.n_max = args.draft_max
         spec.draft.mparams.path = args.draft_model
         spec.draft.cpuparams.n_threads = params.cpuparams.n_threads
         spec.draft.cpuparams_batch.n_threads = params.cpuparams_batch.n_threads
+    elif args.speculative == "ngram-mod":
+        mod = spec.ngram_mod
+        if args.draft_max:
+            mod.n_max = args.draft_max
+            mod.n_min = min(mod.n_min, args.draft_max)
+        if args.ngram_match:
+            mod.n_match = args.ngram_match
+    elif args.speculative != "ngram-cache":  # ngram-simple, ngram-map-k, ngram-map-k4v
+        ngram = getattr(spec, args.speculative.replace("-", "_"))
+        if args.draft_max:
+            ngram.size_m = args.draft_max
+        if args.ngram_match:
+            ngram.size_n = args.ngram_match
