@@ -76,6 +76,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _Key:
+    """What a call needs of a stored key, read once per cache period: the checks and the
+    principal, built once instead of from the ORM row on every call."""
+
+    secret_hash: str
+    refused: bool  # revoked, or its user disabled
+    expires_at: datetime | None
+    principal: Principal
+
+    @classmethod
+    def of(cls, key: ApiKey, prefix: str) -> _Key:
+        principal = Principal(
+            user=key.user.name,
+            role=key.user.role,
+            key_prefix=prefix,
+            models=tuple(key.models),
+            limits=limits_of(key.rpm, key.tpm, key.max_concurrency),
+            allow=Allowlist(key.allow) if key.allow else None,
+            user_models=tuple(key.user.models or ()),
+            user_limits=user_limits(key.user),
+        )
+        refused = key.revoked_at is not None or key.user.disabled
+        return cls(key.secret_hash, refused, key.expires_at, principal)
+
+
 class Gatekeeper:
     def __init__(self, settings: Settings, store: Store, secret: bytes) -> None:
         self.enabled = auth_enabled(settings)
@@ -83,7 +109,7 @@ class Gatekeeper:
         self.secret = secret
         self.keys = KeyRepo(store)
         self.sessions = SessionRepo(store)
-        self._cache: dict[str, tuple[float, ApiKey]] = {}
+        self._cache: dict[str, tuple[float, _Key]] = {}
         self._session_cache: dict[str, tuple[float, SessionState | None]] = {}
         self._touched: dict[str, datetime] = {}
 
@@ -126,7 +152,7 @@ class Gatekeeper:
                 if state is not None and state.user.name == user:
                     self._session_cache.pop(sid, None)
             for prefix, (_, key) in list(self._cache.items()):
-                if key.user.name == user:
+                if key.principal.user == user:
                     self._cache.pop(prefix, None)
 
     async def _by_key(self, token: str) -> Principal:
@@ -136,30 +162,22 @@ class Gatekeeper:
         if (
             key is None
             or not matches(key.secret_hash, token)
-            or key.revoked_at is not None
+            or key.refused
             or (key.expires_at is not None and key.expires_at <= now)
-            or key.user.disabled
         ):
             raise AuthenticationFailed(REFUSED)
         self._touched[prefix] = now
-        return Principal(
-            user=key.user.name,
-            role=key.user.role,
-            key_prefix=prefix,
-            models=tuple(key.models),
-            limits=limits_of(key.rpm, key.tpm, key.max_concurrency),
-            allow=Allowlist(key.allow) if key.allow else None,
-            user_models=tuple(key.user.models or ()),
-            user_limits=user_limits(key.user),
-        )
+        return key.principal
 
-    async def _key(self, prefix: str) -> ApiKey | None:
+    async def _key(self, prefix: str) -> _Key | None:
         cached = self._cache.get(prefix)
         if cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
-        key = await self.keys.by_prefix(prefix)
-        if key is not None:
-            self._cache[prefix] = (time.monotonic(), key)
+        row = await self.keys.by_prefix(prefix)
+        if row is None:
+            return None
+        key = _Key.of(row, prefix)
+        self._cache[prefix] = (time.monotonic(), key)
         return key
 
     async def _by_session(self, token: str) -> Principal:
