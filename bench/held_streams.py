@@ -10,7 +10,8 @@ key check, rate limit and audit record are shared among its events. The relay's 
 is the marginal one: the same burst with three times the tokens, the extra CPU over the
 extra events. With ``--baseline-src``
 the same gateway from another checkout runs in the same process of measurement, bursts
-interleaved, so the ratio is read from one run.
+interleaved, so the ratio is read from one run; unless ``--no-nginx``, Debian's nginx
+relays the same bursts too (no auth, no audit: the floor for a proxy on this machine).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen
-from bench.auth_overhead import Gateway, make_key, run_gateway
+from bench.auth_overhead import make_key, run_gateway
 from bench.machine import cpu_seconds
 from bench.measure import Bench
+from bench.nginx_proxy import run_nginx
 from bench.overhead_report import BASELINE as BASE
 from bench.overhead_report import ENCLAVE as THIS
 from bench.overhead_report import HELD_US_TARGET as TARGET_US
+from bench.overhead_report import NGINX
 from bench.servers import HOST, MODEL, PROMPT, Server
 
 
@@ -35,22 +38,25 @@ def audited_streams(
     """Bursts of held streams through the audited gateway(s), interleaved; CPU per event."""
     a = bench.args
     sources = {THIS: None, **({BASE: str(a.baseline_src)} if a.baseline_src else {})}
-    found: dict[str, list[float]] = {name: [] for name in sources}
-    marginal: dict[str, list[float]] = {name: [] for name in sources}
-    failed: dict[str, int] = dict.fromkeys(sources, 0)
+    names = [*sources, *([NGINX] if a.nginx else [])]
+    found: dict[str, list[float]] = {name: [] for name in names}
+    marginal: dict[str, list[float]] = {name: [] for name in names}
+    failed: dict[str, int] = dict.fromkeys(names, 0)
     with ExitStack() as stack:
-        gateways: dict[str, Gateway] = {}
+        proxies: dict[str, tuple[Server, str | None]] = {}
         for name, src in sources.items():
             gateway = stack.enter_context(
                 run_gateway(f"held-{name}", slow, proxy_cpu, logs, None, src=src)
             )
             gateway.key = make_key(gateway)
-            gateways[name] = gateway
+            proxies[name] = (gateway.server, gateway.key)
+        if a.nginx:  # the floor: a C proxy relaying the same events, nothing else
+            proxies[NGINX] = (stack.enter_context(run_nginx(slow, proxy_cpu, logs)), None)
         for turn in range(rounds):
-            for name, gateway in gateways.items():
+            for name, (server, key) in proxies.items():
                 tokens = a.streams_tokens
-                cpu, bad = one_burst(bench, gateway, a.streams, tokens)
-                more, worse = one_burst(bench, gateway, a.streams, 3 * tokens)
+                cpu, bad = one_burst(bench, server, key, a.streams, tokens)
+                more, worse = one_burst(bench, server, key, a.streams, 3 * tokens)
                 us = cpu / (a.streams * (tokens + 3)) * 1e6
                 extra = (more - cpu) / (a.streams * 2 * tokens) * 1e6
                 print(f"  round {turn + 1}: {name} {us:.1f} us per event all in, "
@@ -68,6 +74,12 @@ def audited_streams(
         "all_marginal_us_per_event": marginal,
         "failed": failed,
     }
+    if NGINX in found:
+        out["ratio_to_nginx"] = out["us_per_event"][THIS] / out["us_per_event"][NGINX]
+        floor = out["marginal_us_per_event"][NGINX]
+        out["marginal_ratio_to_nginx"] = (
+            out["marginal_us_per_event"][THIS] / floor if floor else None
+        )
     if BASE in found:
         out["ratio_to_base"] = out["us_per_event"][THIS] / out["us_per_event"][BASE]
         base = out["marginal_us_per_event"][BASE]
@@ -76,15 +88,16 @@ def audited_streams(
     return out
 
 
-def one_burst(bench: Bench, gateway: Gateway, streams: int, tokens: int) -> tuple[float, int]:
-    """The gateway's CPU seconds over one burst of ``tokens``-token streams; failed ones."""
-    headers = {"Authorization": f"Bearer {gateway.key}"}
+def one_burst(
+    bench: Bench, server: Server, key: str | None, streams: int, tokens: int
+) -> tuple[float, int]:
+    """The proxy's CPU seconds over one burst of ``tokens``-token streams; failed ones."""
+    headers = {"Authorization": f"Bearer {key}"} if key else None
     message = {"role": "user", "content": PROMPT}
     body = {"model": MODEL, "messages": [message], "stream": True, "max_tokens": tokens}
-    port = gateway.server.port
-    request = loadgen.Request.chat(HOST, port, body, expect_tokens=tokens, headers=headers)
-    bench.verify(gateway.server.name, request, count=2)
-    pid = gateway.server.pid
+    request = loadgen.Request.chat(HOST, server.port, body, expect_tokens=tokens, headers=headers)
+    bench.verify(server.name, request, count=2)
+    pid = server.pid
     before = cpu_seconds(pid)
     run = bench.run(loadgen.burst(request, streams), 300)
     return cpu_seconds(pid) - before, len(run.failed)

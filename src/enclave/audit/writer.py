@@ -108,6 +108,7 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._conn: AsyncConnection | None = None
+        self._driver: Any = None  # the asyncpg connection under self._conn
         self._head: Head | None = None  # the head this writer last committed
         self._sqlite: sqlite3.Connection | None = None  # used on the executor's thread only
         self._sqlite_loop: sqlite3.Connection | None = None  # used on the event loop only
@@ -255,7 +256,9 @@ class AuditWriter:
         if self._head is None:
             return None
         conn = await self._connection()
-        driver = (await conn.get_raw_connection()).driver_connection
+        if self._driver is None:  # asked once per connection: a greenlet hop each time
+            self._driver = (await conn.get_raw_connection()).driver_connection
+        driver = self._driver
         try:
             return await append_pg.append(driver, self.key, self._head, entries)
         except Exception as exc:
@@ -332,12 +335,13 @@ class AuditWriter:
 
     async def _connection(self) -> AsyncConnection:
         """The writer's own connection: no pool round trip per batch."""
-        if self._conn is None or self._conn.closed:
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            await self._disconnect()
             self._conn = await self._engine().connect()
         return self._conn
 
     async def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._driver = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
