@@ -19,8 +19,10 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.types import Scope
 
@@ -112,6 +114,7 @@ class Gatekeeper:
         self._cache: dict[str, tuple[float, _Key]] = {}
         self._session_cache: dict[str, tuple[float, SessionState | None]] = {}
         self._touched: dict[str, datetime] = {}
+        self._loading: dict[str, asyncio.Future[Any]] = {}  # lookups in flight (_once)
 
     def configure(self, settings: Settings) -> None:
         """Take ``auth.allow`` and ``auth.trusted_proxies`` (at start and on a reload)."""
@@ -173,12 +176,33 @@ class Gatekeeper:
         cached = self._cache.get(prefix)
         if cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
+        found: _Key | None = await self._once(f"key:{prefix}", lambda: self._load_key(prefix))
+        return found
+
+    async def _load_key(self, prefix: str) -> _Key | None:
         row = await self.keys.by_prefix(prefix)
         if row is None:
             return None
         key = _Key.of(row, prefix)
         self._cache[prefix] = (time.monotonic(), key)
         return key
+
+    async def _once(self, name: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        """One lookup for concurrent misses of one name: the first call starts it, the
+        others wait for the same result (a burst of new connections with one key, or one
+        session, would otherwise query the database once each). The lookup runs as its
+        own task, so a caller that goes away does not cancel it for the others."""
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.ensure_future(load())
+            self._loading[name] = task
+            task.add_done_callback(lambda done: self._loaded(name, done))
+        return await asyncio.shield(task)
+
+    def _loaded(self, name: str, done: asyncio.Future[Any]) -> None:
+        self._loading.pop(name, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have gone away
 
     async def _by_session(self, token: str) -> Principal:
         try:
@@ -203,6 +227,12 @@ class Gatekeeper:
         cached = self._session_cache.get(sid)
         if cached is not None and time.monotonic() - cached[0] < CACHE_S:
             return cached[1]
+        state: SessionState | None = await self._once(
+            f"session:{sid}", lambda: self._load_session(sid)
+        )
+        return state
+
+    async def _load_session(self, sid: str) -> SessionState | None:
         state = await self.sessions.state(sid)
         if len(self._session_cache) > 10_000:  # forged ids cannot grow it without bound
             self._session_cache.clear()
