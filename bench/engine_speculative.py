@@ -114,9 +114,18 @@ def fresh_prompts() -> list[Prompt]:
     ]  # fmt: skip
 
 
-def prompt_set(quick: bool) -> list[Prompt]:
+def ceiling_prompt() -> Prompt:
+    """A verbatim copy: every draft of the prompt's text is right, so its ratio is the
+    most drafting can give on this host (what a batch saves over one token at a time)."""
+    source = _source("engine/runtime.py")
+    ask = "Repeat this file exactly, with no change. Answer with the whole file only."
+    return Prompt("copy", "ceiling", f"{ask}\n\n```python\n{source}```")
+
+
+def prompt_set(quick: bool, ceiling: bool = False) -> list[Prompt]:
     edits, fresh = edit_prompts(), fresh_prompts()
-    return [*edits[:2], fresh[0]] if quick else [*edits, *fresh]
+    chosen = [*edits[:2], fresh[0]] if quick else [*edits, *fresh]
+    return [*chosen, ceiling_prompt()] if ceiling else chosen
 
 
 def body(model: str, prompt: Prompt, args: argparse.Namespace) -> dict[str, Any]:
@@ -184,7 +193,7 @@ def measure(args: argparse.Namespace, urls: dict[str, str], model: str) -> list[
     fresh = httpx.Limits(max_keepalive_connections=0)  # see bench/engine_stream.py
     with httpx.Client(trust_env=False, timeout=httpx.Timeout(900.0), limits=fresh) as client:
         for rnd in range(args.rounds):
-            for index, prompt in enumerate(prompt_set(args.quick)):
+            for index, prompt in enumerate(prompt_set(args.quick, args.ceiling)):
                 order = (PLAIN, SPEC) if (rnd + index) % 2 == 0 else (SPEC, PLAIN)
                 for path in order:
                     s = stream_once(client, urls[path], body(model, prompt, args), path, rnd)
@@ -212,7 +221,10 @@ def summarize(samples: list[Sample], prompts: list[Prompt]) -> dict[str, Any]:
         }
     groups = {g: _geomean([r["ratio"] for r in rows.values() if r["group"] == g])
               for g in ("edit", "fresh")}  # fmt: skip
-    return {"prompts": rows, "edit_ratio": groups["edit"], "fresh_ratio": groups["fresh"]}
+    out = {"prompts": rows, "edit_ratio": groups["edit"], "fresh_ratio": groups["fresh"]}
+    if "copy" in rows:
+        out["ceiling_ratio"] = rows["copy"]["ratio"]
+    return out
 
 
 def _geomean(values: list[float]) -> float:
@@ -231,6 +243,8 @@ def report(summary: dict[str, Any], args: argparse.Namespace) -> bool:
     edit_ok = summary["edit_ratio"] >= EDIT_TARGET
     fresh_ok = summary["fresh_ratio"] >= FRESH_TARGET
     same = all(r["same_text"] for r in summary["prompts"].values())
+    if "ceiling_ratio" in summary:
+        print(f"ceiling (a verbatim copy, every draft right): {summary['ceiling_ratio']:.2f}x")
     print(f"edit prompts:  {summary['edit_ratio']:.2f}x (target >= {EDIT_TARGET}x)  "
           f"{'PASS' if edit_ok else 'FAIL'}")  # fmt: skip
     print(f"fresh prompts: {summary['fresh_ratio']:.2f}x (target >= {FRESH_TARGET}x)  "
@@ -246,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         servers(args, Path(tmp)) as (urls, model),
     ):
         samples = measure(args, urls, model)
-    summary = summarize(samples, prompt_set(args.quick))
+    summary = summarize(samples, prompt_set(args.quick, args.ceiling))
     ok = report(summary, args)
     if args.json:
         texts = {s.path: s.text for s in samples if s.round == 0}
@@ -267,6 +281,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also a verbatim copy: the most drafting gives here")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="3 prompts, 1 round, 96 tokens")
     parser.add_argument("--start-timeout", type=float, default=600.0)
     parser.add_argument("--json", metavar="FILE", help="write the summary and texts here")
