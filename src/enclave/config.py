@@ -107,12 +107,14 @@ class EngineSettings(_Section):
         + ") or a draft model (a name in the model store or a .gguf path) of the same family",
     )
     speculative_draft_max: int = Field(
-        0, ge=0, le=256, description="most tokens drafted per step, every type; 0 = llama.cpp's "
-        "default (48 for ngram-simple and ngram-map-*, 64 for ngram-mod, 3 for a draft model)",
+        0, ge=0, le=256, description="most tokens drafted per step; 0 = llama.cpp's default "
+        "(48 for ngram-simple and ngram-map-*, 64 for ngram-mod, 3 for a draft model; "
+        "ngram-cache always drafts up to 8)",
     )  # fmt: skip
     speculative_ngram_match: int = Field(
-        0, ge=0, le=256, description="n-gram types: the last tokens that must match earlier text "
-        "before a draft is made; 0 = llama.cpp's default (12; 24 for ngram-mod)",
+        0, ge=0, le=256, description="n-gram types but ngram-cache: the last tokens that must "
+        "match earlier text before a draft is made; 0 = llama.cpp's default (12; 24 for "
+        "ngram-mod)",
     )  # fmt: skip
 
     @field_validator("speculative")

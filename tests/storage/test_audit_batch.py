@@ -227,6 +227,9 @@ async def test_sqlite_checkpoints_on_the_thread(
         for n in range(1, 10):
             await writer.write(entry(n))
         assert (jobs.count, records_in_the_file_alone()) == (0, before)
+        loop_conn = writer._sqlite_loop
+        assert loop_conn is not None
+        assert loop_conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         await writer.write(entry(10))
         assert jobs.count == 1  # the checkpoint; the thread runs jobs in order:
         await asyncio.wrap_future(jobs.submit(lambda: None))

@@ -5,6 +5,8 @@ that lookup, and a caller that goes away does not cancel it for them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import event
@@ -19,15 +21,21 @@ pytestmark = pytest.mark.anyio
 SECRET = b"k" * 32
 
 
-def selects_of(store: Store, table: str) -> list[str]:
-    seen: list[str] = []
+class Selects:
+    """The SELECTs on ``table`` the store's engine runs, and an event set at the first
+    (the cursor hook runs on aiosqlite's thread or in asyncpg's greenlet)."""
 
-    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
-            seen.append(statement)
+    def __init__(self, store: Store, table: str) -> None:
+        self.seen: list[str] = []
+        self.started = asyncio.Event()
+        loop = asyncio.get_running_loop()
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", note)
-    return seen
+        def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            if statement.lstrip().upper().startswith("SELECT") and f"FROM {table}" in statement:
+                self.seen.append(statement)
+                loop.call_soon_threadsafe(self.started.set)
+
+        event.listen(store.engine.sync_engine, "before_cursor_execute", note)
 
 
 async def test_a_burst_with_one_new_key_reads_it_once(store: Store) -> None:
@@ -37,7 +45,7 @@ async def test_a_burst_with_one_new_key_reads_it_once(store: Store) -> None:
         "ann", name="k", prefix=made.prefix, secret_hash=made.secret_hash, rpm=5
     )
     gatekeeper = Gatekeeper(load_settings(None), store, SECRET)
-    reads = selects_of(store, "api_keys")
+    reads = Selects(store, "api_keys").seen
     calls = [gatekeeper.principal(f"Bearer {made.key}") for _ in range(40)]
     principals = await asyncio.gather(*calls)
     assert {p.user for p in principals} == {"ann"}
@@ -53,10 +61,37 @@ async def test_a_caller_going_away_does_not_cancel_the_lookup_for_the_others(
     made = new_key()
     await KeyRepo(store).create("bob", name="k", prefix=made.prefix, secret_hash=made.secret_hash)
     gatekeeper = Gatekeeper(load_settings(None), store, SECRET)
+    reads = Selects(store, "api_keys")
     first = asyncio.ensure_future(gatekeeper.principal(f"Bearer {made.key}"))
     second = asyncio.ensure_future(gatekeeper.principal(f"Bearer {made.key}"))
-    await asyncio.sleep(0)  # both are waiting on the one lookup
+    async with asyncio.timeout(30):
+        await reads.started.wait()  # the one lookup is running; both calls wait on it
+    assert len(gatekeeper._loading) == 1
     first.cancel()
     async with asyncio.timeout(30):
         assert (await second).user == "bob"
     assert first.cancelled()
+    assert len(reads.seen) == 1
+
+
+async def test_a_revocation_here_is_not_hidden_by_a_lookup_in_flight(store: Store) -> None:
+    """Calls after ``forget`` read afresh instead of joining a lookup that started before
+    the key was revoked, and that lookup caches nothing."""
+    await UserRepo(store).add("cat", "user")
+    made = new_key()
+    keys = KeyRepo(store)
+    await keys.create("cat", name="k", prefix=made.prefix, secret_hash=made.secret_hash)
+    gatekeeper = Gatekeeper(load_settings(None), store, SECRET)
+    reads = Selects(store, "api_keys")
+    before = asyncio.ensure_future(gatekeeper.principal(f"Bearer {made.key}"))
+    async with asyncio.timeout(30):
+        await reads.started.wait()
+    assert gatekeeper._loading
+    await keys.revoke(made.prefix, datetime.now(UTC))
+    gatekeeper.forget(made.prefix)
+    with pytest.raises(AuthenticationFailed):
+        await gatekeeper.principal(f"Bearer {made.key}")
+    with contextlib.suppress(AuthenticationFailed):  # began before: may see the key or not,
+        await before  # but caches nothing
+    with pytest.raises(AuthenticationFailed):
+        await gatekeeper.principal(f"Bearer {made.key}")

@@ -18,9 +18,10 @@ never a gap). After each commit the new signed head goes to the witness
 What a batch costs: on PostgreSQL ONE round trip, a single statement that extends the
 head the writer last signed (:mod:`enclave.audit.append_pg`), falling back to the locked
 path (:func:`extend`, five round trips) only when the head moved under it; on a SQLite
-file ONE hop to the writer's thread, which runs the whole transaction on a connection of
-its own (:mod:`enclave.audit.append_sqlite`). Anything else (an in-memory SQLite) takes
-the locked path.
+file the whole transaction on a connection of its own, on the event loop while the write
+lock is free, else on the writer's thread, which waits for it and also runs the WAL
+checkpoints (:mod:`enclave.audit.append_sqlite`). Anything else (an in-memory SQLite)
+takes the locked path.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class AuditWriter:
         self._sqlite: sqlite3.Connection | None = None  # used on the executor's thread only
         self._sqlite_loop: sqlite3.Connection | None = None  # used on the event loop only
         self._unchecked = 0  # records committed on the loop since the last checkpoint
-        self._executor = executor  # SQLite: the one thread a batch runs on
+        self._executor = executor  # SQLite: the thread for a busy lock and checkpoints
         self._owns_executor = executor is None
 
     def start(self) -> None:
@@ -292,10 +293,12 @@ class AuditWriter:
         try:
             return append_sqlite.append(self._sqlite_loop, self.key, entries)
         except sqlite3.OperationalError as exc:
-            if append_sqlite.is_busy(exc):
-                return None
-            self._close_sqlite_loop()
-            raise
+            if not append_sqlite.is_busy(exc):
+                self._close_sqlite_loop()
+                raise
+            if self._sqlite_loop.in_transaction:  # the rollback failed: never hold the lock
+                self._close_sqlite_loop()
+            return None
         except BaseException:
             self._close_sqlite_loop()
             raise

@@ -31,7 +31,7 @@ from enclave.auth.network import Allowlist, client_ip
 from enclave.auth.ratelimit import Limits
 from enclave.auth.tokens import decode
 from enclave.config import Settings
-from enclave.errors import AuthenticationFailed
+from enclave.errors import AuthenticationFailed, ConfigError
 from enclave.store.models import ApiKey, User
 from enclave.store.repos import KeyRepo, Store
 from enclave.store.sessions import SessionRepo, SessionState
@@ -88,19 +88,25 @@ class _Key:
     expires_at: datetime | None
     principal: Principal
 
+    broken: ConfigError | None = None  # raised once the secret matched, as before caching
+
     @classmethod
     def of(cls, key: ApiKey, prefix: str) -> _Key:
+        refused = key.revoked_at is not None or key.user.disabled
+        try:
+            allow = Allowlist(key.allow) if key.allow else None
+        except ConfigError as exc:  # kept, and raised for the key's owner only
+            return cls(key.secret_hash, refused, key.expires_at, Principal(None, None), exc)
         principal = Principal(
             user=key.user.name,
             role=key.user.role,
             key_prefix=prefix,
             models=tuple(key.models),
             limits=limits_of(key.rpm, key.tpm, key.max_concurrency),
-            allow=Allowlist(key.allow) if key.allow else None,
+            allow=allow,
             user_models=tuple(key.user.models or ()),
             user_limits=user_limits(key.user),
         )
-        refused = key.revoked_at is not None or key.user.disabled
         return cls(key.secret_hash, refused, key.expires_at, principal)
 
 
@@ -115,6 +121,7 @@ class Gatekeeper:
         self._session_cache: dict[str, tuple[float, SessionState | None]] = {}
         self._touched: dict[str, datetime] = {}
         self._loading: dict[str, asyncio.Future[Any]] = {}  # lookups in flight (_once)
+        self._generation = 0  # counts forget*(): a lookup started before one caches nothing
 
     def configure(self, settings: Settings) -> None:
         """Take ``auth.allow`` and ``auth.trusted_proxies`` (at start and on a reload)."""
@@ -144,11 +151,19 @@ class Gatekeeper:
     def forget(self, prefix: str) -> None:
         """Drop a cached key at once (it was revoked or rotated here)."""
         self._cache.pop(prefix, None)
+        self._drop_lookups()
+
+    def _drop_lookups(self) -> None:
+        """Calls from now on read afresh: a lookup in flight may hold the state from
+        before the change, so it is no longer shared, and it caches nothing."""
+        self._generation += 1
+        self._loading.clear()
 
     def forget_sessions(self, user: str | None = None, session: str | None = None) -> None:
         """Drop cached session states at once: one session, or every session of ``user``
         (it was logged out, or the user changed, here). Keys of ``user`` too: their user's
         policy and state are cached with them."""
+        self._drop_lookups()
         self._session_cache.pop(session or "", None)
         if user is not None:
             for sid, (_, state) in list(self._session_cache.items()):
@@ -169,6 +184,8 @@ class Gatekeeper:
             or (key.expires_at is not None and key.expires_at <= now)
         ):
             raise AuthenticationFailed(REFUSED)
+        if key.broken is not None:  # its stored allowlist does not parse
+            raise key.broken
         self._touched[prefix] = now
         return key.principal
 
@@ -180,11 +197,13 @@ class Gatekeeper:
         return found
 
     async def _load_key(self, prefix: str) -> _Key | None:
+        generation = self._generation
         row = await self.keys.by_prefix(prefix)
         if row is None:
             return None
         key = _Key.of(row, prefix)
-        self._cache[prefix] = (time.monotonic(), key)
+        if generation == self._generation:
+            self._cache[prefix] = (time.monotonic(), key)
         return key
 
     async def _once(self, name: str, load: Callable[[], Awaitable[Any]]) -> Any:
@@ -200,7 +219,8 @@ class Gatekeeper:
         return await asyncio.shield(task)
 
     def _loaded(self, name: str, done: asyncio.Future[Any]) -> None:
-        self._loading.pop(name, None)
+        if self._loading.get(name) is done:
+            del self._loading[name]
         if not done.cancelled():
             done.exception()  # retrieved here: every waiter may have gone away
 
@@ -233,10 +253,12 @@ class Gatekeeper:
         return state
 
     async def _load_session(self, sid: str) -> SessionState | None:
+        generation = self._generation
         state = await self.sessions.state(sid)
         if len(self._session_cache) > 10_000:  # forged ids cannot grow it without bound
             self._session_cache.clear()
-        self._session_cache[sid] = (time.monotonic(), state)
+        if generation == self._generation:
+            self._session_cache[sid] = (time.monotonic(), state)
         return state
 
     async def flush_touches(self) -> None:
