@@ -3,27 +3,22 @@
 - PostgreSQL: the writer connects through a TCP relay that counts round trips (each
   time the client speaks again after the server answered): ONE per batch once the
   writer knows the head, and a correct fallback when another writer moved it;
-- SQLite: the writer's executor counts the jobs it is given (NONE while the lock is
-  free: the batch commits on the event loop; one per batch while another connection
-  holds it), and the engine's pool sees no checkout (nothing goes through aiosqlite).
+- SQLite: the writer's executor counts the jobs it is given (ONE per batch), and the
+  engine's pool sees no checkout (no statement goes through aiosqlite's thread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
 from enclave.audit import AuditWriter, verify_store
-from enclave.audit import writer as writer_module
 from enclave.store.repos import Store, open_store
 from tests.storage.test_audit import KEY, entry, seqs, write_many
 
@@ -144,15 +139,9 @@ class Jobs(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-def _sqlite_file(store: Store) -> Path:
+async def test_sqlite_one_thread_hop_per_batch(store: Store) -> None:
     if store.engine.dialect.name != "sqlite":
-        pytest.skip("the event loop's own connection: SQLite")
-    return Path(str(store.engine.url.database))
-
-
-async def test_sqlite_commits_on_the_loop_while_the_lock_is_free(store: Store) -> None:
-    """No thread hop at all, and no statement through aiosqlite."""
-    _sqlite_file(store)
+        pytest.skip("thread hops: SQLite")
     checkouts: list[object] = []
     event.listen(store.engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
     jobs = Jobs()
@@ -160,83 +149,14 @@ async def test_sqlite_commits_on_the_loop_while_the_lock_is_free(store: Store) -
     try:
         for n in range(1, 4):
             await writer.write(entry(n))
+        assert (jobs.count, writer.batches) == (3, 3)
         await write_many(writer, 60, start=4)
-        assert (jobs.count, checkouts) == (0, [])
-        assert writer.batches < 63  # grouped
+        assert jobs.count == writer.batches < 63  # grouped, one hop each
+        assert checkouts == []  # nothing went through aiosqlite
     finally:
         await writer.aclose()
         jobs.shutdown()
     assert await seqs(store) == list(range(1, 64))
-    assert (await verify_store(store.sessions, KEY)).ok
-
-
-async def test_sqlite_waits_on_the_thread_while_another_connection_holds_the_lock(
-    store: Store,
-) -> None:
-    """The loop's connection does not wait: the batch goes to the thread, which waits
-    for the lock, and the event loop keeps running meanwhile."""
-    path = _sqlite_file(store)
-    jobs = Jobs()
-    writer = AuditWriter(store.sessions, KEY, strict=True, executor=jobs)
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        await writer.write(entry(1))
-        other.execute("BEGIN IMMEDIATE")  # another process's write lock
-        writing = asyncio.ensure_future(writer.write(entry(2)))
-        ticks = 0
-        async with asyncio.timeout(20):
-            while jobs.count == 0 or ticks < 20:
-                ticks += 1  # the loop is free while the thread waits
-                await asyncio.sleep(0.01)
-        assert not writing.done()
-        other.execute("COMMIT")
-        async with asyncio.timeout(20):
-            await writing
-        assert jobs.count == 1
-        await writer.write(entry(3))  # the lock is free again: on the loop
-        assert jobs.count == 1
-    finally:
-        other.close()
-        await writer.aclose()
-        jobs.shutdown()
-    assert await seqs(store) == [1, 2, 3]
-    assert (await verify_store(store.sessions, KEY)).ok
-
-
-async def test_sqlite_checkpoints_on_the_thread(
-    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """The loop's connection never checkpoints (that syncs the file); after
-    CHECKPOINT_RECORDS the thread copies the WAL into the database file."""
-    path = _sqlite_file(store)
-    monkeypatch.setattr(writer_module, "CHECKPOINT_RECORDS", 10)
-    jobs = Jobs()
-    writer = AuditWriter(store.sessions, KEY, strict=True, executor=jobs)
-
-    def records_in_the_file_alone() -> int:
-        alone = tmp_path / "alone.db"
-        shutil.copyfile(path, alone)  # without its -wal: only what was checkpointed
-        with contextlib.closing(sqlite3.connect(alone)) as db:
-            tables = db.execute("SELECT name FROM sqlite_master WHERE name = 'audit'")
-            if tables.fetchone() is None:  # the migrations are still in the WAL too
-                return 0
-            return int(db.execute("SELECT count(*) FROM audit").fetchone()[0])
-
-    try:
-        before = records_in_the_file_alone()
-        for n in range(1, 10):
-            await writer.write(entry(n))
-        assert (jobs.count, records_in_the_file_alone()) == (0, before)
-        loop_conn = writer._sqlite_loop
-        assert loop_conn is not None
-        assert loop_conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-        await writer.write(entry(10))
-        assert jobs.count == 1  # the checkpoint; the thread runs jobs in order:
-        await asyncio.wrap_future(jobs.submit(lambda: None))
-        assert records_in_the_file_alone() == before + 10
-    finally:
-        await writer.aclose()
-        jobs.shutdown()
     assert (await verify_store(store.sessions, KEY)).ok
 
 

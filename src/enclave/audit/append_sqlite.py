@@ -1,15 +1,12 @@
-"""Appending a batch to the chain on SQLite without a trip to a thread per statement.
+"""Appending a batch to the chain on SQLite in ONE trip to a thread.
 
 Through aiosqlite every statement is a trip from the event loop to aiosqlite's thread
-and back (a batch took 11). Here the writer keeps plain :mod:`sqlite3` connections of
+and back (a batch took 11). Here the writer keeps a plain :mod:`sqlite3` connection of
 its own and runs the whole transaction — ``BEGIN IMMEDIATE`` (the write lock at once),
 read the signed head, insert the records, sign and store the new head, ``COMMIT`` — as
-one function. In WAL mode with ``synchronous=NORMAL`` a commit appends to the WAL and
-does not sync, so the writer first runs it on the event loop itself, on a connection
-that does not wait (``wait=False``): no thread, no hop. Only when another connection
-holds the lock (another process, a migration, the CLI) does the batch go to the
-writer's thread, whose connection waits the usual busy timeout; that thread also runs
-the WAL checkpoints, which sync the file.
+one function on one thread: one hop per batch, whatever its size. Same pragmas as every
+other connection (busy timeout, ``synchronous=NORMAL`` in WAL), so other processes and
+the gateway's own aiosqlite connections wait on the same lock as before.
 """
 
 from __future__ import annotations
@@ -59,32 +56,15 @@ def file_path(url: URL) -> str | None:
     return str(Path(database).expanduser())
 
 
-def connect(path: str, *, wait: bool = True) -> sqlite3.Connection:
-    """A connection with the pragmas every connection gets; autocommit mode, so the
-    transaction is exactly what :func:`append` says.
-
-    ``wait=False`` is the event loop's own connection: a busy lock fails at once instead
-    of waiting (see :func:`is_busy`), and it never checkpoints the WAL, which copies pages
-    and syncs the file; the thread's connection does that (:func:`checkpoint`)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                           check_same_thread=False)  # fmt: skip
+def connect(path: str) -> sqlite3.Connection:
+    """A connection for the writer's thread, with the pragmas every connection gets;
+    autocommit mode, so the transaction is exactly what :func:`append` says."""
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
     for pragma in SQLITE_PRAGMAS:
         conn.execute(pragma)
-    if not wait:
-        conn.execute("PRAGMA busy_timeout=0")
-        conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
-
-
-def is_busy(exc: BaseException) -> bool:
-    """Another connection holds the write lock (SQLITE_BUSY / SQLITE_LOCKED)."""
-    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
-
-
-def checkpoint(conn: sqlite3.Connection) -> None:
-    """Copy the WAL's committed pages into the database file without waiting for
-    readers or writers (what SQLite's automatic checkpoint does)."""
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def append(conn: sqlite3.Connection, key: bytes, entries: list[AuditEntry]) -> Head:

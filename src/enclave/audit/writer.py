@@ -18,10 +18,9 @@ never a gap). After each commit the new signed head goes to the witness
 What a batch costs: on PostgreSQL ONE round trip, a single statement that extends the
 head the writer last signed (:mod:`enclave.audit.append_pg`), falling back to the locked
 path (:func:`extend`, five round trips) only when the head moved under it; on a SQLite
-file the whole transaction on a connection of its own, on the event loop while the write
-lock is free, else on the writer's thread, which waits for it and also runs the WAL
-checkpoints (:mod:`enclave.audit.append_sqlite`). Anything else (an in-memory SQLite)
-takes the locked path.
+file ONE hop to the writer's thread, which runs the whole transaction on a connection of
+its own (:mod:`enclave.audit.append_sqlite`). Anything else (an in-memory SQLite) takes
+the locked path.
 """
 
 from __future__ import annotations
@@ -61,8 +60,6 @@ log = logging.getLogger("enclave.audit")
 
 HEAD_ID = 1
 MAX_BATCH = 512  # records per transaction
-LOOP_BATCH = 64  # SQLite: larger batches commit on the thread, not on the event loop
-CHECKPOINT_RECORDS = 1000  # SQLite: a WAL checkpoint on the thread after this many
 MAX_QUEUE = 100_000  # records waiting; beyond, writes fail (the database is not keeping up)
 _STRING_FIELDS = (
     "kind", "action", "request_id", "user", "key_prefix", "client_ip", "model", "member",
@@ -112,9 +109,7 @@ class AuditWriter:
         self._driver: Any = None  # the asyncpg connection under self._conn
         self._head: Head | None = None  # the head this writer last committed
         self._sqlite: sqlite3.Connection | None = None  # used on the executor's thread only
-        self._sqlite_loop: sqlite3.Connection | None = None  # used on the event loop only
-        self._unchecked = 0  # records committed on the loop since the last checkpoint
-        self._executor = executor  # SQLite: the thread for a busy lock and checkpoints
+        self._executor = executor  # SQLite: the one thread a batch runs on
         self._owns_executor = executor is None
 
     def start(self) -> None:
@@ -147,7 +142,6 @@ class AuditWriter:
             await self._queue.put(None)
             await self._task
         await self._disconnect()
-        self._close_sqlite_loop()
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sqlite)
             if self._owns_executor:
@@ -271,42 +265,10 @@ class AuditWriter:
             return None
 
     async def _append_sqlite(self, path: str, entries: list[AuditEntry]) -> Head:
-        """On the loop when the lock is free and the batch small; else on the thread."""
-        head = self._sqlite_now(path, entries) if len(entries) <= LOOP_BATCH else None
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="audit-sqlite")
         loop = asyncio.get_running_loop()
-        if head is None:
-            return await loop.run_in_executor(self._executor, self._sqlite_batch, path, entries)
-        self._unchecked += len(entries)
-        if self._unchecked >= CHECKPOINT_RECORDS:
-            self._unchecked = 0
-            done = loop.run_in_executor(self._executor, self._sqlite_checkpoint, path)
-            done.add_done_callback(_log_checkpoint)
-        return head
-
-    def _sqlite_now(self, path: str, entries: list[AuditEntry]) -> Head | None:
-        """The transaction on the event loop, on a connection that does not wait for
-        the lock: None when another connection holds it."""
-        if self._sqlite_loop is None:
-            self._sqlite_loop = append_sqlite.connect(path, wait=False)
-        try:
-            return append_sqlite.append(self._sqlite_loop, self.key, entries)
-        except sqlite3.OperationalError as exc:
-            if not append_sqlite.is_busy(exc):
-                self._close_sqlite_loop()
-                raise
-            if self._sqlite_loop.in_transaction:  # the rollback failed: never hold the lock
-                self._close_sqlite_loop()
-            return None
-        except BaseException:
-            self._close_sqlite_loop()
-            raise
-
-    def _sqlite_checkpoint(self, path: str) -> None:
-        if self._sqlite is None:
-            self._sqlite = append_sqlite.connect(path)
-        append_sqlite.checkpoint(self._sqlite)
+        return await loop.run_in_executor(self._executor, self._sqlite_batch, path, entries)
 
     def _sqlite_batch(self, path: str, entries: list[AuditEntry]) -> Head:
         """On the executor's thread: the whole transaction (see append_sqlite)."""
@@ -320,12 +282,6 @@ class AuditWriter:
 
     def _close_sqlite(self) -> None:
         conn, self._sqlite = self._sqlite, None
-        if conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-
-    def _close_sqlite_loop(self) -> None:
-        conn, self._sqlite_loop = self._sqlite_loop, None
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
@@ -427,11 +383,6 @@ def _unstorable(value: object) -> bool:
     if value is None:
         return False
     return type(value) is not int or not INT32_MIN <= value <= INT32_MAX
-
-
-def _log_checkpoint(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and (exc := done.exception()) is not None:
-        log.warning("audit: WAL checkpoint failed: %s", exc)
 
 
 def _entry_specific(exc: Exception) -> bool:
