@@ -421,8 +421,9 @@ def repeated(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     shared VM cannot decide."""
     runs = []
     for turn in range(args.repeat):
-        (logs / f"run-{turn + 1}").mkdir()
-        runs.append(measure(args, logs / f"run-{turn + 1}"))
+        folder = logs / f"run-{turn + 1}"
+        folder.mkdir()
+        runs.append(measure(args, folder))
         figures = [
             f"{name} {mode} {extra:+.2f}"
             for name in (SQLITE_BASE, SQLITE, POSTGRES_BASE, POSTGRES)

@@ -74,16 +74,12 @@ def audited_streams(
         "all_marginal_us_per_event": marginal,
         "failed": failed,
     }
-    if NGINX in found:
-        out["ratio_to_nginx"] = out["us_per_event"][THIS] / out["us_per_event"][NGINX]
-        floor = out["marginal_us_per_event"][NGINX]
-        out["marginal_ratio_to_nginx"] = (
-            out["marginal_us_per_event"][THIS] / floor if floor else None
-        )
-    if BASE in found:
-        out["ratio_to_base"] = out["us_per_event"][THIS] / out["us_per_event"][BASE]
-        base = out["marginal_us_per_event"][BASE]
-        out["marginal_ratio_to_base"] = out["marginal_us_per_event"][THIS] / base if base else None
+    for other, suffix in ((NGINX, "nginx"), (BASE, "base")):  # enclave / the other
+        if other in found:
+            out[f"ratio_to_{suffix}"] = out["us_per_event"][THIS] / out["us_per_event"][other]
+            floor = out["marginal_us_per_event"][other]
+            ours = out["marginal_us_per_event"][THIS]
+            out[f"marginal_ratio_to_{suffix}"] = ours / floor if floor else None
     out["pass"] = out["us_per_event"][THIS] <= TARGET_US and not any(failed.values())
     return out
 

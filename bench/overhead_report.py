@@ -278,14 +278,11 @@ def held_rows(held: dict[str, Any]) -> None:
         print(f"  {name:<14} {us:6.1f} us of gateway CPU per relayed event all in, "
               f"{extra:5.1f} us marginal (the relay){note}"
               + (f"  ({bad} streams failed)" if bad else ""))  # fmt: skip
-    if "ratio_to_nginx" in held:
-        floor = held.get("marginal_ratio_to_nginx")
-        print(f"  enclave / nginx: {held['ratio_to_nginx']:.2f}x CPU per event all in, "
-              + (f"{floor:.2f}x marginal" if floor else "marginal n/a"))  # fmt: skip
-    if "ratio_to_base" in held:
-        marginal = held.get("marginal_ratio_to_base")
-        print(f"  enclave / enclave@base: {held['ratio_to_base']:.2f}x CPU per event all in, "
-              + (f"{marginal:.2f}x marginal" if marginal else "marginal n/a"))  # fmt: skip
+    for suffix, label in (("nginx", "nginx"), ("base", "enclave@base")):
+        if f"ratio_to_{suffix}" in held:
+            marginal = held.get(f"marginal_ratio_to_{suffix}")
+            print(f"  enclave / {label}: {held[f'ratio_to_{suffix}']:.2f}x CPU per event all in, "
+                  + (f"{marginal:.2f}x marginal" if marginal else "marginal n/a"))  # fmt: skip
 
 
 def errors(t: dict[str, Any], names: list[str]) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from enclave.auth.apikeys import new_key
 from enclave.config import load_settings
-from enclave.errors import AuthenticationFailed
+from enclave.errors import AuthenticationFailed, ConfigError
 from enclave.gateway.gatekeeper import Gatekeeper
 from enclave.store.repos import KeyRepo, Store, UserRepo
 
@@ -95,3 +95,21 @@ async def test_a_revocation_here_is_not_hidden_by_a_lookup_in_flight(store: Stor
         await before  # but caches nothing
     with pytest.raises(AuthenticationFailed):
         await gatekeeper.principal(f"Bearer {made.key}")
+
+
+async def test_a_key_whose_stored_allowlist_does_not_parse(store: Store) -> None:
+    """A wrong secret is the usual 401; the right one names the broken setting; the
+    cached key is dropped with its user's other state."""
+    await UserRepo(store).add("dan", "user")
+    made = new_key()
+    await KeyRepo(store).create(
+        "dan", name="k", prefix=made.prefix, secret_hash=made.secret_hash, allow=["not-an-ip"]
+    )
+    gatekeeper = Gatekeeper(load_settings(None), store, SECRET)
+    with pytest.raises(AuthenticationFailed):
+        await gatekeeper.principal(f"Bearer {made.key[:-2]}xx")
+    with pytest.raises(ConfigError, match="not-an-ip"):
+        await gatekeeper.principal(f"Bearer {made.key}")
+    assert made.prefix in gatekeeper._cache
+    gatekeeper.forget_sessions(user="dan")
+    assert made.prefix not in gatekeeper._cache

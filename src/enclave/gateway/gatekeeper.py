@@ -96,7 +96,8 @@ class _Key:
         try:
             allow = Allowlist(key.allow) if key.allow else None
         except ConfigError as exc:  # kept, and raised for the key's owner only
-            return cls(key.secret_hash, refused, key.expires_at, Principal(None, None), exc)
+            owner = Principal(key.user.name, None)  # for forget_sessions(user)
+            return cls(key.secret_hash, refused, key.expires_at, owner, exc)
         principal = Principal(
             user=key.user.name,
             role=key.user.role,
